@@ -1,0 +1,23 @@
+mod join;
+mod room;
+
+pub use join::JoinPage;
+pub use room::RoomPage;
+#[cfg(feature = "hydrate")]
+pub(crate) use room::{RoomState, Status};
+
+use leptos::prelude::*;
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <main class="page narrow">
+            <h1>"Not found"</h1>
+            <p>"There is no page here. " <a href="/">"Join a room"</a> " instead."</p>
+        </main>
+    }
+}

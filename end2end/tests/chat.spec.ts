@@ -1,0 +1,61 @@
+import { expect, test } from "@playwright/test";
+import { RoomPage } from "./fixtures/pages";
+
+test("two people in a room chat live, and another room sees none of it", async ({ browser }) => {
+  // A unique room per run, so that parallel or repeated runs never share a conversation.
+  const suffix = `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+  const here = `here-${suffix}`;
+  const there = `there-${suffix}`;
+  const contexts = await Promise.all([1, 2, 3, 4].map(() => browser.newContext()));
+  const [alice, bob, carol, dave] = await Promise.all(contexts.map(async (c) => new RoomPage(await c.newPage())));
+  try {
+    await alice.enter(here, "Alice");
+    await bob.enter(here, "Bob");
+    await carol.enter(there, "Carol");
+    await dave.enter(there, "Dave");
+
+    await alice.say("Hello Bob <b>not bold</b>");
+    const atBob = bob.message("Hello Bob <b>not bold</b>");
+    await expect(atBob).toHaveCount(1);
+    await expect(atBob.locator(".from")).toHaveText("Alice");
+    await expect(atBob.locator("time")).toHaveText(/^\d{2}:\d{2}$/);
+    await expect(bob.page.locator(".message b")).toHaveCount(0);
+    // The sender sees its own message once, from the server's ack.
+    await expect(alice.message("Hello Bob")).toHaveCount(1);
+
+    await bob.say("Hi Alice");
+    await expect(alice.message("Hi Alice")).toHaveCount(1);
+    await expect(alice.message("Hi Alice").locator(".from")).toHaveText("Bob");
+
+    // Carol's connection delivers in order: had anything from the other room leaked to her, it would be listed
+    // before Dave's message, which he sends only now.
+    await dave.say("Only for this room");
+    await expect(carol.message("Only for this room")).toHaveCount(1);
+    await expect(carol.messages).toHaveCount(1);
+    await expect(carol.page.getByText("Hello Bob")).toHaveCount(0);
+  } finally {
+    await Promise.all(contexts.map((c) => c.close()));
+  }
+});
+
+test("shift+enter starts a new line and enter sends", async ({ page }) => {
+  const room = new RoomPage(page);
+  await room.enter(`lines-${Date.now()}`, "Lin");
+  await room.composer.fill("first line");
+  await room.composer.press("Shift+Enter");
+  await room.composer.pressSequentially("second line");
+  await expect(room.messages).toHaveCount(0);
+  await room.composer.press("Enter");
+  await expect(room.messages).toHaveCount(1);
+  await expect(room.messages.locator(".body")).toHaveText("first line\nsecond line");
+  await expect(room.composer).toHaveValue("");
+});
+
+test("an empty message is refused in plain words", async ({ page }) => {
+  const room = new RoomPage(page);
+  await room.enter(`empty-${Date.now()}`, "Eve");
+  await room.composer.fill("   ");
+  await room.send.click();
+  await expect(page.getByRole("alert").filter({ hasText: "Please enter a message." })).toBeVisible();
+  await expect(room.messages).toHaveCount(0);
+});

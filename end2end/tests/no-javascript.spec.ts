@@ -1,0 +1,23 @@
+import { expect, test } from "@playwright/test";
+import { JoinPage } from "./fixtures/pages";
+
+// This file runs in the "no-javascript" project: the browser never loads the WASM bundle.
+
+test("the server-rendered form lands on the room page", async ({ page }) => {
+  await page.goto("/");
+  const join = new JoinPage(page);
+  await join.join("  Ada Lovelace ", "Rust Fans!");
+  await expect(page).toHaveURL(/\/r\/rust-fans\?name=Ada%20Lovelace$/);
+  await expect(page.getByTestId("room-name")).toHaveText("#rust-fans");
+  await expect(page.getByTestId("my-name")).toHaveText("Ada Lovelace");
+});
+
+test("the server-rendered form shows errors inline and keeps the input", async ({ page }) => {
+  await page.goto("/");
+  const join = new JoinPage(page);
+  await join.join("", "!!!");
+  await expect(page).toHaveURL(/\/\?name=&room=/);
+  await expect(join.error("Please enter a display name.")).toBeVisible();
+  await expect(join.error("A room name needs at least one letter or digit.")).toBeVisible();
+  await expect(join.room).toHaveValue("!!!");
+});

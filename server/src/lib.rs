@@ -1,0 +1,9 @@
+//! Causerie's server: configuration, the Socket.IO handlers, and the application that serves them with the
+//! Leptos pages. `main.rs` only parses the configuration and runs [`startup::Application`].
+
+pub mod config;
+pub mod realtime;
+pub mod startup;
+
+pub use config::Config;
+pub use startup::Application;

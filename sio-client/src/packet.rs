@@ -1,0 +1,426 @@
+//! Socket.IO v5 packets, and the decoder that reassembles binary packets from their attachments.
+//!
+//! Text form: `<type>[<attachments>-][<namespace>,][<ack id>][<JSON data>]`, where the namespace is omitted for
+//! `/`. A binary packet replaces each byte buffer in its data with `{"_placeholder":true,"num":i}` and is followed
+//! by that many binary Engine.IO messages, in order.
+
+use serde_json::Value;
+
+use crate::DecodeError;
+
+/// The most attachments one packet may announce. The reference parser has no limit; an unbounded count would let a
+/// peer make the decoder wait for, and buffer, any number of frames.
+pub const MAX_ATTACHMENTS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    Connect,
+    Disconnect,
+    Event,
+    Ack,
+    ConnectError,
+    BinaryEvent,
+    BinaryAck,
+}
+
+impl PacketKind {
+    fn digit(self) -> char {
+        match self {
+            PacketKind::Connect => '0',
+            PacketKind::Disconnect => '1',
+            PacketKind::Event => '2',
+            PacketKind::Ack => '3',
+            PacketKind::ConnectError => '4',
+            PacketKind::BinaryEvent => '5',
+            PacketKind::BinaryAck => '6',
+        }
+    }
+
+    fn from_digit(c: char) -> Result<Self, DecodeError> {
+        Ok(match c {
+            '0' => PacketKind::Connect,
+            '1' => PacketKind::Disconnect,
+            '2' => PacketKind::Event,
+            '3' => PacketKind::Ack,
+            '4' => PacketKind::ConnectError,
+            '5' => PacketKind::BinaryEvent,
+            '6' => PacketKind::BinaryAck,
+            other => return Err(DecodeError::UnknownSocketType(other)),
+        })
+    }
+
+    fn is_binary(self) -> bool {
+        matches!(self, PacketKind::BinaryEvent | PacketKind::BinaryAck)
+    }
+}
+
+/// One Socket.IO packet, with its binary attachments in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    pub kind: PacketKind,
+    pub nsp: String,
+    pub id: Option<u64>,
+    pub data: Option<Value>,
+    pub attachments: Vec<Vec<u8>>,
+}
+
+impl Packet {
+    /// A CONNECT to `nsp`, with an optional auth payload (which must be a JSON object).
+    pub fn connect(nsp: &str, auth: Option<Value>) -> Self {
+        Self {
+            kind: PacketKind::Connect,
+            nsp: nsp.to_owned(),
+            id: None,
+            data: auth,
+            attachments: Vec::new(),
+        }
+    }
+
+    pub fn disconnect(nsp: &str) -> Self {
+        Self {
+            kind: PacketKind::Disconnect,
+            nsp: nsp.to_owned(),
+            id: None,
+            data: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// An EVENT (or BINARY_EVENT when there are attachments): `[event, ...args]`.
+    pub fn event(nsp: &str, event: &str, args: Vec<Value>, attachments: Vec<Vec<u8>>, id: Option<u64>) -> Self {
+        let mut array = Vec::with_capacity(args.len() + 1);
+        array.push(Value::String(event.to_owned()));
+        array.extend(args);
+        let kind = if attachments.is_empty() {
+            PacketKind::Event
+        } else {
+            PacketKind::BinaryEvent
+        };
+        Self {
+            kind,
+            nsp: nsp.to_owned(),
+            id,
+            data: Some(Value::Array(array)),
+            attachments,
+        }
+    }
+
+    /// An ACK (or BINARY_ACK) answering the server's event `id`.
+    pub fn ack(nsp: &str, id: u64, args: Vec<Value>, attachments: Vec<Vec<u8>>) -> Self {
+        let kind = if attachments.is_empty() {
+            PacketKind::Ack
+        } else {
+            PacketKind::BinaryAck
+        };
+        Self {
+            kind,
+            nsp: nsp.to_owned(),
+            id: Some(id),
+            data: Some(Value::Array(args)),
+            attachments,
+        }
+    }
+
+    /// Encodes the packet: the text message, then the attachments to send as binary messages after it.
+    pub fn encode(&self) -> (String, &[Vec<u8>]) {
+        let mut out = String::new();
+        out.push(self.kind.digit());
+        if self.kind.is_binary() {
+            out.push_str(&self.attachments.len().to_string());
+            out.push('-');
+        }
+        if self.nsp != "/" {
+            out.push_str(&self.nsp);
+            out.push(',');
+        }
+        if let Some(id) = self.id {
+            out.push_str(&id.to_string());
+        }
+        if let Some(data) = &self.data {
+            // Serializing a `Value` cannot fail: its map keys are always strings.
+            out.push_str(&serde_json::to_string(data).unwrap_or_default());
+        }
+        (out, &self.attachments)
+    }
+
+    /// For an EVENT: the event name and its arguments.
+    pub fn event_parts(&self) -> Option<(&str, &[Value])> {
+        match (&self.kind, &self.data) {
+            (PacketKind::Event | PacketKind::BinaryEvent, Some(Value::Array(items))) => {
+                let (first, args) = items.split_first()?;
+                Some((first.as_str()?, args))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses the text part of a packet. A binary packet comes back with its expected attachment count.
+fn decode_header(text: &str) -> Result<(Packet, usize), DecodeError> {
+    let mut rest = text;
+    let kind_char = rest.chars().next().ok_or(DecodeError::Empty)?;
+    let kind = PacketKind::from_digit(kind_char)?;
+    rest = &rest[kind_char.len_utf8()..];
+
+    let mut expected = 0;
+    if kind.is_binary() {
+        let dash = rest.find('-').ok_or(DecodeError::MissingAttachmentCount)?;
+        expected = rest[..dash]
+            .parse::<usize>()
+            .map_err(|_| DecodeError::MissingAttachmentCount)?;
+        if expected > MAX_ATTACHMENTS {
+            return Err(DecodeError::TooManyAttachments(expected));
+        }
+        rest = &rest[dash + 1..];
+    }
+
+    let mut nsp = "/";
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        nsp = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = if digits > 0 {
+        Some(rest[..digits].parse::<u64>().map_err(|_| DecodeError::InvalidAckId)?)
+    } else {
+        None
+    };
+    rest = &rest[digits..];
+
+    let data = if rest.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str::<Value>(rest).map_err(|e| DecodeError::InvalidJson(e.to_string()))?)
+    };
+
+    let valid = match kind {
+        PacketKind::Connect => matches!(data, None | Some(Value::Object(_))),
+        PacketKind::Disconnect => data.is_none(),
+        PacketKind::ConnectError => matches!(data, Some(Value::Object(_) | Value::String(_))),
+        PacketKind::Event | PacketKind::BinaryEvent => {
+            matches!(&data, Some(Value::Array(items)) if items.first().is_some_and(Value::is_string))
+        }
+        PacketKind::Ack | PacketKind::BinaryAck => id.is_some() && matches!(data, Some(Value::Array(_))),
+    };
+    if !valid {
+        return Err(DecodeError::InvalidPayload(kind_char));
+    }
+
+    let packet = Packet {
+        kind,
+        nsp: nsp.to_owned(),
+        id,
+        data,
+        attachments: Vec::with_capacity(expected),
+    };
+    Ok((packet, expected))
+}
+
+/// Checks that every placeholder in `value` points at an attachment that exists.
+fn placeholders_are_valid(value: &Value, count: usize, depth: usize) -> bool {
+    // The JSON parser already bounds nesting (128 levels); this bound keeps the walk's own stack small too.
+    if depth > 128 {
+        return false;
+    }
+    match value {
+        Value::Array(items) => items.iter().all(|v| placeholders_are_valid(v, count, depth + 1)),
+        Value::Object(map) => {
+            if map.get("_placeholder") == Some(&Value::Bool(true)) {
+                map.get("num")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|n| (n as usize) < count)
+            } else {
+                map.values().all(|v| placeholders_are_valid(v, count, depth + 1))
+            }
+        }
+        _ => true,
+    }
+}
+
+/// Turns Engine.IO messages into Socket.IO packets, holding a binary packet back until all its attachments arrived.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    partial: Option<(Packet, usize)>,
+}
+
+impl Decoder {
+    /// Feeds one text message. Returns a packet when one is complete.
+    pub fn decode_text(&mut self, text: &str) -> Result<Option<Packet>, DecodeError> {
+        if self.partial.is_some() {
+            self.partial = None;
+            return Err(DecodeError::UnexpectedText);
+        }
+        let (packet, expected) = decode_header(text)?;
+        if expected == 0 {
+            return Self::finish(packet);
+        }
+        self.partial = Some((packet, expected));
+        Ok(None)
+    }
+
+    /// Feeds one binary message, which must be an attachment of the packet under reassembly.
+    pub fn decode_binary(&mut self, bytes: Vec<u8>) -> Result<Option<Packet>, DecodeError> {
+        let Some((mut packet, expected)) = self.partial.take() else {
+            return Err(DecodeError::UnexpectedBinary);
+        };
+        packet.attachments.push(bytes);
+        if packet.attachments.len() < expected {
+            self.partial = Some((packet, expected));
+            return Ok(None);
+        }
+        Self::finish(packet)
+    }
+
+    fn finish(packet: Packet) -> Result<Option<Packet>, DecodeError> {
+        if let Some(data) = &packet.data
+            && !placeholders_are_valid(data, packet.attachments.len(), 0)
+        {
+            return Err(DecodeError::InvalidPlaceholder);
+        }
+        Ok(Some(packet))
+    }
+
+    /// Drops a half-received binary packet, as when the transport closes.
+    pub fn reset(&mut self) {
+        self.partial = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn decode_one(text: &str) -> Result<Packet, DecodeError> {
+        Decoder::default()
+            .decode_text(text)
+            .map(|p| p.expect("a text packet completes at once"))
+    }
+
+    #[test]
+    fn a_connect_to_the_main_namespace_has_no_namespace_field() {
+        assert_eq!(Packet::connect("/", None).encode().0, "0");
+        assert_eq!(
+            Packet::connect("/", Some(json!({"name": "Ada"}))).encode().0,
+            r#"0{"name":"Ada"}"#
+        );
+        assert_eq!(
+            Packet::connect("/admin", Some(json!({"t": 1}))).encode().0,
+            r#"0/admin,{"t":1}"#
+        );
+    }
+
+    #[test]
+    fn an_event_with_an_ack_id_encodes_the_id_before_the_data() {
+        let packet = Packet::event("/", "send", vec![json!({"body": "hi"})], vec![], Some(12));
+        assert_eq!(packet.encode().0, r#"212["send",{"body":"hi"}]"#);
+        let packet = Packet::event("/chat", "send", vec![], vec![], Some(1));
+        assert_eq!(packet.encode().0, r#"2/chat,1["send"]"#);
+    }
+
+    #[test]
+    fn every_kind_of_packet_round_trips() {
+        for packet in [
+            Packet::connect("/", Some(json!({"sid": "x"}))),
+            Packet::disconnect("/admin"),
+            Packet::event("/", "message", vec![json!(1), json!("two")], vec![], None),
+            Packet::ack("/admin", 7, vec![json!({"ok": true})], vec![]),
+        ] {
+            assert_eq!(decode_one(&packet.encode().0).unwrap(), packet);
+        }
+    }
+
+    #[test]
+    fn a_server_ack_decodes_with_namespace_and_id() {
+        let packet = decode_one(r#"3/admin,42[{"ok":1}]"#).unwrap();
+        assert_eq!(packet.kind, PacketKind::Ack);
+        assert_eq!(packet.nsp, "/admin");
+        assert_eq!(packet.id, Some(42));
+        assert_eq!(packet.data, Some(json!([{"ok": 1}])));
+    }
+
+    #[test]
+    fn a_connect_error_carries_the_server_message() {
+        let packet = decode_one(r#"4{"message":"bad token"}"#).unwrap();
+        assert_eq!(packet.kind, PacketKind::ConnectError);
+        assert_eq!(packet.data, Some(json!({"message": "bad token"})));
+    }
+
+    #[test]
+    fn a_binary_event_is_complete_only_after_its_attachments() {
+        let placeholder = json!({"_placeholder": true, "num": 0});
+        let sent = Packet::event(
+            "/",
+            "image",
+            vec![json!({"data": placeholder})],
+            vec![vec![1, 2, 3]],
+            None,
+        );
+        let (text, attachments) = sent.encode();
+        assert_eq!(text, r#"51-["image",{"data":{"_placeholder":true,"num":0}}]"#);
+
+        let mut decoder = Decoder::default();
+        assert_eq!(decoder.decode_text(&text).unwrap(), None);
+        let received = decoder.decode_binary(attachments[0].clone()).unwrap().unwrap();
+        assert_eq!(received, sent);
+    }
+
+    #[test]
+    fn the_decoder_rejects_malformed_packets() {
+        for bad in [
+            "",
+            "9",
+            "2",
+            "2{}",
+            "2[1]",
+            "3[1]",
+            "1{}",
+            "0[]",
+            "2[\"x\"",
+            "5[\"x\"]",
+            "5x-[\"x\"]",
+            "299999999999999999999999[\"x\"]",
+        ] {
+            assert!(decode_one(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn a_huge_attachment_count_is_rejected_before_buffering() {
+        assert_eq!(
+            decode_one("5100000-[\"x\"]"),
+            Err(DecodeError::TooManyAttachments(100_000))
+        );
+    }
+
+    #[test]
+    fn a_placeholder_pointing_past_the_attachments_is_rejected() {
+        let mut decoder = Decoder::default();
+        assert_eq!(
+            decoder
+                .decode_text(r#"51-["x",{"_placeholder":true,"num":3}]"#)
+                .unwrap(),
+            None
+        );
+        assert_eq!(decoder.decode_binary(vec![0]), Err(DecodeError::InvalidPlaceholder));
+    }
+
+    #[test]
+    fn binary_data_without_a_binary_packet_is_rejected() {
+        assert_eq!(
+            Decoder::default().decode_binary(vec![1]),
+            Err(DecodeError::UnexpectedBinary)
+        );
+    }
+
+    #[test]
+    fn event_parts_split_the_name_from_the_arguments() {
+        let packet = decode_one(r#"2["message",{"a":1},2]"#).unwrap();
+        let (name, args) = packet.event_parts().unwrap();
+        assert_eq!(name, "message");
+        assert_eq!(args, &[json!({"a": 1}), json!(2)]);
+    }
+}

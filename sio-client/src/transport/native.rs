@@ -1,0 +1,45 @@
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use super::TransportError;
+use crate::Frame;
+
+pub struct WsTransport {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsTransport {
+    pub async fn connect(url: &str) -> Result<Self, TransportError> {
+        let (ws, _response) = connect_async(url).await.map_err(|e| TransportError(e.to_string()))?;
+        Ok(Self { ws })
+    }
+
+    pub async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let message = match frame {
+            Frame::Text(text) => Message::text(text),
+            Frame::Binary(bytes) => Message::binary(bytes),
+        };
+        self.ws.send(message).await.map_err(|e| TransportError(e.to_string()))
+    }
+
+    /// The next frame; `None` once the peer closed the connection.
+    pub async fn recv(&mut self) -> Option<Result<Frame, TransportError>> {
+        loop {
+            return match self.ws.next().await? {
+                Ok(Message::Text(text)) => Some(Ok(Frame::Text(text.as_str().to_owned()))),
+                Ok(Message::Binary(bytes)) => Some(Ok(Frame::Binary(bytes.to_vec()))),
+                Ok(Message::Close(_)) => None,
+                // WebSocket-level pings are answered by tungstenite itself.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(e) => Some(Err(TransportError(e.to_string()))),
+            };
+        }
+    }
+
+    pub async fn close(mut self) {
+        // The connection is being abandoned: a failed close handshake changes nothing for us.
+        let _ = self.ws.close(None).await;
+    }
+}

@@ -1,0 +1,41 @@
+use futures::{SinkExt, StreamExt};
+use gloo_net::websocket::Message;
+use gloo_net::websocket::futures::WebSocket;
+
+use super::TransportError;
+use crate::Frame;
+
+pub struct WsTransport {
+    ws: WebSocket,
+}
+
+impl WsTransport {
+    pub async fn connect(url: &str) -> Result<Self, TransportError> {
+        // The browser connects in the background; a failure surfaces on the first send or receive, and a hang is
+        // caught by the manager's handshake timeout.
+        let ws = WebSocket::open(url).map_err(|e| TransportError(e.to_string()))?;
+        Ok(Self { ws })
+    }
+
+    pub async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let message = match frame {
+            Frame::Text(text) => Message::Text(text),
+            Frame::Binary(bytes) => Message::Bytes(bytes),
+        };
+        self.ws.send(message).await.map_err(|e| TransportError(e.to_string()))
+    }
+
+    /// The next frame; `None` once the connection closed.
+    pub async fn recv(&mut self) -> Option<Result<Frame, TransportError>> {
+        match self.ws.next().await? {
+            Ok(Message::Text(text)) => Some(Ok(Frame::Text(text))),
+            Ok(Message::Bytes(bytes)) => Some(Ok(Frame::Binary(bytes))),
+            Err(e) => Some(Err(TransportError(e.to_string()))),
+        }
+    }
+
+    pub async fn close(self) {
+        // Closing a socket that is already closing is harmless; there is nothing to do about a failure.
+        let _ = self.ws.close(None, None);
+    }
+}
