@@ -8,7 +8,7 @@ use leptos::config::LeptosOptions;
 
 /// Causerie: real-time chat rooms over Socket.IO.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "causerie", version, about)]
+#[command(name = "causerie", version)]
 pub struct Config {
     /// Address to listen on [default: LEPTOS_SITE_ADDR when set, else 127.0.0.1:3000]
     #[arg(long, env = "CAUSERIE_ADDR")]

@@ -498,11 +498,13 @@ impl Driver {
                     self.state_watchers
                         .retain(|tx| tx.unbounded_send(state.clone()).is_ok());
                 }
-                Output::Connected { nsp, sid } => self.to_namespace(&nsp, SocketEvent::Connected { sid }),
+                Output::Connected { nsp, sid } => self.notify_namespace(&nsp, SocketEvent::Connected { sid }),
                 Output::ConnectError { nsp, message, data } => {
-                    self.to_namespace(&nsp, SocketEvent::ConnectError { message, data })
+                    self.notify_namespace(&nsp, SocketEvent::ConnectError { message, data })
                 }
-                Output::Disconnected { nsp, reason } => self.to_namespace(&nsp, SocketEvent::Disconnected { reason }),
+                Output::Disconnected { nsp, reason } => {
+                    self.notify_namespace(&nsp, SocketEvent::Disconnected { reason })
+                }
                 Output::Event { nsp, name, args, .. } => {
                     let key = (nsp, name);
                     match self.subscriptions.get_mut(&key) {
@@ -532,7 +534,7 @@ impl Driver {
         }
     }
 
-    fn to_namespace(&mut self, nsp: &str, event: SocketEvent) {
+    fn notify_namespace(&mut self, nsp: &str, event: SocketEvent) {
         if let Some(watchers) = self.namespaces.get_mut(nsp) {
             // A dropped stream means nobody wants these events any more.
             watchers.retain(|tx| tx.unbounded_send(event.clone()).is_ok());

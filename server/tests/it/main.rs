@@ -1,5 +1,8 @@
 //! Integration tests: the real server on a free port, talked to by the real Socket.IO client and over HTTP.
 
+// Test helpers are test code: a failed unwrap fails the test with the value in its message.
+#![allow(clippy::unwrap_used)]
+
 mod chat;
 mod helpers;
 mod pages;
