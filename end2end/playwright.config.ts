@@ -25,6 +25,15 @@ export default defineConfig({
   retries: 0,
   workers: process.env.CI ? 2 : undefined,
   reporter: [["list"]],
+  // `cargo leptos end-to-end` serves the app on :3000. A second server, built by the same command, refuses
+  // WebSocket, as a proxy that blocks it would: the browser must fall back to long-polling.
+  webServer: {
+    command: "../target/release/causerie --addr 127.0.0.1:3002 --site-root ../target/site --transports polling",
+    url: "http://127.0.0.1:3002/",
+    reuseExistingServer: false,
+    stdout: "ignore",
+    stderr: "pipe",
+  },
   use: {
     baseURL: process.env.BASE_URL ?? "http://127.0.0.1:3000",
     launchOptions: chromium,

@@ -37,6 +37,13 @@ setup_build_tools() {
   require cargo "Install Rust with rustup: https://rustup.rs"
   require npm "Install Node.js 20 or newer with npm."
 
+  # A C toolchain, make and perl: Rust links with cc, and cargo-leptos builds a vendored OpenSSL.
+  if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1 || ! command -v perl >/dev/null 2>&1; then
+    say "Installing a C toolchain (build-essential, perl)"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends build-essential perl
+  fi
+
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     say "Adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
@@ -75,4 +82,6 @@ setup_test_tools() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
   fi
   npm_ci_if_needed "$ROOT/end2end"
+  # The reference Node.js Socket.IO server that sio-client's conformance tests run against.
+  npm_ci_if_needed "$ROOT/sio-client/conformance/peers/node"
 }

@@ -17,13 +17,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 fn status_of(state: &ConnectionState) -> Status {
     match state {
         ConnectionState::Connecting => Status::Connecting,
-        ConnectionState::Connected { transport } => Status::Connected {
-            transport: transport.as_str(),
-        },
-        ConnectionState::Reconnecting { attempt, delay } => Status::Reconnecting {
-            attempt: *attempt,
-            delay_ms: delay.as_millis() as u64,
-        },
+        ConnectionState::Connected { transport } => Status::Connected { transport: transport.as_str() },
+        ConnectionState::Reconnecting { attempt, delay } => {
+            Status::Reconnecting { attempt: *attempt, delay_ms: delay.as_millis() as u64 }
+        }
         ConnectionState::Disconnected { reason } => Status::Offline(reason.to_string()),
     }
 }
@@ -40,28 +37,16 @@ impl Chat {
         let origin = match window().location().origin() {
             Ok(origin) => origin,
             Err(_) => {
-                state
-                    .status
-                    .set(Status::Offline("this page has no origin to connect to".into()));
-                return Self {
-                    socket: None,
-                    room,
-                    state,
-                };
+                state.status.set(Status::Offline("this page has no origin to connect to".into()));
+                return Self { socket: None, room, state };
             }
         };
         let client = Client::builder(origin).connect();
-        let socket = match client.socket(CHAT_NAMESPACE, Some(&ChatAuth { name })) {
+        let socket = match client.socket_with_auth(CHAT_NAMESPACE, &ChatAuth { name }) {
             Ok(socket) => socket,
             Err(e) => {
-                state
-                    .status
-                    .set(Status::Offline(format!("could not prepare the connection: {e}")));
-                return Self {
-                    socket: None,
-                    room,
-                    state,
-                };
+                state.status.set(Status::Offline(format!("could not prepare the connection: {e}")));
+                return Self { socket: None, room, state };
             }
         };
 
@@ -84,9 +69,7 @@ impl Chat {
                     // Room membership lives on the server's socket, which is new after every reconnection: join
                     // again each time the namespace connects.
                     SocketEvent::Connected { .. } => {
-                        let join = JoinRoom {
-                            room: join_room.clone(),
-                        };
+                        let join = JoinRoom { room: join_room.clone() };
                         match join_socket.request(&join, REQUEST_TIMEOUT).await {
                             Ok(_) => {
                                 state.joined.try_set(true);
@@ -99,9 +82,7 @@ impl Chat {
                     }
                     SocketEvent::ConnectError { message, .. } => {
                         state.joined.try_set(false);
-                        state
-                            .error
-                            .try_set(Some(format!("The server refused the connection: {message}")));
+                        state.error.try_set(Some(format!("The server refused the connection: {message}")));
                     }
                     SocketEvent::Disconnected { .. } => {
                         state.joined.try_set(false);
@@ -122,20 +103,13 @@ impl Chat {
 
         // Leaving the page closes the connection; the tasks above end with it.
         on_cleanup(move || client.close());
-        Self {
-            socket: Some(socket),
-            room,
-            state,
-        }
+        Self { socket: Some(socket), room, state }
     }
 
     /// Sends a message; it is shown once the server accepted it.
     pub fn send(&self, body: MessageBody) {
         let Some(socket) = self.socket.clone() else { return };
-        let request = SendMessage {
-            room: self.room.clone(),
-            body,
-        };
+        let request = SendMessage { room: self.room.clone(), body };
         let state = self.state;
         spawn_local(async move {
             match socket.request(&request, REQUEST_TIMEOUT).await {

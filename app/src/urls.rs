@@ -17,11 +17,7 @@ pub(crate) fn encode_component(input: &str) -> String {
 
 /// `/r/<room>?name=<name>`: where the join form sends a person.
 pub fn room_url(room: &RoomName, name: &DisplayName) -> String {
-    format!(
-        "/r/{}?name={}",
-        encode_component(room.as_str()),
-        encode_component(name.as_str())
-    )
+    format!("/r/{}?name={}", encode_component(room.as_str()), encode_component(name.as_str()))
 }
 
 #[cfg(test)]
@@ -30,10 +26,7 @@ mod tests {
 
     #[test]
     fn a_room_url_encodes_spaces_and_non_ascii_letters() {
-        let url = room_url(
-            &RoomName::parse("Café").unwrap(),
-            &DisplayName::parse("Ada L & co").unwrap(),
-        );
+        let url = room_url(&RoomName::parse("Café").unwrap(), &DisplayName::parse("Ada L & co").unwrap());
         assert_eq!(url, "/r/caf%C3%A9?name=Ada%20L%20%26%20co");
     }
 }

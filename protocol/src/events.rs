@@ -137,10 +137,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 }
 
@@ -171,20 +168,14 @@ mod tests {
             room: RoomName::parse("general").unwrap(),
             you: DisplayName::parse("Ada").unwrap(),
         });
-        assert_eq!(
-            serde_json::to_value(&ack).unwrap(),
-            json!({"ok": {"room": "general", "you": "Ada"}})
-        );
+        assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"ok": {"room": "general", "you": "Ada"}}));
     }
 
     #[test]
     fn an_error_ack_carries_a_code_and_a_message() {
         let ack: AckResult<Joined> = AckResult::Error(ErrorBody::new(ErrorCode::NotInRoom, "Join the room first."));
         let value = serde_json::to_value(&ack).unwrap();
-        assert_eq!(
-            value,
-            json!({"error": {"code": "not_in_room", "message": "Join the room first."}})
-        );
+        assert_eq!(value, json!({"error": {"code": "not_in_room", "message": "Join the room first."}}));
         let back: AckResult<Joined> = serde_json::from_value(value).unwrap();
         assert_eq!(back.into_result().unwrap_err().code, ErrorCode::NotInRoom);
     }

@@ -147,10 +147,7 @@ impl MessageBody {
             return Err(ValidationError::Empty(Field::Message));
         }
         if trimmed.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(ValidationError::TooLong {
-                field: Field::Message,
-                max: MAX_MESSAGE_CHARS,
-            });
+            return Err(ValidationError::TooLong { field: Field::Message, max: MAX_MESSAGE_CHARS });
         }
         if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
             return Err(ValidationError::ControlCharacter(Field::Message));
@@ -171,10 +168,7 @@ mod tests {
 
     #[test]
     fn a_blank_display_name_is_rejected() {
-        assert_eq!(
-            DisplayName::parse("   "),
-            Err(ValidationError::Empty(Field::DisplayName))
-        );
+        assert_eq!(DisplayName::parse("   "), Err(ValidationError::Empty(Field::DisplayName)));
     }
 
     #[test]
@@ -183,23 +177,14 @@ mod tests {
         assert_eq!(DisplayName::parse(&ok).unwrap().as_str(), ok);
         assert_eq!(
             DisplayName::parse(&"é".repeat(33)),
-            Err(ValidationError::TooLong {
-                field: Field::DisplayName,
-                max: 32
-            })
+            Err(ValidationError::TooLong { field: Field::DisplayName, max: 32 })
         );
     }
 
     #[test]
     fn a_display_name_with_a_control_character_is_rejected() {
-        assert_eq!(
-            DisplayName::parse("Ada\u{7}"),
-            Err(ValidationError::ControlCharacter(Field::DisplayName))
-        );
-        assert_eq!(
-            DisplayName::parse("A\nB"),
-            Err(ValidationError::ControlCharacter(Field::DisplayName))
-        );
+        assert_eq!(DisplayName::parse("Ada\u{7}"), Err(ValidationError::ControlCharacter(Field::DisplayName)));
+        assert_eq!(DisplayName::parse("A\nB"), Err(ValidationError::ControlCharacter(Field::DisplayName)));
     }
 
     #[test]
@@ -217,13 +202,7 @@ mod tests {
 
     #[test]
     fn a_room_name_longer_than_32_characters_is_rejected() {
-        assert_eq!(
-            RoomName::parse(&"r".repeat(33)),
-            Err(ValidationError::TooLong {
-                field: Field::RoomName,
-                max: 32
-            })
-        );
+        assert_eq!(RoomName::parse(&"r".repeat(33)), Err(ValidationError::TooLong { field: Field::RoomName, max: 32 }));
     }
 
     #[test]
@@ -235,10 +214,7 @@ mod tests {
     #[test]
     fn a_message_keeps_inner_newlines_but_not_other_control_characters() {
         assert_eq!(MessageBody::parse("\n hi\nthere \n").unwrap().as_str(), "hi\nthere");
-        assert_eq!(
-            MessageBody::parse("bell\u{7}"),
-            Err(ValidationError::ControlCharacter(Field::Message))
-        );
+        assert_eq!(MessageBody::parse("bell\u{7}"), Err(ValidationError::ControlCharacter(Field::Message)));
     }
 
     #[test]
@@ -246,25 +222,15 @@ mod tests {
         assert!(MessageBody::parse(&"x".repeat(MAX_MESSAGE_CHARS)).is_ok());
         assert_eq!(
             MessageBody::parse(&"x".repeat(MAX_MESSAGE_CHARS + 1)),
-            Err(ValidationError::TooLong {
-                field: Field::Message,
-                max: MAX_MESSAGE_CHARS
-            })
+            Err(ValidationError::TooLong { field: Field::Message, max: MAX_MESSAGE_CHARS })
         );
     }
 
     #[test]
     fn errors_read_as_plain_words() {
+        assert_eq!(ValidationError::Empty(Field::DisplayName).to_string(), "Please enter a display name.");
         assert_eq!(
-            ValidationError::Empty(Field::DisplayName).to_string(),
-            "Please enter a display name."
-        );
-        assert_eq!(
-            ValidationError::TooLong {
-                field: Field::RoomName,
-                max: 32
-            }
-            .to_string(),
+            ValidationError::TooLong { field: Field::RoomName, max: 32 }.to_string(),
             "A room name can be at most 32 characters long."
         );
     }
@@ -275,9 +241,6 @@ mod tests {
         assert_eq!(name.as_str(), "Ada");
         let err = serde_json::from_str::<DisplayName>("\"\"").unwrap_err();
         assert!(err.to_string().contains("Please enter a display name."), "{err}");
-        assert_eq!(
-            serde_json::to_string(&RoomName::parse("A B").unwrap()).unwrap(),
-            "\"a-b\""
-        );
+        assert_eq!(serde_json::to_string(&RoomName::parse("A B").unwrap()).unwrap(), "\"a-b\"");
     }
 }

@@ -18,6 +18,24 @@ pub struct Config {
     /// else target/site]
     #[arg(long, env = "CAUSERIE_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+
+    /// Socket.IO transports to accept, comma-separated. `polling` alone forces every client onto long-polling, as
+    /// behind a proxy that blocks WebSocket
+    #[arg(long, env = "CAUSERIE_TRANSPORTS", value_delimiter = ',', default_value = "polling,websocket")]
+    pub transports: Vec<Transport>,
+}
+
+/// A Socket.IO transport the server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Polling,
+    Websocket,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { addr: None, site_root: None, transports: vec![Transport::Polling, Transport::Websocket] }
+    }
 }
 
 impl Config {
@@ -52,11 +70,22 @@ mod tests {
     }
 
     #[test]
+    fn both_transports_are_accepted_unless_told_otherwise() {
+        let config = Config::try_parse_from(["causerie"]).expect("no flags parse");
+        assert_eq!(config.transports, vec![Transport::Polling, Transport::Websocket]);
+        let config = Config::try_parse_from(["causerie", "--transports", "polling"]).expect("valid flags parse");
+        assert_eq!(config.transports, vec![Transport::Polling]);
+    }
+
+    #[test]
+    fn an_unknown_transport_is_a_clear_error() {
+        let err = Config::try_parse_from(["causerie", "--transports", "carrier-pigeon"]).unwrap_err();
+        assert!(err.to_string().contains("invalid value 'carrier-pigeon' for '--transports"), "{err}");
+    }
+
+    #[test]
     fn a_malformed_address_is_a_clear_error() {
         let err = Config::try_parse_from(["causerie", "--addr", "nowhere"]).unwrap_err();
-        assert!(
-            err.to_string().contains("invalid value 'nowhere' for '--addr <ADDR>'"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("invalid value 'nowhere' for '--addr <ADDR>'"), "{err}");
     }
 }

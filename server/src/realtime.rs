@@ -72,10 +72,7 @@ async fn on_send(
         Err(e) => return reply::<MessageAccepted>(ack, Err(invalid_payload(e))),
     };
     if !socket.rooms().iter().any(|joined| joined == request.room.as_str()) {
-        let error = ErrorBody::new(
-            ErrorCode::NotInRoom,
-            format!("Join #{} before sending to it.", request.room),
-        );
+        let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} before sending to it.", request.room));
         return reply::<MessageAccepted>(ack, Err(error));
     }
     let message = ChatMessage {
@@ -86,11 +83,7 @@ async fn on_send(
         sent_at: now(),
     };
     // `to` leaves the sender out: it gets the message back in its ack instead.
-    if let Err(e) = socket
-        .to(message.room.to_string())
-        .emit(ChatMessage::NAME, &message)
-        .await
-    {
+    if let Err(e) = socket.to(message.room.to_string()).emit(ChatMessage::NAME, &message).await {
         tracing::warn!(error = %e, room = %message.room, "broadcast failed");
     }
     reply(ack, Ok(MessageAccepted { message }));
@@ -108,8 +101,6 @@ fn reply<T: Serialize>(ack: AckSender, result: Result<T, ErrorBody>) {
 }
 
 fn now() -> UnixMillis {
-    let elapsed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     UnixMillis(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }

@@ -7,15 +7,15 @@ use app::{App, shell};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, SocketIoBuilder, TransportType};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::realtime;
 
 /// The whole HTTP application.
-pub fn router(leptos_options: LeptosOptions) -> Router {
-    let (socket_layer, io) = SocketIo::builder().build_layer();
+pub fn router(leptos_options: LeptosOptions, config: &Config) -> Router {
+    let (socket_layer, io) = with_transports(SocketIo::builder(), &config.transports).build_layer();
     realtime::attach(&io);
 
     let routes = generate_route_list(App);
@@ -30,6 +30,17 @@ pub fn router(leptos_options: LeptosOptions) -> Router {
         .layer(socket_layer)
 }
 
+/// socketioxide takes the transports as an array of a fixed size, hence one call per combination.
+fn with_transports(builder: SocketIoBuilder, transports: &[Transport]) -> SocketIoBuilder {
+    let polling = transports.contains(&Transport::Polling);
+    let websocket = transports.contains(&Transport::Websocket);
+    match (polling, websocket) {
+        (true, false) => builder.transports([TransportType::Polling]),
+        (false, true) => builder.transports([TransportType::Websocket]),
+        _ => builder.transports([TransportType::Polling, TransportType::Websocket]),
+    }
+}
+
 /// A bound, not yet running, server. Binding first lets callers (tests) learn the port before serving.
 pub struct Application {
     listener: TcpListener,
@@ -40,13 +51,8 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let leptos_options = config.leptos_options()?;
         let addr = leptos_options.site_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        Ok(Self {
-            listener,
-            router: router(leptos_options),
-        })
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        Ok(Self { listener, router: router(leptos_options, config) })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -55,10 +61,7 @@ impl Application {
 
     /// Serves until Ctrl-C or SIGTERM.
     pub async fn run(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")
     }
 
     /// Serves until the task is dropped or aborted (for tests).

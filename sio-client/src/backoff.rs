@@ -14,13 +14,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration, jitter: f64) -> Self {
-        Self {
-            min,
-            max,
-            factor: 2,
-            jitter: jitter.clamp(0.0, 1.0),
-            attempts: 0,
-        }
+        Self { min, max, factor: 2, jitter: jitter.clamp(0.0, 1.0), attempts: 0 }
     }
 
     /// The delay before the next attempt; `random` is a uniform sample in `[0, 1)`.
@@ -31,11 +25,7 @@ impl Backoff {
         if self.jitter > 0.0 {
             let deviation = (random * self.jitter * ms).floor();
             // The reference client picks the direction from the same sample: an even tenth goes down.
-            ms = if ((random * 10.0).floor() as i64) & 1 == 0 {
-                ms - deviation
-            } else {
-                ms + deviation
-            };
+            ms = if ((random * 10.0).floor() as i64) & 1 == 0 { ms - deviation } else { ms + deviation };
         }
         let capped = ms.min(self.max.as_millis() as f64).max(0.0);
         Duration::from_millis(capped as u64)

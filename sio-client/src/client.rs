@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
-use crate::manager::{AckFailure, Action, EmitOptions, Output, TransportKind};
-use crate::manager::{Config, ConnectionState, DisconnectReason, EmitError, Manager};
+use crate::manager::{AckFailure, Action, EmitOptions, Output};
+use crate::manager::{Config, ConnectionState, DisconnectReason, EmitError, Manager, TransportKind};
 
 /// Something that happened to one namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,12 +55,15 @@ pub enum RequestError {
     Rejected(ErrorBody),
 }
 
-#[derive(Debug)]
-struct RawEvent {
-    args: Vec<Value>,
+/// An event or an acknowledgement as it came off the wire: JSON arguments, in which binary parts are
+/// `{"_placeholder":true,"num":i}` objects, and the binary attachments those placeholders point at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub args: Vec<Value>,
+    pub attachments: Vec<Vec<u8>>,
 }
 
-type AckReply = oneshot::Sender<Result<Vec<Value>, AckError>>;
+type AckReply = oneshot::Sender<Result<RawEvent, AckError>>;
 
 enum Command {
     Open {
@@ -83,6 +86,7 @@ enum Command {
         nsp: String,
         name: String,
         args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
         volatile: bool,
         ack: Option<(Duration, AckReply)>,
     },
@@ -98,6 +102,8 @@ pub struct ClientBuilder {
     base_url: String,
     path: String,
     config: Config,
+    transports: Vec<TransportKind>,
+    upgrade: bool,
 }
 
 impl ClientBuilder {
@@ -113,18 +119,20 @@ impl ClientBuilder {
         self
     }
 
-    /// The WebSocket URL this builder connects to.
-    pub fn websocket_url(&self) -> String {
-        let base = self.base_url.trim_end_matches('/');
-        let base = if let Some(rest) = base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            base.to_owned()
-        };
-        let path = self.path.trim_matches('/');
-        format!("{base}/{path}/?EIO=4&transport=websocket")
+    /// The transports to use, the first one to connect with. The default, `[Polling, WebSocket]`, connects over
+    /// HTTP long-polling (which passes any proxy) and then upgrades to WebSocket; `[WebSocket]` skips polling;
+    /// `[Polling]` never upgrades. An empty list keeps the default.
+    pub fn transports(mut self, transports: &[TransportKind]) -> Self {
+        if !transports.is_empty() {
+            self.transports = transports.to_vec();
+        }
+        self
+    }
+
+    /// Whether to upgrade from polling to WebSocket when the server offers it (default: yes).
+    pub fn upgrade(mut self, upgrade: bool) -> Self {
+        self.upgrade = upgrade;
+        self
     }
 
     /// Starts connecting in the background and returns at once.
@@ -132,8 +140,13 @@ impl ClientBuilder {
     pub fn connect(self) -> Client {
         let (tx, rx) = mpsc::unbounded();
         let state = Arc::new(Mutex::new(ConnectionState::Connecting));
+        let can_upgrade = self.upgrade && self.transports.contains(&TransportKind::WebSocket);
         let driver = Driver {
-            url: self.websocket_url(),
+            base_url: self.base_url,
+            path: self.path,
+            first_transport: self.transports.first().copied().unwrap_or(TransportKind::Polling),
+            can_upgrade,
+            http: crate::transport::Http::new(),
             connect_timeout: self.config.connect_timeout,
             manager: Manager::new(self.config, crate::rt::seed()),
             namespaces: HashMap::new(),
@@ -163,28 +176,29 @@ impl Client {
             base_url: base_url.into(),
             path: "/socket.io/".into(),
             config: Config::default(),
+            transports: vec![TransportKind::Polling, TransportKind::WebSocket],
+            upgrade: true,
         }
     }
 
-    /// Opens a namespace on this connection, with an optional `auth` payload for its CONNECT packet.
-    pub fn socket(&self, nsp: &str, auth: Option<&impl Serialize>) -> Result<Socket, serde_json::Error> {
-        let auth = auth.map(serde_json::to_value).transpose()?;
-        self.send(Command::Open {
-            nsp: nsp.to_owned(),
-            auth,
-        });
-        Ok(Socket {
-            nsp: Arc::from(nsp),
-            commands: self.commands.clone(),
-        })
+    /// Opens a namespace on this connection.
+    pub fn socket(&self, nsp: &str) -> Socket {
+        self.open(nsp, None)
+    }
+
+    /// Opens a namespace with an `auth` payload for its CONNECT packet (it must serialize to a JSON object).
+    pub fn socket_with_auth(&self, nsp: &str, auth: &impl Serialize) -> Result<Socket, serde_json::Error> {
+        Ok(self.open(nsp, Some(serde_json::to_value(auth)?)))
+    }
+
+    fn open(&self, nsp: &str, auth: Option<Value>) -> Socket {
+        self.send(Command::Open { nsp: nsp.to_owned(), auth });
+        Socket { nsp: Arc::from(nsp), commands: self.commands.clone() }
     }
 
     /// The connection state right now.
     pub fn state(&self) -> ConnectionState {
-        self.state
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or(ConnectionState::Connecting)
+        self.state.lock().map(|s| s.clone()).unwrap_or(ConnectionState::Connecting)
     }
 
     /// Every change of the connection state, starting with the current one.
@@ -230,14 +244,42 @@ impl Socket {
 
     fn emit_with<E: Event>(&self, event: &E, volatile: bool) -> Result<(), serde_json::Error> {
         let args = vec![serde_json::to_value(event)?];
+        self.emit_raw(E::NAME, args, Vec::new(), volatile);
+        Ok(())
+    }
+
+    /// Emits `[name, ...args]` with binary attachments, which `args` refer to with
+    /// `{"_placeholder":true,"num":i}`. Buffered while offline unless `volatile`.
+    pub fn emit_raw(&self, name: &str, args: Vec<Value>, attachments: Vec<Vec<u8>>, volatile: bool) {
+        let nsp = self.nsp.to_string();
+        self.send(Command::Emit { nsp, name: name.to_owned(), args, attachments, volatile, ack: None });
+    }
+
+    /// [`Socket::emit_raw`], waiting for the acknowledgement.
+    pub async fn emit_raw_with_ack(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<RawEvent, AckError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
         self.send(Command::Emit {
             nsp: self.nsp.to_string(),
-            name: E::NAME.to_owned(),
+            name: name.to_owned(),
             args,
-            volatile,
-            ack: None,
+            attachments,
+            volatile: false,
+            ack: Some((timeout, reply_tx)),
         });
-        Ok(())
+        reply_rx.await.map_err(|_| AckError::Closed)?
+    }
+
+    /// Every `name` event on this namespace, undecoded, with its binary attachments.
+    pub fn on_raw(&self, name: &str) -> mpsc::UnboundedReceiver<RawEvent> {
+        let (tx, rx) = mpsc::unbounded();
+        self.send(Command::Subscribe { nsp: self.nsp.to_string(), event: name.to_owned(), tx });
+        rx
     }
 
     /// Emits an event and waits for the server's acknowledgement, decoded as `T`.
@@ -247,19 +289,11 @@ impl Socket {
         timeout: Duration,
     ) -> Result<T, AckError> {
         let args = vec![serde_json::to_value(event).map_err(|e| AckError::Decode(e.to_string()))?];
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.send(Command::Emit {
-            nsp: self.nsp.to_string(),
-            name: E::NAME.to_owned(),
-            args,
-            volatile: false,
-            ack: Some((timeout, reply_tx)),
-        });
-        let mut answer = reply_rx.await.map_err(|_| AckError::Closed)??;
-        if answer.is_empty() {
+        let answer = self.emit_raw_with_ack(E::NAME, args, Vec::new(), timeout).await?;
+        let Some(first) = answer.args.into_iter().next() else {
             return Err(AckError::Decode("the acknowledgement carries no data".into()));
-        }
-        serde_json::from_value(answer.swap_remove(0)).map_err(|e| AckError::Decode(e.to_string()))
+        };
+        serde_json::from_value(first).map_err(|e| AckError::Decode(e.to_string()))
     }
 
     /// Sends a [`Request`] and returns the server's typed answer, or its typed refusal.
@@ -271,11 +305,7 @@ impl Socket {
     /// Every `E` the server emits on this namespace, decoded. A payload that does not decode is logged and skipped.
     pub fn on<E: Event>(&self) -> impl futures::Stream<Item = E> + Unpin + use<E> {
         let (tx, rx) = mpsc::unbounded();
-        self.send(Command::Subscribe {
-            nsp: self.nsp.to_string(),
-            event: E::NAME.to_owned(),
-            tx,
-        });
+        self.send(Command::Subscribe { nsp: self.nsp.to_string(), event: E::NAME.to_owned(), tx });
         rx.filter_map(|raw: RawEvent| {
             let decoded = match raw.args.into_iter().next() {
                 Some(value) => serde_json::from_value::<E>(value).map_err(|e| e.to_string()),
@@ -296,18 +326,13 @@ impl Socket {
     /// driver in order, before any answer from the server.
     pub fn lifecycle(&self) -> mpsc::UnboundedReceiver<SocketEvent> {
         let (tx, rx) = mpsc::unbounded();
-        self.send(Command::WatchNamespace {
-            nsp: self.nsp.to_string(),
-            tx,
-        });
+        self.send(Command::WatchNamespace { nsp: self.nsp.to_string(), tx });
         rx
     }
 
     /// Leaves the namespace: the server is told, and the socket stays closed.
     pub fn disconnect(&self) {
-        self.send(Command::CloseNamespace {
-            nsp: self.nsp.to_string(),
-        });
+        self.send(Command::CloseNamespace { nsp: self.nsp.to_string() });
     }
 
     fn send(&self, command: Command) {
@@ -316,9 +341,15 @@ impl Socket {
     }
 }
 
-/// Runs the manager over a transport until every handle is dropped.
+/// Runs the manager over a transport until every handle is dropped or the client is closed.
+#[cfg_attr(not(any(target_arch = "wasm32", feature = "tokio")), allow(dead_code))]
 struct Driver {
-    url: String,
+    base_url: String,
+    path: String,
+    first_transport: TransportKind,
+    can_upgrade: bool,
+    #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
+    http: crate::transport::Http,
     connect_timeout: Duration,
     manager: Manager,
     namespaces: HashMap<String, Vec<mpsc::UnboundedSender<SocketEvent>>>,
@@ -330,10 +361,130 @@ struct Driver {
     closed: bool,
 }
 
+#[cfg(any(target_arch = "wasm32", feature = "tokio"))]
+mod io {
+    use crate::Millis;
+    use crate::engine::EnginePacket;
+    use crate::transport::{Polling, Received, WsTransport, batches};
+
+    /// The transport the connection runs over right now.
+    pub(super) enum Active {
+        WebSocket(WsTransport),
+        Polling(Polling),
+    }
+
+    impl Active {
+        pub(super) async fn recv(&mut self) -> Received {
+            match self {
+                Active::WebSocket(ws) => ws_recv(ws).await,
+                Active::Polling(polling) => polling.recv().await,
+            }
+        }
+
+        pub(super) async fn send(
+            &mut self,
+            packets: Vec<EnginePacket>,
+            max_payload: u64,
+        ) -> Result<(), crate::transport::TransportError> {
+            match self {
+                Active::WebSocket(ws) => {
+                    for packet in packets {
+                        ws.send(packet.to_frame()).await?;
+                    }
+                    Ok(())
+                }
+                Active::Polling(polling) => {
+                    for batch in batches(packets, max_payload) {
+                        polling.send(&batch).await?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+
+        pub(super) async fn close(self) {
+            match self {
+                Active::WebSocket(ws) => ws.close().await,
+                // A CLOSE packet lets the server drop the session now rather than at its ping timeout; if it
+                // cannot be sent, the server's timeout does the same later.
+                Active::Polling(mut polling) => drop(polling.send(&[EnginePacket::Close]).await),
+            }
+        }
+    }
+
+    pub(super) async fn ws_recv(ws: &mut WsTransport) -> Received {
+        match ws.recv().await {
+            None => Received::Closed,
+            Some(Err(e)) => Received::Failed(e),
+            Some(Ok(frame)) => match EnginePacket::from_frame(frame) {
+                Ok(packet) => Received::Packet(packet),
+                Err(e) => Received::Invalid(e),
+            },
+        }
+    }
+
+    /// An upgrade from polling to WebSocket in progress. Opening the WebSocket and sending `2probe` happen in a
+    /// task of their own, and the driver only awaits that task's answer inside its `select!`: a WebSocket that a
+    /// proxy holds in limbo must not stall the polling connection, and a probe must never be cut half-sent when
+    /// another branch of the `select!` wins.
+    pub(super) struct Upgrade {
+        opening: Option<futures::channel::oneshot::Receiver<Result<WsTransport, crate::transport::TransportError>>>,
+        ws: Option<WsTransport>,
+        /// `3probe` arrived: polling is paused, and the switch happens once its last `GET` is back.
+        pub probed: bool,
+        pub deadline: Millis,
+    }
+
+    impl Upgrade {
+        pub(super) fn start(url: String, deadline: Millis) -> Self {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            crate::rt::spawn(async move {
+                let opened = async {
+                    let mut ws = WsTransport::connect(&url).await?;
+                    ws.send(EnginePacket::Ping("probe".into()).to_frame()).await?;
+                    Ok(ws)
+                };
+                // The driver may have given up on this upgrade; then the WebSocket just closes.
+                let _ = tx.send(opened.await);
+            });
+            Self { opening: Some(rx), ws: None, probed: false, deadline }
+        }
+
+        /// The WebSocket's next packet, once it is open and probed. Cancel-safe: progress is kept in `self`.
+        pub(super) async fn step(&mut self) -> Received {
+            if let Some(opening) = self.opening.as_mut() {
+                let result = opening.await;
+                self.opening = None;
+                match result {
+                    Ok(Ok(ws)) => self.ws = Some(ws),
+                    Ok(Err(e)) => return Received::Failed(e),
+                    Err(_) => return Received::Closed,
+                }
+            }
+            match self.ws.as_mut() {
+                Some(ws) => ws_recv(ws).await,
+                None => Received::Closed,
+            }
+        }
+
+        pub(super) fn into_websocket(self) -> Option<WsTransport> {
+            self.ws
+        }
+
+        pub(super) async fn abandon(self) {
+            if let Some(ws) = self.ws {
+                ws.close().await;
+            }
+        }
+    }
+}
+
 /// What woke the driver up.
+#[cfg(any(target_arch = "wasm32", feature = "tokio"))]
 enum Wake {
     Command(Option<Command>),
-    Frame(Option<Result<crate::Frame, crate::transport::TransportError>>),
+    Received(crate::transport::Received),
+    Probe(crate::transport::Received),
     Timer,
 }
 
@@ -342,54 +493,66 @@ impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         use futures::FutureExt as _;
 
+        use crate::engine::EnginePacket;
         use crate::rt;
-        use crate::transport::WsTransport;
+        use crate::transport::Received;
+        use io::{Active, Upgrade};
 
-        let mut transport: Option<WsTransport> = None;
+        let mut transport: Option<Active> = None;
+        let mut upgrade: Option<Upgrade> = None;
         let mut handles_alive = true;
         loop {
             // Send before acting on transport actions: a close queues its DISCONNECT packets first, and they must
-            // leave before the transport goes.
-            if let Some(t) = transport.as_mut() {
-                while let Some(packet) = self.manager.poll_transmit() {
-                    if let Err(e) = t.send(packet.to_frame()).await {
+            // leave before the transport goes. While an upgrade is switching, packets wait in the manager and
+            // leave over the new transport.
+            if !upgrade.as_ref().is_some_and(|u| u.probed)
+                && let Some(t) = transport.as_mut()
+            {
+                let packets: Vec<EnginePacket> = std::iter::from_fn(|| self.manager.poll_transmit()).collect();
+                if !packets.is_empty() {
+                    tracing::trace!(?packets, "sending");
+                    let max_payload = self.manager.open_info().map_or(1_000_000, |info| info.max_payload);
+                    if let Err(e) = t.send(packets, max_payload).await {
                         transport = None;
-                        self.manager
-                            .transport_closed(rt::now(), DisconnectReason::TransportError(e.to_string()));
-                        break;
+                        upgrade = None;
+                        self.manager.transport_closed(rt::now(), DisconnectReason::TransportError(e.to_string()));
                     }
                 }
             }
             if let Some(action) = self.manager.poll_action() {
-                match action {
-                    Action::OpenTransport => {
-                        if let Some(old) = transport.take() {
-                            old.close().await;
-                        }
-                        let attempt = WsTransport::connect(&self.url).fuse();
-                        let deadline = rt::sleep(self.connect_timeout).fuse();
-                        futures::pin_mut!(attempt, deadline);
-                        let result = futures::select_biased! {
-                            result = attempt => result.map_err(|e| e.to_string()),
-                            () = deadline => Err("timed out opening the connection".to_owned()),
-                        };
-                        match result {
-                            Ok(t) => {
-                                transport = Some(t);
-                                self.manager.transport_opened(rt::now(), TransportKind::WebSocket);
-                            }
-                            Err(e) => self
-                                .manager
-                                .transport_closed(rt::now(), DisconnectReason::TransportError(e)),
-                        }
-                    }
-                    Action::CloseTransport => {
-                        if let Some(old) = transport.take() {
-                            old.close().await;
-                        }
+                upgrade = None;
+                if let Some(old) = transport.take() {
+                    old.close().await;
+                }
+                if action == Action::OpenTransport {
+                    transport = self.open_transport().await;
+                    if transport.is_some() && self.can_upgrade {
+                        upgrade = self.start_upgrade();
                     }
                 }
                 self.dispatch_outputs();
+                continue;
+            }
+            // The upgrade's last step: polling is paused and idle, so nothing can be lost in the switch.
+            if let (Some(Active::Polling(polling)), Some(u)) = (transport.as_ref(), upgrade.as_ref())
+                && u.probed
+                && polling.is_drained()
+                && let Some(mut ws) = upgrade.take().and_then(io::Upgrade::into_websocket)
+            {
+                match ws.send(EnginePacket::Upgrade.to_frame()).await {
+                    Ok(()) => {
+                        tracing::debug!("upgraded to WebSocket");
+                        transport = Some(Active::WebSocket(ws));
+                        self.manager.transport_upgraded(TransportKind::WebSocket);
+                    }
+                    Err(e) => {
+                        // The polling session is paused for good: start over.
+                        tracing::warn!(error = %e, "the upgrade failed after pausing polling; reconnecting");
+                        transport = None;
+                        self.manager.transport_closed(rt::now(), DisconnectReason::TransportError(e.to_string()));
+                    }
+                }
+                // Packets held back during the switch leave now, at the top of the loop, before any waiting.
                 continue;
             }
             self.dispatch_outputs();
@@ -398,43 +561,135 @@ impl Driver {
             }
 
             let wake = {
-                let timer = rt::sleep_until(self.manager.poll_timeout()).fuse();
-                let frame = async {
+                let deadline =
+                    [self.manager.poll_timeout(), upgrade.as_ref().map(|u| u.deadline)].into_iter().flatten().min();
+                let timer = rt::sleep_until(deadline).fuse();
+                let received = async {
                     match transport.as_mut() {
                         Some(t) => t.recv().await,
                         None => std::future::pending().await,
                     }
                 }
                 .fuse();
-                futures::pin_mut!(timer, frame);
-                // Commands first: an emit made before a frame arrived keeps its place in line.
+                let probe = async {
+                    match upgrade.as_mut() {
+                        Some(u) => u.step().await,
+                        None => std::future::pending().await,
+                    }
+                }
+                .fuse();
+                futures::pin_mut!(timer, received, probe);
+                // Commands first: an emit made before a packet arrived keeps its place in line.
                 futures::select_biased! {
                     command = commands.next() => Wake::Command(command),
-                    frame = frame => Wake::Frame(frame),
+                    received = received => Wake::Received(received),
+                    probe = probe => Wake::Probe(probe),
                     () = timer => Wake::Timer,
                 }
             };
+            let now = rt::now();
             match wake {
                 Wake::Command(Some(command)) => self.apply(command),
                 Wake::Command(None) => {
                     // Every handle is gone: nobody can use the connection any more.
                     handles_alive = false;
-                    self.manager.close(rt::now());
+                    self.manager.close(now);
                 }
-                Wake::Frame(Some(Ok(frame))) => self.manager.handle_frame(rt::now(), frame),
-                Wake::Frame(Some(Err(e))) => {
+                Wake::Received(Received::Packet(packet)) => self.manager.handle_packet(now, packet),
+                Wake::Received(Received::Invalid(e)) => {
+                    self.manager.handle_invalid(now, e);
+                }
+                Wake::Received(Received::Failed(e)) => {
                     transport = None;
-                    self.manager
-                        .transport_closed(rt::now(), DisconnectReason::TransportError(e.to_string()));
+                    upgrade = None;
+                    self.manager.transport_closed(now, DisconnectReason::TransportError(e.to_string()));
                 }
-                Wake::Frame(None) => {
+                Wake::Received(Received::Closed) => {
                     transport = None;
-                    self.manager
-                        .transport_closed(rt::now(), DisconnectReason::TransportClose);
+                    upgrade = None;
+                    self.manager.transport_closed(now, DisconnectReason::TransportClose);
                 }
-                Wake::Timer => self.manager.handle_timeout(rt::now()),
+                Wake::Probe(Received::Packet(EnginePacket::Pong(data))) if data == "probe" => {
+                    if let (Some(u), Some(Active::Polling(polling))) = (upgrade.as_mut(), transport.as_mut()) {
+                        tracing::debug!("WebSocket probe answered; pausing polling");
+                        u.probed = true;
+                        polling.pause();
+                    }
+                }
+                Wake::Probe(other) => {
+                    // WebSocket is blocked or broken on the way: stay on polling, which works.
+                    tracing::info!(received = ?other, "the WebSocket upgrade failed; staying on long-polling");
+                    if let Some(u) = upgrade.take() {
+                        u.abandon().await;
+                    }
+                }
+                Wake::Timer => {
+                    if upgrade.as_ref().is_some_and(|u| !u.probed && now >= u.deadline)
+                        && let Some(u) = upgrade.take()
+                    {
+                        tracing::info!("no answer to the WebSocket probe; staying on long-polling");
+                        u.abandon().await;
+                    }
+                    self.manager.handle_timeout(now);
+                }
             }
         }
+    }
+
+    /// Opens the first transport and, for polling, feeds the handshake to the manager.
+    async fn open_transport(&mut self) -> Option<io::Active> {
+        use futures::FutureExt as _;
+
+        use crate::rt;
+        use crate::transport::{Polling, WsTransport, engine_url};
+
+        let deadline = rt::sleep(self.connect_timeout).fuse();
+        futures::pin_mut!(deadline);
+        let result = match self.first_transport {
+            TransportKind::WebSocket => {
+                let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, None);
+                let attempt = WsTransport::connect(&url).fuse();
+                futures::pin_mut!(attempt);
+                futures::select_biased! {
+                    result = attempt => result.map(|ws| (io::Active::WebSocket(ws), Vec::new())),
+                    () = deadline => Err(crate::transport::TransportError("timed out opening the connection".into())),
+                }
+            }
+            TransportKind::Polling => {
+                let attempt = Polling::open(self.http.clone(), &self.base_url, &self.path).fuse();
+                futures::pin_mut!(attempt);
+                futures::select_biased! {
+                    result = attempt => result.map(|(polling, packets)| (io::Active::Polling(polling), packets)),
+                    () = deadline => Err(crate::transport::TransportError("timed out opening the connection".into())),
+                }
+            }
+        };
+        let now = rt::now();
+        match result {
+            Ok((transport, handshake)) => {
+                self.manager.transport_opened(now, self.first_transport);
+                for packet in handshake {
+                    self.manager.handle_packet(now, packet);
+                }
+                Some(transport)
+            }
+            Err(e) => {
+                self.manager.transport_closed(now, DisconnectReason::TransportError(e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Starts upgrading the current polling session to WebSocket, if the server offers it.
+    fn start_upgrade(&mut self) -> Option<io::Upgrade> {
+        use crate::transport::engine_url;
+
+        let info = self.manager.open_info()?;
+        if self.first_transport != TransportKind::Polling || !info.upgrades.iter().any(|u| u == "websocket") {
+            return None;
+        }
+        let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, Some(&info.sid));
+        Some(io::Upgrade::start(url, crate::rt::now().after(self.connect_timeout)))
     }
 
     fn apply(&mut self, command: Command) {
@@ -448,25 +703,12 @@ impl Driver {
                     self.state_watchers.push(tx);
                 }
             }
-            Command::Emit {
-                nsp,
-                name,
-                args,
-                volatile,
-                ack,
-            } => {
+            Command::Emit { nsp, name, args, attachments, volatile, ack } => {
                 let (timeout, reply) = match ack {
                     Some((timeout, reply)) => (Some(timeout), Some(reply)),
                     None => (None, None),
                 };
-                match self.manager.emit(
-                    now,
-                    &nsp,
-                    &name,
-                    args,
-                    Vec::new(),
-                    EmitOptions { ack: timeout, volatile },
-                ) {
+                match self.manager.emit(now, &nsp, &name, args, attachments, EmitOptions { ack: timeout, volatile }) {
                     Ok(Some(id)) => {
                         if let Some(reply) = reply {
                             self.acks.insert(id, reply);
@@ -495,8 +737,7 @@ impl Driver {
                     if let Ok(mut shared) = self.state.lock() {
                         *shared = state.clone();
                     }
-                    self.state_watchers
-                        .retain(|tx| tx.unbounded_send(state.clone()).is_ok());
+                    self.state_watchers.retain(|tx| tx.unbounded_send(state.clone()).is_ok());
                 }
                 Output::Connected { nsp, sid } => self.notify_namespace(&nsp, SocketEvent::Connected { sid }),
                 Output::ConnectError { nsp, message, data } => {
@@ -505,19 +746,20 @@ impl Driver {
                 Output::Disconnected { nsp, reason } => {
                     self.notify_namespace(&nsp, SocketEvent::Disconnected { reason })
                 }
-                Output::Event { nsp, name, args, .. } => {
+                Output::Event { nsp, name, args, attachments, .. } => {
                     let key = (nsp, name);
                     match self.subscriptions.get_mut(&key) {
                         Some(subscribers) => {
-                            subscribers.retain(|tx| tx.unbounded_send(RawEvent { args: args.clone() }).is_ok());
+                            let event = RawEvent { args, attachments };
+                            subscribers.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
                         }
                         None => tracing::debug!(nsp = %key.0, event = %key.1, "event without a listener"),
                     }
                 }
-                Output::Ack { id, args, .. } => {
+                Output::Ack { id, args, attachments } => {
                     if let Some(reply) = self.acks.remove(&id) {
                         // The caller may have stopped waiting; then nobody needs the answer.
-                        let _ = reply.send(Ok(args));
+                        let _ = reply.send(Ok(RawEvent { args, attachments }));
                     }
                 }
                 Output::AckFailed { id, reason } => {

@@ -155,15 +155,10 @@ mod tests {
             r#"0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#,
         )
         .unwrap();
-        let EnginePacket::Open(info) = packet else {
-            panic!("not an open packet: {packet:?}")
-        };
+        let EnginePacket::Open(info) = packet else { panic!("not an open packet: {packet:?}") };
         assert_eq!(info.sid, "abc");
         assert_eq!(info.upgrades, vec!["websocket".to_owned()]);
-        assert_eq!(
-            (info.ping_interval, info.ping_timeout, info.max_payload),
-            (25_000, 20_000, 1_000_000)
-        );
+        assert_eq!((info.ping_interval, info.ping_timeout, info.max_payload), (25_000, 20_000, 1_000_000));
     }
 
     #[test]
@@ -183,10 +178,7 @@ mod tests {
 
     #[test]
     fn a_probe_ping_is_encoded_as_2probe() {
-        assert_eq!(
-            EnginePacket::Ping("probe".into()).to_frame(),
-            Frame::Text("2probe".into())
-        );
+        assert_eq!(EnginePacket::Ping("probe".into()).to_frame(), Frame::Text("2probe".into()));
     }
 
     #[test]
@@ -197,10 +189,7 @@ mod tests {
 
     #[test]
     fn a_polling_payload_joins_packets_with_the_record_separator_and_base64_for_binary() {
-        let packets = vec![
-            EnginePacket::Message("hello".into()),
-            EnginePacket::Binary(vec![1, 2, 3, 4]),
-        ];
+        let packets = vec![EnginePacket::Message("hello".into()), EnginePacket::Binary(vec![1, 2, 3, 4])];
         let payload = encode_payload(&packets);
         assert_eq!(payload, "4hello\x1ebAQIDBA==");
         assert_eq!(decode_payload(&payload).unwrap(), packets);
@@ -211,10 +200,7 @@ mod tests {
         assert_eq!(EnginePacket::decode_text(""), Err(DecodeError::Empty));
         assert_eq!(EnginePacket::decode_text("9"), Err(DecodeError::UnknownEngineType('9')));
         assert_eq!(EnginePacket::decode_text("b!!"), Err(DecodeError::InvalidBase64));
-        assert!(matches!(
-            EnginePacket::decode_text("0{"),
-            Err(DecodeError::InvalidHandshake(_))
-        ));
+        assert!(matches!(EnginePacket::decode_text("0{"), Err(DecodeError::InvalidHandshake(_))));
         assert!(decode_payload("4a\x1e\x1e4b").is_err());
     }
 }

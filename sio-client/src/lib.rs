@@ -16,7 +16,7 @@
 //! use std::time::Duration;
 //!
 //! let client = Client::builder("http://127.0.0.1:3000").connect();
-//! let chat = client.socket("/", Some(&ChatAuth { name: DisplayName::parse("Ada")? }))?;
+//! let chat = client.socket_with_auth("/", &ChatAuth { name: DisplayName::parse("Ada")? })?;
 //! let mut messages = chat.on::<ChatMessage>();
 //! let joined = chat.request(&JoinRoom { room: RoomName::parse("general")? }, Duration::from_secs(5)).await?;
 //! println!("joined {} as {}", joined.room, joined.you);
@@ -38,7 +38,7 @@ mod transport;
 #[cfg(test)]
 mod manager_tests;
 
-pub use client::{AckError, Client, ClientBuilder, RequestError, Socket, SocketEvent};
+pub use client::{AckError, Client, ClientBuilder, RawEvent, RequestError, Socket, SocketEvent};
 pub use engine::{EnginePacket, Frame, OpenInfo};
 pub use manager::{Config, ConnectionState, DisconnectReason, EmitError, TransportKind};
 
@@ -49,10 +49,7 @@ pub struct Millis(pub u64);
 impl Millis {
     /// This instant plus `duration`, saturating.
     pub fn after(self, duration: std::time::Duration) -> Millis {
-        Millis(
-            self.0
-                .saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
-        )
+        Millis(self.0.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)))
     }
 
     /// The time from `self` until `later`, zero if `later` is not later.

@@ -241,11 +241,8 @@ pub struct Manager {
 impl Manager {
     /// A manager that immediately asks for a transport. `seed` feeds the reconnection jitter.
     pub fn new(config: Config, seed: u64) -> Self {
-        let backoff = Backoff::new(
-            config.reconnection_delay,
-            config.reconnection_delay_max,
-            config.randomization_factor,
-        );
+        let backoff =
+            Backoff::new(config.reconnection_delay, config.reconnection_delay_max, config.randomization_factor);
         let mut manager = Self {
             config,
             engine: Engine::Closed,
@@ -284,10 +281,7 @@ impl Manager {
     /// Whether the namespace is connected right now.
     pub fn is_connected(&self, nsp: &str) -> bool {
         matches!(self.engine, Engine::Open { .. })
-            && self
-                .namespaces
-                .get(nsp)
-                .is_some_and(|ns| ns.status == NsStatus::Connected)
+            && self.namespaces.get(nsp).is_some_and(|ns| ns.status == NsStatus::Connected)
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -346,10 +340,8 @@ impl Manager {
         ns.buffer.clear();
         if was_connected {
             self.send_packet(&Packet::disconnect(nsp));
-            self.outputs.push_back(Output::Disconnected {
-                nsp: nsp.to_owned(),
-                reason: DisconnectReason::ClientClosed,
-            });
+            self.outputs
+                .push_back(Output::Disconnected { nsp: nsp.to_owned(), reason: DisconnectReason::ClientClosed });
         }
         if self.namespaces.values().all(|ns| ns.status == NsStatus::Closed) {
             self.close(now);
@@ -372,10 +364,7 @@ impl Manager {
             if open {
                 self.send_packet(&Packet::disconnect(&nsp));
             }
-            self.outputs.push_back(Output::Disconnected {
-                nsp,
-                reason: DisconnectReason::ClientClosed,
-            });
+            self.outputs.push_back(Output::Disconnected { nsp, reason: DisconnectReason::ClientClosed });
         }
         for ns in self.namespaces.values_mut() {
             ns.status = NsStatus::Closed;
@@ -445,6 +434,7 @@ impl Manager {
         if matches!(self.engine, Engine::Closed) && self.reconnect_at.is_some() {
             return;
         }
+        tracing::debug!(%reason, "transport closed");
         self.engine = Engine::Closed;
         self.decoder.reset();
         // Packets queued for the dead transport are lost with it; acks they asked for will time out.
@@ -452,10 +442,7 @@ impl Manager {
         for (nsp, ns) in &mut self.namespaces {
             if ns.status == NsStatus::Connected {
                 ns.status = NsStatus::Pending;
-                self.outputs.push_back(Output::Disconnected {
-                    nsp: nsp.clone(),
-                    reason: reason.clone(),
-                });
+                self.outputs.push_back(Output::Disconnected { nsp: nsp.clone(), reason: reason.clone() });
             }
         }
         if self.terminated {
@@ -472,16 +459,18 @@ impl Manager {
         }
     }
 
+    /// The transport delivered something that is not an Engine.IO packet: the connection is unusable.
+    pub fn handle_invalid(&mut self, now: Millis, error: DecodeError) {
+        self.on_parse_error(now, error);
+    }
+
     /// Feeds one Engine.IO packet from the transport.
     pub fn handle_packet(&mut self, now: Millis, packet: EnginePacket) {
+        tracing::trace!(?packet, "received");
         match packet {
             EnginePacket::Open(info) => self.on_open(now, info),
             EnginePacket::Ping(data) => {
-                if let Engine::Open {
-                    info,
-                    heartbeat_deadline,
-                } = &mut self.engine
-                {
+                if let Engine::Open { info, heartbeat_deadline } = &mut self.engine {
                     *heartbeat_deadline = now.after(heartbeat_grace(info));
                 }
                 self.transmit.push_back(EnginePacket::Pong(data));
@@ -514,10 +503,7 @@ impl Manager {
             }
             Engine::Opening { since } if now >= since.after(self.config.connect_timeout) => {
                 self.actions.push_back(Action::CloseTransport);
-                self.transport_closed(
-                    now,
-                    DisconnectReason::TransportError("timed out opening the connection".into()),
-                );
+                self.transport_closed(now, DisconnectReason::TransportError("timed out opening the connection".into()));
             }
             Engine::Closed if self.reconnect_at.is_some_and(|at| now >= at) => {
                 self.reconnect_at = None;
@@ -526,32 +512,20 @@ impl Manager {
             }
             _ => {}
         }
-        let expired: Vec<u64> = self
-            .acks
-            .iter()
-            .filter(|(_, ack)| ack.deadline.is_some_and(|d| now >= d))
-            .map(|(id, _)| *id)
-            .collect();
+        let expired: Vec<u64> =
+            self.acks.iter().filter(|(_, ack)| ack.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
         for id in expired {
             self.acks.remove(&id);
-            self.outputs.push_back(Output::AckFailed {
-                id,
-                reason: AckFailure::Timeout,
-            });
+            self.outputs.push_back(Output::AckFailed { id, reason: AckFailure::Timeout });
         }
     }
 
     fn on_open(&mut self, now: Millis, info: OpenInfo) {
         let deadline = now.after(heartbeat_grace(&info));
-        self.engine = Engine::Open {
-            info,
-            heartbeat_deadline: deadline,
-        };
+        self.engine = Engine::Open { info, heartbeat_deadline: deadline };
         self.backoff.reset();
         self.reconnect_at = None;
-        self.set_state(ConnectionState::Connected {
-            transport: self.transport,
-        });
+        self.set_state(ConnectionState::Connected { transport: self.transport });
         let pending: Vec<(String, Option<Value>)> = self
             .namespaces
             .iter()
@@ -575,16 +549,8 @@ impl Manager {
                 }
                 ns.status = NsStatus::Connected;
                 let buffered: Vec<Packet> = ns.buffer.drain(..).collect();
-                let sid = packet
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("sid"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                self.outputs.push_back(Output::Connected {
-                    nsp: packet.nsp.clone(),
-                    sid,
-                });
+                let sid = packet.data.as_ref().and_then(|d| d.get("sid")).and_then(Value::as_str).map(str::to_owned);
+                self.outputs.push_back(Output::Connected { nsp: packet.nsp.clone(), sid });
                 // Buffered emits go out after the CONNECT answer, in the order they were made.
                 for buffered in &buffered {
                     self.send_packet(buffered);
@@ -596,17 +562,9 @@ impl Manager {
                 let data = packet.data.unwrap_or(Value::Null);
                 let message = match &data {
                     Value::String(s) => s.clone(),
-                    other => other
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("connection refused")
-                        .to_owned(),
+                    other => other.get("message").and_then(Value::as_str).unwrap_or("connection refused").to_owned(),
                 };
-                self.outputs.push_back(Output::ConnectError {
-                    nsp: packet.nsp,
-                    message,
-                    data,
-                });
+                self.outputs.push_back(Output::ConnectError { nsp: packet.nsp, message, data });
                 self.close_if_no_namespace_left(now, DisconnectReason::ServerDisconnect);
             }
             PacketKind::Disconnect => {
@@ -647,11 +605,7 @@ impl Manager {
                     Some(Value::Array(items)) => items,
                     _ => Vec::new(),
                 };
-                self.outputs.push_back(Output::Ack {
-                    id,
-                    args,
-                    attachments: packet.attachments,
-                });
+                self.outputs.push_back(Output::Ack { id, args, attachments: packet.attachments });
             }
         }
     }
@@ -682,27 +636,17 @@ impl Manager {
     }
 
     fn schedule_reconnect(&mut self, now: Millis, reason: DisconnectReason) {
-        let exhausted = self
-            .config
-            .reconnection_attempts
-            .is_some_and(|max| self.backoff.attempts() >= max);
+        let exhausted = self.config.reconnection_attempts.is_some_and(|max| self.backoff.attempts() >= max);
         if !self.config.reconnection || exhausted {
             self.fail_all_acks(AckFailure::Closed);
-            let reason = if exhausted {
-                DisconnectReason::ReconnectFailed
-            } else {
-                reason
-            };
+            let reason = if exhausted { DisconnectReason::ReconnectFailed } else { reason };
             self.terminate(reason);
             return;
         }
         let random = self.next_random();
         let delay = self.backoff.next_delay(random);
         self.reconnect_at = Some(now.after(delay));
-        self.set_state(ConnectionState::Reconnecting {
-            attempt: self.backoff.attempts(),
-            delay,
-        });
+        self.set_state(ConnectionState::Reconnecting { attempt: self.backoff.attempts(), delay });
     }
 
     fn fail_all_acks(&mut self, reason: AckFailure) {
@@ -721,6 +665,7 @@ impl Manager {
 
     fn set_state(&mut self, state: ConnectionState) {
         if self.state != state {
+            tracing::debug!(?state, "connection state");
             self.state = state.clone();
             self.outputs.push_back(Output::State(state));
         }

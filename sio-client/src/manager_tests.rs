@@ -13,10 +13,7 @@ fn at(ms: u64) -> Millis {
 }
 
 fn no_jitter() -> Config {
-    Config {
-        randomization_factor: 0.0,
-        ..Config::default()
-    }
+    Config { randomization_factor: 0.0, ..Config::default() }
 }
 
 /// A manager with its transport open and handshake done, and `/` connected.
@@ -69,16 +66,8 @@ fn the_handshake_connects_every_namespace_opened_before_it() {
     m.transport_opened(at(5), TransportKind::WebSocket);
     assert!(sent(&mut m).is_empty(), "nothing is sent before the server's OPEN");
     m.handle_packet(at(10), EnginePacket::decode_text(OPEN).unwrap());
-    assert_eq!(
-        sent(&mut m),
-        vec!["40".to_owned(), r#"40/admin,{"token":"t"}"#.to_owned()]
-    );
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Connected {
-            transport: TransportKind::WebSocket
-        }
-    );
+    assert_eq!(sent(&mut m), vec!["40".to_owned(), r#"40/admin,{"token":"t"}"#.to_owned()]);
+    assert_eq!(m.state(), &ConnectionState::Connected { transport: TransportKind::WebSocket });
     assert_eq!(m.open_info().map(|i: &OpenInfo| i.sid.as_str()), Some("e1"));
 }
 
@@ -92,10 +81,7 @@ fn a_namespace_is_connected_once_the_server_answers_its_connect() {
     assert!(!m.is_connected("/"));
     server(&mut m, 1, r#"0{"sid":"abc"}"#);
     assert!(m.is_connected("/"));
-    assert!(drain_outputs(&mut m).contains(&Output::Connected {
-        nsp: "/".into(),
-        sid: Some("abc".into())
-    }));
+    assert!(drain_outputs(&mut m).contains(&Output::Connected { nsp: "/".into(), sid: Some("abc".into()) }));
 }
 
 #[test]
@@ -116,16 +102,10 @@ fn silence_past_ping_interval_plus_timeout_counts_as_a_dead_server() {
     m.handle_timeout(at(750));
     assert_eq!(m.poll_action(), Some(Action::CloseTransport));
     let outputs = drain_outputs(&mut m);
-    assert!(outputs.contains(&Output::Disconnected {
-        nsp: "/".into(),
-        reason: DisconnectReason::PingTimeout
-    }));
+    assert!(outputs.contains(&Output::Disconnected { nsp: "/".into(), reason: DisconnectReason::PingTimeout }));
     assert_eq!(
         states(&outputs),
-        vec![ConnectionState::Reconnecting {
-            attempt: 1,
-            delay: Duration::from_millis(1000)
-        }]
+        vec![ConnectionState::Reconnecting { attempt: 1, delay: Duration::from_millis(1000) }]
     );
 }
 
@@ -143,22 +123,13 @@ fn reconnection_backs_off_and_reconnects_every_namespace() {
     // The attempt fails: the next delay doubles.
     m.transport_closed(at(2100), DisconnectReason::TransportError("refused".into()));
     assert_eq!(m.poll_timeout(), Some(at(4100)));
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Reconnecting {
-            attempt: 2,
-            delay: Duration::from_millis(2000)
-        }
-    );
+    assert_eq!(m.state(), &ConnectionState::Reconnecting { attempt: 2, delay: Duration::from_millis(2000) });
 
     m.handle_timeout(at(4100));
     assert_eq!(m.poll_action(), Some(Action::OpenTransport));
     m.transport_opened(at(4100), TransportKind::WebSocket);
     m.handle_packet(at(4150), EnginePacket::decode_text(OPEN).unwrap());
-    assert_eq!(
-        sent(&mut m),
-        vec![r#"40{"name":"Ada"}"#.to_owned(), "40/admin,".to_owned()]
-    );
+    assert_eq!(sent(&mut m), vec![r#"40{"name":"Ada"}"#.to_owned(), "40/admin,".to_owned()]);
 }
 
 #[test]
@@ -166,8 +137,7 @@ fn emits_made_while_offline_are_sent_once_in_order_after_reconnecting() {
     let mut m = connected(no_jitter());
     m.transport_closed(at(10), DisconnectReason::TransportClose);
     for i in 0..3 {
-        m.emit(at(20), "/", "send", vec![json!(i)], vec![], EmitOptions::default())
-            .unwrap();
+        m.emit(at(20), "/", "send", vec![json!(i)], vec![], EmitOptions::default()).unwrap();
     }
     assert!(sent(&mut m).is_empty());
     m.handle_timeout(at(1010));
@@ -175,10 +145,7 @@ fn emits_made_while_offline_are_sent_once_in_order_after_reconnecting() {
     m.handle_packet(at(1010), EnginePacket::decode_text(OPEN).unwrap());
     assert_eq!(sent(&mut m), vec![r#"40{"name":"Ada"}"#.to_owned()]);
     server(&mut m, 1011, r#"0{"sid":"s2"}"#);
-    assert_eq!(
-        sent(&mut m),
-        vec![r#"42["send",0]"#, r#"42["send",1]"#, r#"42["send",2]"#]
-    );
+    assert_eq!(sent(&mut m), vec![r#"42["send",0]"#, r#"42["send",1]"#, r#"42["send",2]"#]);
     // A second connect answer does not resend them.
     server(&mut m, 1012, r#"0{"sid":"s2"}"#);
     assert!(sent(&mut m).is_empty());
@@ -188,10 +155,7 @@ fn emits_made_while_offline_are_sent_once_in_order_after_reconnecting() {
 fn a_volatile_emit_is_dropped_while_offline() {
     let mut m = connected(no_jitter());
     m.transport_closed(at(10), DisconnectReason::TransportClose);
-    let options = EmitOptions {
-        volatile: true,
-        ..EmitOptions::default()
-    };
+    let options = EmitOptions { volatile: true, ..EmitOptions::default() };
     m.emit(at(20), "/", "typing", vec![], vec![], options).unwrap();
     m.handle_timeout(at(1010));
     m.transport_opened(at(1010), TransportKind::WebSocket);
@@ -203,44 +167,26 @@ fn a_volatile_emit_is_dropped_while_offline() {
 #[test]
 fn an_ack_is_matched_to_its_emit_by_id() {
     let mut m = connected(Config::default());
-    let options = EmitOptions {
-        ack: Some(Duration::from_millis(500)),
-        ..EmitOptions::default()
-    };
-    let id = m
-        .emit(at(0), "/", "join", vec![json!({"room": "r"})], vec![], options)
-        .unwrap();
+    let options = EmitOptions { ack: Some(Duration::from_millis(500)), ..EmitOptions::default() };
+    let id = m.emit(at(0), "/", "join", vec![json!({"room": "r"})], vec![], options).unwrap();
     assert_eq!(id, Some(0));
     assert_eq!(sent(&mut m), vec![r#"420["join",{"room":"r"}]"#.to_owned()]);
     server(&mut m, 5, r#"30[{"ok":true}]"#);
     assert_eq!(
         drain_outputs(&mut m),
-        vec![Output::Ack {
-            id: 0,
-            args: vec![json!({"ok": true})],
-            attachments: vec![]
-        }]
+        vec![Output::Ack { id: 0, args: vec![json!({"ok": true})], attachments: vec![] }]
     );
 }
 
 #[test]
 fn an_ack_that_does_not_arrive_in_time_fails_and_a_late_one_is_ignored() {
     let mut m = connected(Config::default());
-    let options = EmitOptions {
-        ack: Some(Duration::from_millis(100)),
-        ..EmitOptions::default()
-    };
+    let options = EmitOptions { ack: Some(Duration::from_millis(100)), ..EmitOptions::default() };
     m.emit(at(0), "/", "join", vec![], vec![], options).unwrap();
     m.handle_timeout(at(99));
     assert!(drain_outputs(&mut m).is_empty());
     m.handle_timeout(at(100));
-    assert_eq!(
-        drain_outputs(&mut m),
-        vec![Output::AckFailed {
-            id: 0,
-            reason: AckFailure::Timeout
-        }]
-    );
+    assert_eq!(drain_outputs(&mut m), vec![Output::AckFailed { id: 0, reason: AckFailure::Timeout }]);
     server(&mut m, 150, r#"30[{"ok":true}]"#);
     assert!(drain_outputs(&mut m).is_empty());
 }
@@ -260,12 +206,7 @@ fn a_connect_error_is_surfaced_and_not_retried() {
         message: "name in use".into(),
         data: json!({"message": "name in use"}),
     }));
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Disconnected {
-            reason: DisconnectReason::ServerDisconnect
-        }
-    );
+    assert_eq!(m.state(), &ConnectionState::Disconnected { reason: DisconnectReason::ServerDisconnect });
     assert_eq!(m.poll_action(), Some(Action::CloseTransport));
     assert_eq!(m.poll_timeout(), None, "no reconnection is scheduled");
 }
@@ -276,12 +217,7 @@ fn a_refused_namespace_leaves_the_other_namespaces_connected() {
     m.open_namespace("/admin", Some(json!({"token": "wrong"})));
     server(&mut m, 1, r#"4/admin,{"message":"bad token"}"#);
     assert!(m.is_connected("/"));
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Connected {
-            transport: TransportKind::WebSocket
-        }
-    );
+    assert_eq!(m.state(), &ConnectionState::Connected { transport: TransportKind::WebSocket });
     assert_eq!(
         m.emit(at(2), "/admin", "x", vec![], vec![], EmitOptions::default()),
         Err(EmitError::NamespaceClosed("/admin".into()))
@@ -293,70 +229,37 @@ fn a_server_side_disconnect_does_not_reconnect() {
     let mut m = connected(Config::default());
     server(&mut m, 5, "1");
     let outputs = drain_outputs(&mut m);
-    assert!(outputs.contains(&Output::Disconnected {
-        nsp: "/".into(),
-        reason: DisconnectReason::ServerDisconnect
-    }));
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Disconnected {
-            reason: DisconnectReason::ServerDisconnect
-        }
-    );
+    assert!(outputs.contains(&Output::Disconnected { nsp: "/".into(), reason: DisconnectReason::ServerDisconnect }));
+    assert_eq!(m.state(), &ConnectionState::Disconnected { reason: DisconnectReason::ServerDisconnect });
     assert_eq!(m.poll_timeout(), None);
 }
 
 #[test]
 fn reconnection_gives_up_after_the_allowed_attempts() {
-    let mut m = connected(Config {
-        reconnection_attempts: Some(2),
-        ..no_jitter()
-    });
-    let options = EmitOptions {
-        ack: Some(Duration::MAX),
-        ..EmitOptions::default()
-    };
+    let mut m = connected(Config { reconnection_attempts: Some(2), ..no_jitter() });
+    let options = EmitOptions { ack: Some(Duration::MAX), ..EmitOptions::default() };
     m.emit(at(0), "/", "join", vec![], vec![], options).unwrap();
     m.transport_closed(at(0), DisconnectReason::TransportClose);
     m.handle_timeout(at(1000));
     m.transport_closed(at(1000), DisconnectReason::TransportError("refused".into()));
     m.handle_timeout(at(3000));
     m.transport_closed(at(3000), DisconnectReason::TransportError("refused".into()));
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Disconnected {
-            reason: DisconnectReason::ReconnectFailed
-        }
-    );
-    assert!(drain_outputs(&mut m).contains(&Output::AckFailed {
-        id: 0,
-        reason: AckFailure::Closed
-    }));
+    assert_eq!(m.state(), &ConnectionState::Disconnected { reason: DisconnectReason::ReconnectFailed });
+    assert!(drain_outputs(&mut m).contains(&Output::AckFailed { id: 0, reason: AckFailure::Closed }));
 }
 
 #[test]
 fn closing_the_client_disconnects_namespaces_and_fails_pending_acks() {
     let mut m = connected(Config::default());
-    let options = EmitOptions {
-        ack: Some(Duration::from_secs(5)),
-        ..EmitOptions::default()
-    };
+    let options = EmitOptions { ack: Some(Duration::from_secs(5)), ..EmitOptions::default() };
     m.emit(at(0), "/", "join", vec![], vec![], options).unwrap();
     sent(&mut m);
     m.close(at(1));
     assert_eq!(sent(&mut m), vec!["41".to_owned()]);
     assert_eq!(m.poll_action(), Some(Action::CloseTransport));
     let outputs = drain_outputs(&mut m);
-    assert!(outputs.contains(&Output::AckFailed {
-        id: 0,
-        reason: AckFailure::Closed
-    }));
-    assert_eq!(
-        m.state(),
-        &ConnectionState::Disconnected {
-            reason: DisconnectReason::ClientClosed
-        }
-    );
+    assert!(outputs.contains(&Output::AckFailed { id: 0, reason: AckFailure::Closed }));
+    assert_eq!(m.state(), &ConnectionState::Disconnected { reason: DisconnectReason::ClientClosed });
     assert_eq!(
         m.emit(at(2), "/", "x", vec![], vec![], EmitOptions::default()),
         Err(EmitError::NamespaceClosed("/".into()))
@@ -385,22 +288,8 @@ fn binary_events_arrive_with_their_attachments() {
 fn binary_emits_send_the_attachments_after_the_header() {
     let mut m = connected(Config::default());
     let placeholder = json!({"_placeholder": true, "num": 0});
-    m.emit(
-        at(0),
-        "/",
-        "image",
-        vec![placeholder],
-        vec![vec![1, 2]],
-        EmitOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        sent(&mut m),
-        vec![
-            r#"451-["image",{"_placeholder":true,"num":0}]"#.to_owned(),
-            "<2 bytes>".to_owned()
-        ]
-    );
+    m.emit(at(0), "/", "image", vec![placeholder], vec![vec![1, 2]], EmitOptions::default()).unwrap();
+    assert_eq!(sent(&mut m), vec![r#"451-["image",{"_placeholder":true,"num":0}]"#.to_owned(), "<2 bytes>".to_owned()]);
 }
 
 #[test]
@@ -413,13 +302,7 @@ fn garbage_from_the_server_closes_the_transport_and_reconnects() {
 
 #[test]
 fn a_handshake_that_never_comes_times_out() {
-    let mut m = Manager::new(
-        Config {
-            connect_timeout: Duration::from_millis(50),
-            ..no_jitter()
-        },
-        1,
-    );
+    let mut m = Manager::new(Config { connect_timeout: Duration::from_millis(50), ..no_jitter() }, 1);
     m.poll_action();
     m.transport_opened(at(0), TransportKind::WebSocket);
     assert_eq!(m.poll_timeout(), Some(at(50)));

@@ -67,23 +67,11 @@ pub struct Packet {
 impl Packet {
     /// A CONNECT to `nsp`, with an optional auth payload (which must be a JSON object).
     pub fn connect(nsp: &str, auth: Option<Value>) -> Self {
-        Self {
-            kind: PacketKind::Connect,
-            nsp: nsp.to_owned(),
-            id: None,
-            data: auth,
-            attachments: Vec::new(),
-        }
+        Self { kind: PacketKind::Connect, nsp: nsp.to_owned(), id: None, data: auth, attachments: Vec::new() }
     }
 
     pub fn disconnect(nsp: &str) -> Self {
-        Self {
-            kind: PacketKind::Disconnect,
-            nsp: nsp.to_owned(),
-            id: None,
-            data: None,
-            attachments: Vec::new(),
-        }
+        Self { kind: PacketKind::Disconnect, nsp: nsp.to_owned(), id: None, data: None, attachments: Vec::new() }
     }
 
     /// An EVENT (or BINARY_EVENT when there are attachments): `[event, ...args]`.
@@ -91,34 +79,14 @@ impl Packet {
         let mut array = Vec::with_capacity(args.len() + 1);
         array.push(Value::String(event.to_owned()));
         array.extend(args);
-        let kind = if attachments.is_empty() {
-            PacketKind::Event
-        } else {
-            PacketKind::BinaryEvent
-        };
-        Self {
-            kind,
-            nsp: nsp.to_owned(),
-            id,
-            data: Some(Value::Array(array)),
-            attachments,
-        }
+        let kind = if attachments.is_empty() { PacketKind::Event } else { PacketKind::BinaryEvent };
+        Self { kind, nsp: nsp.to_owned(), id, data: Some(Value::Array(array)), attachments }
     }
 
     /// An ACK (or BINARY_ACK) answering the server's event `id`.
     pub fn ack(nsp: &str, id: u64, args: Vec<Value>, attachments: Vec<Vec<u8>>) -> Self {
-        let kind = if attachments.is_empty() {
-            PacketKind::Ack
-        } else {
-            PacketKind::BinaryAck
-        };
-        Self {
-            kind,
-            nsp: nsp.to_owned(),
-            id: Some(id),
-            data: Some(Value::Array(args)),
-            attachments,
-        }
+        let kind = if attachments.is_empty() { PacketKind::Ack } else { PacketKind::BinaryAck };
+        Self { kind, nsp: nsp.to_owned(), id: Some(id), data: Some(Value::Array(args)), attachments }
     }
 
     /// Encodes the packet: the text message, then the attachments to send as binary messages after it.
@@ -165,9 +133,7 @@ fn decode_header(text: &str) -> Result<(Packet, usize), DecodeError> {
     let mut expected = 0;
     if kind.is_binary() {
         let dash = rest.find('-').ok_or(DecodeError::MissingAttachmentCount)?;
-        expected = rest[..dash]
-            .parse::<usize>()
-            .map_err(|_| DecodeError::MissingAttachmentCount)?;
+        expected = rest[..dash].parse::<usize>().map_err(|_| DecodeError::MissingAttachmentCount)?;
         if expected > MAX_ATTACHMENTS {
             return Err(DecodeError::TooManyAttachments(expected));
         }
@@ -182,11 +148,8 @@ fn decode_header(text: &str) -> Result<(Packet, usize), DecodeError> {
     }
 
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let id = if digits > 0 {
-        Some(rest[..digits].parse::<u64>().map_err(|_| DecodeError::InvalidAckId)?)
-    } else {
-        None
-    };
+    let id =
+        if digits > 0 { Some(rest[..digits].parse::<u64>().map_err(|_| DecodeError::InvalidAckId)?) } else { None };
     rest = &rest[digits..];
 
     let data = if rest.is_empty() {
@@ -208,13 +171,7 @@ fn decode_header(text: &str) -> Result<(Packet, usize), DecodeError> {
         return Err(DecodeError::InvalidPayload(kind_char));
     }
 
-    let packet = Packet {
-        kind,
-        nsp: nsp.to_owned(),
-        id,
-        data,
-        attachments: Vec::with_capacity(expected),
-    };
+    let packet = Packet { kind, nsp: nsp.to_owned(), id, data, attachments: Vec::with_capacity(expected) };
     Ok((packet, expected))
 }
 
@@ -228,9 +185,7 @@ fn placeholders_are_valid(value: &Value, count: usize, depth: usize) -> bool {
         Value::Array(items) => items.iter().all(|v| placeholders_are_valid(v, count, depth + 1)),
         Value::Object(map) => {
             if map.get("_placeholder") == Some(&Value::Bool(true)) {
-                map.get("num")
-                    .and_then(Value::as_u64)
-                    .is_some_and(|n| (n as usize) < count)
+                map.get("num").and_then(Value::as_u64).is_some_and(|n| (n as usize) < count)
             } else {
                 map.values().all(|v| placeholders_are_valid(v, count, depth + 1))
             }
@@ -295,22 +250,14 @@ mod tests {
     use super::*;
 
     fn decode_one(text: &str) -> Result<Packet, DecodeError> {
-        Decoder::default()
-            .decode_text(text)
-            .map(|p| p.expect("a text packet completes at once"))
+        Decoder::default().decode_text(text).map(|p| p.expect("a text packet completes at once"))
     }
 
     #[test]
     fn a_connect_to_the_main_namespace_has_no_namespace_field() {
         assert_eq!(Packet::connect("/", None).encode().0, "0");
-        assert_eq!(
-            Packet::connect("/", Some(json!({"name": "Ada"}))).encode().0,
-            r#"0{"name":"Ada"}"#
-        );
-        assert_eq!(
-            Packet::connect("/admin", Some(json!({"t": 1}))).encode().0,
-            r#"0/admin,{"t":1}"#
-        );
+        assert_eq!(Packet::connect("/", Some(json!({"name": "Ada"}))).encode().0, r#"0{"name":"Ada"}"#);
+        assert_eq!(Packet::connect("/admin", Some(json!({"t": 1}))).encode().0, r#"0/admin,{"t":1}"#);
     }
 
     #[test]
@@ -352,13 +299,7 @@ mod tests {
     #[test]
     fn a_binary_event_is_complete_only_after_its_attachments() {
         let placeholder = json!({"_placeholder": true, "num": 0});
-        let sent = Packet::event(
-            "/",
-            "image",
-            vec![json!({"data": placeholder})],
-            vec![vec![1, 2, 3]],
-            None,
-        );
+        let sent = Packet::event("/", "image", vec![json!({"data": placeholder})], vec![vec![1, 2, 3]], None);
         let (text, attachments) = sent.encode();
         assert_eq!(text, r#"51-["image",{"data":{"_placeholder":true,"num":0}}]"#);
 
@@ -390,30 +331,19 @@ mod tests {
 
     #[test]
     fn a_huge_attachment_count_is_rejected_before_buffering() {
-        assert_eq!(
-            decode_one("5100000-[\"x\"]"),
-            Err(DecodeError::TooManyAttachments(100_000))
-        );
+        assert_eq!(decode_one("5100000-[\"x\"]"), Err(DecodeError::TooManyAttachments(100_000)));
     }
 
     #[test]
     fn a_placeholder_pointing_past_the_attachments_is_rejected() {
         let mut decoder = Decoder::default();
-        assert_eq!(
-            decoder
-                .decode_text(r#"51-["x",{"_placeholder":true,"num":3}]"#)
-                .unwrap(),
-            None
-        );
+        assert_eq!(decoder.decode_text(r#"51-["x",{"_placeholder":true,"num":3}]"#).unwrap(), None);
         assert_eq!(decoder.decode_binary(vec![0]), Err(DecodeError::InvalidPlaceholder));
     }
 
     #[test]
     fn binary_data_without_a_binary_packet_is_rejected() {
-        assert_eq!(
-            Decoder::default().decode_binary(vec![1]),
-            Err(DecodeError::UnexpectedBinary)
-        );
+        assert_eq!(Decoder::default().decode_binary(vec![1]), Err(DecodeError::UnexpectedBinary));
     }
 
     #[test]

@@ -21,10 +21,9 @@ enum Submission {
 fn judge(name: &str, room: &str) -> Submission {
     match (DisplayName::parse(name), RoomName::parse(room)) {
         (Ok(name), Ok(room)) => Submission::Valid(room_url(&room, &name)),
-        (name, room) => Submission::Invalid {
-            name: name.err().map(|e| e.to_string()),
-            room: room.err().map(|e| e.to_string()),
-        },
+        (name, room) => {
+            Submission::Invalid { name: name.err().map(|e| e.to_string()), room: room.err().map(|e| e.to_string()) }
+        }
     }
 }
 
@@ -107,10 +106,7 @@ mod tests {
 
     #[test]
     fn a_valid_form_leads_to_the_room_slug() {
-        assert_eq!(
-            judge(" Ada ", "Rust Fans"),
-            Submission::Valid("/r/rust-fans?name=Ada".into())
-        );
+        assert_eq!(judge(" Ada ", "Rust Fans"), Submission::Valid("/r/rust-fans?name=Ada".into()));
     }
 
     #[test]
@@ -124,10 +120,7 @@ mod tests {
         );
         assert_eq!(
             judge("Ada", ""),
-            Submission::Invalid {
-                name: None,
-                room: Some("Please enter a room name.".into())
-            }
+            Submission::Invalid { name: None, room: Some("Please enter a room name.".into()) }
         );
     }
 }

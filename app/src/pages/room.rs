@@ -25,10 +25,7 @@ impl Status {
             Status::Connecting => "Connecting…".to_owned(),
             Status::Connected { transport } => format!("Connected · {transport}"),
             Status::Reconnecting { attempt, delay_ms } => {
-                format!(
-                    "Reconnecting (attempt {attempt}, in {:.1} s)…",
-                    *delay_ms as f64 / 1000.0
-                )
+                format!("Reconnecting (attempt {attempt}, in {:.1} s)…", *delay_ms as f64 / 1000.0)
             }
             Status::Offline(reason) => format!("Offline: {reason}"),
         }

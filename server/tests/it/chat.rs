@@ -8,10 +8,7 @@ use sio_client::{Client, SocketEvent};
 use crate::helpers::{PATIENCE, next, refusal, spawn_app, within};
 
 fn send(room: &str, body: &str) -> SendMessage {
-    SendMessage {
-        room: RoomName::parse(room).unwrap(),
-        body: MessageBody::parse(body).unwrap(),
-    }
+    SendMessage { room: RoomName::parse(room).unwrap(), body: MessageBody::parse(body).unwrap() }
 }
 
 #[tokio::test]
@@ -24,18 +21,14 @@ async fn members_of_a_room_see_each_others_messages_and_another_room_sees_none()
     let mut bob_inbox = bob.on::<ChatMessage>();
     let mut carol_inbox = carol.on::<ChatMessage>();
 
-    let accepted = within("alice's ack", alice.request(&send("general", "hello bob"), PATIENCE))
-        .await
-        .unwrap();
+    let accepted = within("alice's ack", alice.request(&send("general", "hello bob"), PATIENCE)).await.unwrap();
     let received = next("bob to receive alice's message", &mut bob_inbox).await;
     assert_eq!(received, accepted.message);
     assert_eq!(received.from.as_str(), "Alice");
     assert_eq!(received.body.as_str(), "hello bob");
 
     // Carol's queue is in order: had alice's message leaked to her, it would arrive before this one from dave.
-    within("dave's ack", dave.request(&send("elsewhere", "hi carol"), PATIENCE))
-        .await
-        .unwrap();
+    within("dave's ack", dave.request(&send("elsewhere", "hi carol"), PATIENCE)).await.unwrap();
     let first_for_carol = next("carol to receive dave's message", &mut carol_inbox).await;
     assert_eq!(first_for_carol.body.as_str(), "hi carol");
     assert_eq!(first_for_carol.room.as_str(), "elsewhere");
@@ -45,16 +38,12 @@ async fn members_of_a_room_see_each_others_messages_and_another_room_sees_none()
 async fn the_sender_gets_its_message_back_in_the_ack_with_an_id_and_a_time() {
     let app = spawn_app().await;
     let (_a, alice) = app.member("Alice", "general").await;
-    let accepted: MessageAccepted = within("the ack", alice.request(&send("general", "  spaced out  "), PATIENCE))
-        .await
-        .unwrap();
+    let accepted: MessageAccepted =
+        within("the ack", alice.request(&send("general", "  spaced out  "), PATIENCE)).await.unwrap();
     assert_eq!(accepted.message.from.as_str(), "Alice");
     assert_eq!(accepted.message.body.as_str(), "spaced out");
     assert!(!accepted.message.id.0.is_empty());
-    assert!(
-        accepted.message.sent_at.0 > 1_600_000_000_000,
-        "a Unix time in milliseconds"
-    );
+    assert!(accepted.message.sent_at.0 > 1_600_000_000_000, "a Unix time in milliseconds");
 }
 
 #[tokio::test]
@@ -63,9 +52,7 @@ async fn room_names_are_case_insensitive_slugs() {
     let (_a, alice) = app.member("Alice", "Rust Fans").await;
     let (_b, bob) = app.member("Bob", "rust-fans").await;
     let mut bob_inbox = bob.on::<ChatMessage>();
-    within("ack", alice.request(&send("RUST fans", "same room"), PATIENCE))
-        .await
-        .unwrap();
+    within("ack", alice.request(&send("RUST fans", "same room"), PATIENCE)).await.unwrap();
     assert_eq!(next("bob's copy", &mut bob_inbox).await.body.as_str(), "same room");
 }
 
@@ -74,9 +61,7 @@ async fn sending_to_a_room_not_joined_is_refused() {
     let app = spawn_app().await;
     let (_a, alice) = app.member("Alice", "general").await;
     let ack: AckResult<MessageAccepted> =
-        within("the ack", alice.emit_with_ack(&send("secret", "let me in"), PATIENCE))
-            .await
-            .unwrap();
+        within("the ack", alice.emit_with_ack(&send("secret", "let me in"), PATIENCE)).await.unwrap();
     let error = refusal(ack);
     assert_eq!(error.code, ErrorCode::NotInRoom);
     assert_eq!(error.message, "Join #secret before sending to it.");
@@ -99,11 +84,7 @@ impl Event for RawSend {
 async fn an_invalid_payload_is_answered_with_a_typed_error() {
     let app = spawn_app().await;
     let (_a, alice) = app.member("Alice", "general").await;
-    let bad = RawSend {
-        room: "general".into(),
-        body: "   ".into(),
-        from: "Alice".into(),
-    };
+    let bad = RawSend { room: "general".into(), body: "   ".into(), from: "Alice".into() };
     let ack: AckResult<MessageAccepted> = within("the ack", alice.emit_with_ack(&bad, PATIENCE)).await.unwrap();
     let error = refusal(ack);
     assert_eq!(error.code, ErrorCode::InvalidPayload);
@@ -116,14 +97,8 @@ async fn a_message_is_always_signed_with_the_connection_identity() {
     let (_m, mallory) = app.member("Mallory", "general").await;
     let (_b, bob) = app.member("Bob", "general").await;
     let mut bob_inbox = bob.on::<ChatMessage>();
-    let forged = RawSend {
-        room: "general".into(),
-        body: "I am Alice".into(),
-        from: "Alice".into(),
-    };
-    let ack: AckResult<MessageAccepted> = within("the ack", mallory.emit_with_ack(&forged, PATIENCE))
-        .await
-        .unwrap();
+    let forged = RawSend { room: "general".into(), body: "I am Alice".into(), from: "Alice".into() };
+    let ack: AckResult<MessageAccepted> = within("the ack", mallory.emit_with_ack(&forged, PATIENCE)).await.unwrap();
     assert!(matches!(ack, AckResult::Ok(_)), "extra fields are ignored");
     assert_eq!(next("bob's copy", &mut bob_inbox).await.from.as_str(), "Mallory");
 }
@@ -136,7 +111,7 @@ async fn a_connection_without_a_valid_name_is_refused_with_a_connect_error() {
     struct BadAuth {
         name: &'static str,
     }
-    let socket = client.socket(CHAT_NAMESPACE, Some(&BadAuth { name: "   " })).unwrap();
+    let socket = client.socket_with_auth(CHAT_NAMESPACE, &BadAuth { name: "   " }).unwrap();
     let mut lifecycle = socket.lifecycle();
     match next("the connect error", &mut lifecycle).await {
         SocketEvent::ConnectError { message, .. } => {
@@ -155,9 +130,7 @@ async fn closing_a_client_disconnects_it_and_ends_its_streams() {
     client.close();
     assert_eq!(
         next("the disconnect", &mut lifecycle).await,
-        SocketEvent::Disconnected {
-            reason: sio_client::DisconnectReason::ClientClosed
-        }
+        SocketEvent::Disconnected { reason: sio_client::DisconnectReason::ClientClosed }
     );
     assert_eq!(within("the inbox to end", inbox.next()).await, None);
     let after = alice.request(&send("general", "too late"), PATIENCE).await;

@@ -25,10 +25,12 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let config = Config {
-        addr: Some("127.0.0.1:0".parse().unwrap()),
-        site_root: None,
-    };
+    spawn_app_with(Config::default()).await
+}
+
+/// A server with these settings, on a free loopback port whatever `config.addr` says.
+pub async fn spawn_app_with(mut config: Config) -> TestApp {
+    config.addr = Some("127.0.0.1:0".parse().unwrap());
     let app = Application::build(&config).await.expect("the app starts");
     let addr = app.local_addr().expect("the app has an address");
     let task = tokio::spawn(app.run_until_stopped());
@@ -43,10 +45,8 @@ impl TestApp {
     /// A client connected to the chat namespace as `name`, not yet in any room.
     pub async fn connect(&self, name: &str) -> (Client, Socket) {
         let client = Client::builder(self.base_url()).connect();
-        let auth = ChatAuth {
-            name: DisplayName::parse(name).unwrap(),
-        };
-        let socket = client.socket(CHAT_NAMESPACE, Some(&auth)).unwrap();
+        let auth = ChatAuth { name: DisplayName::parse(name).unwrap() };
+        let socket = client.socket_with_auth(CHAT_NAMESPACE, &auth).unwrap();
         let mut lifecycle = socket.lifecycle();
         match within("the chat namespace to connect", lifecycle.next()).await {
             Some(SocketEvent::Connected { .. }) => {}
@@ -58,12 +58,8 @@ impl TestApp {
     /// A client connected as `name` and joined to `room`.
     pub async fn member(&self, name: &str, room: &str) -> (Client, Socket) {
         let (client, socket) = self.connect(name).await;
-        let join = JoinRoom {
-            room: RoomName::parse(room).unwrap(),
-        };
-        let joined = within("the join ack", socket.request(&join, PATIENCE))
-            .await
-            .expect("the join is accepted");
+        let join = JoinRoom { room: RoomName::parse(room).unwrap() };
+        let joined = within("the join ack", socket.request(&join, PATIENCE)).await.expect("the join is accepted");
         assert_eq!(joined.you.as_str(), name);
         (client, socket)
     }
@@ -79,9 +75,7 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 /// The next item of a stream, failing the test if none comes in time.
 pub async fn next<S: Stream + Unpin>(what: &str, stream: &mut S) -> S::Item {
-    within(what, stream.next())
-        .await
-        .unwrap_or_else(|| panic!("the stream ended while waiting for {what}"))
+    within(what, stream.next()).await.unwrap_or_else(|| panic!("the stream ended while waiting for {what}"))
 }
 
 /// An ack decoded as an error body, for requests that must be refused.

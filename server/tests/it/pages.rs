@@ -13,37 +13,21 @@ struct Page {
 
 async fn get(uri: &str) -> Page {
     let options = LeptosOptions::builder().output_name("causerie").build();
-    let router = server::startup::router(options);
+    let router = server::startup::router(options, &server::Config::default());
     // Browsers announce HTML for navigations; Leptos answers redirects with a real 302 only then.
-    let request = Request::get(uri)
-        .header(header::ACCEPT, "text/html")
-        .body(Body::empty())
-        .unwrap();
+    let request = Request::get(uri).header(header::ACCEPT, "text/html").body(Body::empty()).unwrap();
     let response = router.oneshot(request).await.expect("the router answers");
     let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("the body is readable");
-    Page {
-        status,
-        location,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body is readable");
+    Page { status, location, body: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
 #[tokio::test]
 async fn the_join_page_is_a_get_form_with_name_and_room_fields() {
     let page = get("/").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(
-        page.body.contains(r#"method="GET""#) && page.body.contains(r#"action="/""#),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains(r#"method="GET""#) && page.body.contains(r#"action="/""#), "{}", page.body);
     assert!(page.body.contains(r#"name="name""#), "{}", page.body);
     assert!(page.body.contains(r#"name="room""#), "{}", page.body);
     assert!(!page.body.contains("field-error"), "no errors before a submission");
@@ -61,27 +45,15 @@ async fn an_invalid_submission_shows_each_error_and_keeps_the_input() {
     let page = get("/?name=&room=%21%21%21").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Please enter a display name."), "{}", page.body);
-    assert!(
-        page.body.contains("A room name needs at least one letter or digit."),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains(r#"value="!!!""#),
-        "the room input keeps what was typed: {}",
-        page.body
-    );
+    assert!(page.body.contains("A room name needs at least one letter or digit."), "{}", page.body);
+    assert!(page.body.contains(r#"value="!!!""#), "the room input keeps what was typed: {}", page.body);
 }
 
 #[tokio::test]
 async fn a_name_that_is_too_long_is_refused_in_plain_words() {
     let page = get(&format!("/?name={}&room=general", "a".repeat(33))).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(
-        page.body.contains("A display name can be at most 32 characters long."),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains("A display name can be at most 32 characters long."), "{}", page.body);
 }
 
 #[tokio::test]
@@ -98,11 +70,7 @@ async fn the_room_page_shows_the_room_and_who_you_are() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("general"), "{}", page.body);
     assert!(page.body.contains("Ada"), "{}", page.body);
-    assert!(
-        page.body.contains(r#"data-testid="connection-status""#),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains(r#"data-testid="connection-status""#), "{}", page.body);
 }
 
 #[tokio::test]

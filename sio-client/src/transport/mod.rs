@@ -1,17 +1,92 @@
-//! Thin adapters between a real WebSocket and the sans-IO core: they move [`Frame`](crate::Frame)s, nothing more.
+//! Thin adapters between the network and the sans-IO core. A transport moves Engine.IO packets and nothing more;
+//! every protocol decision is taken by the [`Manager`](crate::manager::Manager) or the driver.
+//!
+//! - WebSocket: one packet per frame, on `wasm32` through the browser's WebSocket (gloo-net), natively through
+//!   tokio-tungstenite.
+//! - HTTP long-polling: one `GET` waiting for packets and one `POST` carrying them, on `wasm32` through `fetch`
+//!   (gloo-net), natively through hyper. It is the first transport, because it passes proxies that block
+//!   WebSocket; the driver then upgrades to WebSocket when it can.
+
+#![cfg_attr(not(any(target_arch = "wasm32", feature = "tokio")), allow(dead_code))]
 
 #[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
-mod native;
+mod native_http;
+#[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
+mod native_ws;
+#[cfg(any(target_arch = "wasm32", feature = "tokio"))]
+mod polling;
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+mod wasm_http;
+#[cfg(target_arch = "wasm32")]
+mod wasm_ws;
 
 #[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
-pub use native::WsTransport;
+pub use native_http::Http;
+#[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
+pub use native_ws::WsTransport;
+#[cfg(any(target_arch = "wasm32", feature = "tokio"))]
+pub use polling::{Polling, Received, batches};
 #[cfg(target_arch = "wasm32")]
-pub use wasm::WsTransport;
+pub use wasm_http::Http;
+#[cfg(target_arch = "wasm32")]
+pub use wasm_ws::WsTransport;
+
+use crate::TransportKind;
 
 /// A transport failed; the text comes from the platform.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-#[cfg_attr(not(any(target_arch = "wasm32", feature = "tokio")), allow(dead_code))]
 pub struct TransportError(pub String);
+
+/// The Engine.IO URL of a transport: `<base><path>?EIO=4&transport=<kind>[&sid=<sid>]`, with `ws(s)` for WebSocket.
+pub fn engine_url(base: &str, path: &str, kind: TransportKind, sid: Option<&str>) -> String {
+    let base = base.trim_end_matches('/');
+    let base = match kind {
+        TransportKind::WebSocket => {
+            if let Some(rest) = base.strip_prefix("https://") {
+                format!("wss://{rest}")
+            } else if let Some(rest) = base.strip_prefix("http://") {
+                format!("ws://{rest}")
+            } else {
+                base.to_owned()
+            }
+        }
+        TransportKind::Polling => {
+            if let Some(rest) = base.strip_prefix("wss://") {
+                format!("https://{rest}")
+            } else if let Some(rest) = base.strip_prefix("ws://") {
+                format!("http://{rest}")
+            } else {
+                base.to_owned()
+            }
+        }
+    };
+    let path = path.trim_matches('/');
+    let mut url = format!("{base}/{path}/?EIO=4&transport={}", kind.as_str());
+    if let Some(sid) = sid {
+        url.push_str("&sid=");
+        url.push_str(sid);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_protocol_version_the_transport_and_the_session() {
+        assert_eq!(
+            engine_url("http://h:1/", "/socket.io/", TransportKind::Polling, None),
+            "http://h:1/socket.io/?EIO=4&transport=polling"
+        );
+        assert_eq!(
+            engine_url("https://h", "socket.io", TransportKind::WebSocket, Some("abc")),
+            "wss://h/socket.io/?EIO=4&transport=websocket&sid=abc"
+        );
+        assert_eq!(
+            engine_url("ws://h", "/socket.io/", TransportKind::Polling, Some("x")),
+            "http://h/socket.io/?EIO=4&transport=polling&sid=x"
+        );
+    }
+}
