@@ -44,6 +44,7 @@ against_both_peers!(
     a_websocket_only_client_never_polls,
     a_polling_only_server_keeps_the_client_on_polling,
     a_polling_only_client_never_upgrades,
+    a_blocked_websocket_leaves_the_client_on_polling,
     heartbeats_keep_the_connection_and_a_silent_server_is_detected,
     a_restarted_server_is_reconnected_with_backoff_on_every_namespace,
     emits_made_offline_are_delivered_once_after_reconnecting,

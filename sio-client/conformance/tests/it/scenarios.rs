@@ -10,7 +10,7 @@ use serde_json::json;
 use sio_client::{AckError, Client, Config, ConnectionState, DisconnectReason, Socket, SocketEvent, TransportKind};
 
 use crate::peers::{Kind, Options, Peer};
-use crate::proxy::{Mode, Proxy};
+use crate::proxy::{Filter, Mode, Proxy};
 
 /// How long anything expected may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -163,6 +163,27 @@ pub async fn a_polling_only_server_keeps_the_client_on_polling(kind: Kind) {
     }
     // The server offered no upgrade, so none was tried: the state is final, not a race.
     assert_eq!(client.state(), ConnectionState::Connected { transport: TransportKind::Polling });
+}
+
+pub async fn a_blocked_websocket_leaves_the_client_on_polling(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let proxy = Proxy::start_filtered(peer.port, Filter::NoWebSocket).await;
+    let client = Client::builder(proxy.url()).connect();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+    connected(&mut lifecycle).await;
+    // The server offers the upgrade; the proxy kills the WebSocket; the client keeps the connection it has.
+    within("the upgrade attempt", async {
+        while proxy.blocked() == 0 {
+            echo(&socket, "waiting for the upgrade attempt").await;
+        }
+    })
+    .await;
+    for i in 0..5 {
+        echo(&socket, &format!("through the proxy {i}")).await;
+    }
+    assert_eq!(client.state(), ConnectionState::Connected { transport: TransportKind::Polling });
+    assert!(drain(&mut lifecycle).iter().all(|e| !matches!(e, SocketEvent::Disconnected { .. })));
 }
 
 pub async fn a_polling_only_client_never_upgrades(kind: Kind) {
