@@ -149,6 +149,8 @@ pub enum ErrorCode {
     InvalidPayload,
     /// The request names a room this connection has not joined.
     NotInRoom,
+    /// Too many messages too fast; the message says when to try again.
+    RateLimited,
     /// The server failed; the message is safe to show but says nothing of the cause.
     Internal,
     /// A code from a newer server.

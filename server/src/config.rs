@@ -23,6 +23,28 @@ pub struct Config {
     /// behind a proxy that blocks WebSocket
     #[arg(long, env = "CAUSERIE_TRANSPORTS", value_delimiter = ',', default_value = "polling,websocket")]
     pub transports: Vec<Transport>,
+
+    /// How many messages one connection may send at once, before the sustained rate applies
+    #[arg(long, env = "CAUSERIE_MESSAGE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// How many messages per second one connection may send, sustained
+    #[arg(long, env = "CAUSERIE_MESSAGES_PER_SECOND", default_value_t = 2.0, value_parser = positive_rate)]
+    pub messages_per_second: f64,
+}
+
+fn positive_rate(input: &str) -> Result<f64, String> {
+    match input.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("expected a positive number of messages per second, got {input:?}")),
+    }
+}
+
+impl Config {
+    /// The per-connection sending limit.
+    pub fn rate_limit(&self) -> crate::limits::RateLimit {
+        crate::limits::RateLimit { burst: self.message_burst, per_second: self.messages_per_second }
+    }
 }
 
 /// A Socket.IO transport the server accepts.
@@ -34,7 +56,13 @@ pub enum Transport {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { addr: None, site_root: None, transports: vec![Transport::Polling, Transport::Websocket] }
+        Self {
+            addr: None,
+            site_root: None,
+            transports: vec![Transport::Polling, Transport::Websocket],
+            message_burst: 10,
+            messages_per_second: 2.0,
+        }
     }
 }
 
@@ -81,6 +109,20 @@ mod tests {
     fn an_unknown_transport_is_a_clear_error() {
         let err = Config::try_parse_from(["causerie", "--transports", "carrier-pigeon"]).unwrap_err();
         assert!(err.to_string().contains("invalid value 'carrier-pigeon' for '--transports"), "{err}");
+    }
+
+    #[test]
+    fn the_rate_limit_flags_refuse_nonsense() {
+        let err = Config::try_parse_from(["causerie", "--message-burst", "0"]).unwrap_err();
+        assert!(err.to_string().contains("invalid value '0' for '--message-burst"), "{err}");
+        for bad in ["--messages-per-second=0", "--messages-per-second=-1", "--messages-per-second=fast"] {
+            let err = Config::try_parse_from(["causerie", bad]).unwrap_err();
+            assert!(err.to_string().contains("expected a positive number of messages per second"), "{bad}: {err}");
+        }
+        let config =
+            Config::try_parse_from(["causerie", "--message-burst", "3", "--messages-per-second", "0.5"]).unwrap();
+        assert_eq!(config.rate_limit(), crate::limits::RateLimit { burst: 3, per_second: 0.5 });
+        assert_eq!(Config::default().rate_limit(), Config::try_parse_from(["causerie"]).unwrap().rate_limit());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Leptos pages. `main.rs` only parses the configuration and runs [`startup::Application`].
 
 pub mod config;
+pub mod limits;
 pub mod realtime;
 pub mod startup;
 

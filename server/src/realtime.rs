@@ -8,15 +8,35 @@ use protocol::{
     AckResult, CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, JoinRoom, Joined, MessageAccepted,
     MessageId, SendMessage, UnixMillis,
 };
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use serde::Serialize;
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+
+use crate::limits::{RateLimit, TokenBucket};
 
 /// Who a chat connection is, set by [`authenticate`] before the connection is accepted.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub name: protocol::DisplayName,
+}
+
+/// What this connection may still send (see [`RateLimit`]). Shared behind a mutex because socketioxide runs each
+/// event's handler as its own task; the lock is never held across an `await`.
+#[derive(Debug, Clone)]
+struct SendBudget(Arc<Mutex<TokenBucket>>);
+
+impl SendBudget {
+    fn try_take(&self) -> Result<(), std::time::Duration> {
+        match self.0.lock() {
+            Ok(mut bucket) => bucket.try_take(Instant::now()),
+            // A poisoned lock means a handler panicked mid-update; the bucket is still a number, so keep going.
+            Err(poisoned) => poisoned.into_inner().try_take(Instant::now()),
+        }
+    }
 }
 
 /// Why a CONNECT to the chat namespace was refused. The text reaches the client in the CONNECT_ERROR packet.
@@ -38,8 +58,9 @@ async fn authenticate(socket: SocketRef, TryData(auth): TryData<ChatAuth>) -> Re
     Ok(())
 }
 
-async fn on_connect(socket: SocketRef) {
+async fn on_connect(socket: SocketRef, State(limit): State<RateLimit>) {
     tracing::debug!(sid = %socket.id, transport = ?socket.transport_type(), "chat connection");
+    socket.extensions.insert(SendBudget(Arc::new(Mutex::new(TokenBucket::new(limit, Instant::now())))));
     socket.on(JoinRoom::NAME, on_join);
     socket.on(SendMessage::NAME, on_send);
     socket.on_fallback(async |socket: SocketRef, EventName(event): EventName| {
@@ -64,9 +85,15 @@ async fn on_join(
 async fn on_send(
     socket: SocketRef,
     Extension(me): Extension<Identity>,
+    Extension(budget): Extension<SendBudget>,
     TryData(request): TryData<SendMessage>,
     ack: AckSender,
 ) {
+    // Counted before anything else: a flood of invalid payloads costs as much as a flood of messages.
+    if let Err(wait) = budget.try_take() {
+        let message = format!("You are sending messages too fast. Try again in {:.1} s.", wait.as_secs_f64().max(0.1));
+        return reply::<MessageAccepted>(ack, Err(ErrorBody::new(ErrorCode::RateLimited, message)));
+    }
     let request = match request {
         Ok(request) => request,
         Err(e) => return reply::<MessageAccepted>(ack, Err(invalid_payload(e))),

@@ -15,7 +15,8 @@ use crate::realtime;
 
 /// The whole HTTP application.
 pub fn router(leptos_options: LeptosOptions, config: &Config) -> Router {
-    let (socket_layer, io) = with_transports(SocketIo::builder(), &config.transports).build_layer();
+    let builder = SocketIo::builder().with_state(config.rate_limit());
+    let (socket_layer, io) = with_transports(builder, &config.transports).build_layer();
     realtime::attach(&io);
 
     let routes = generate_route_list(App);

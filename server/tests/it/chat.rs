@@ -136,3 +136,24 @@ async fn closing_a_client_disconnects_it_and_ends_its_streams() {
     let after = alice.request(&send("general", "too late"), PATIENCE).await;
     assert!(after.is_err(), "a closed client cannot send: {after:?}");
 }
+
+#[tokio::test]
+async fn sending_faster_than_the_limit_is_refused_and_each_connection_has_its_own_budget() {
+    // A burst of three and a refill too slow to matter during the test.
+    let config = server::Config { message_burst: 3, messages_per_second: 0.001, ..server::Config::default() };
+    let app = crate::helpers::spawn_app_with(config).await;
+    let (_a, alice) = app.member("Alice", "general").await;
+    for i in 0..3 {
+        within("an accepted message", alice.request(&send("general", &format!("message {i}")), PATIENCE))
+            .await
+            .unwrap();
+    }
+    let ack: AckResult<MessageAccepted> =
+        within("the ack", alice.emit_with_ack(&send("general", "one too many"), PATIENCE)).await.unwrap();
+    let error = refusal(ack);
+    assert_eq!(error.code, ErrorCode::RateLimited);
+    assert!(error.message.starts_with("You are sending messages too fast. Try again in"), "{}", error.message);
+
+    let (_b, bob) = app.member("Bob", "general").await;
+    within("bob's message", bob.request(&send("general", "my own budget"), PATIENCE)).await.unwrap();
+}

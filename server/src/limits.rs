@@ -1,0 +1,86 @@
+//! Rate limiting, as pure code: a token bucket per connection, driven by the instants it is given.
+
+use std::time::{Duration, Instant};
+
+/// How fast one connection may send: `burst` messages at once, then `per_second` on average.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+/// A token bucket: full at `burst` tokens, refilled continuously at `per_second`; each message takes one.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    limit: RateLimit,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(limit: RateLimit, now: Instant) -> Self {
+        Self { limit, tokens: f64::from(limit.burst), last: now }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        let missing = 1.0 - self.tokens;
+        if self.limit.per_second <= 0.0 {
+            return Err(Duration::MAX);
+        }
+        Err(Duration::from_secs_f64(missing / self.limit.per_second))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(burst: u32, per_second: f64) -> (TokenBucket, Instant) {
+        let now = Instant::now();
+        (TokenBucket::new(RateLimit { burst, per_second }, now), now)
+    }
+
+    #[test]
+    fn a_burst_up_to_the_capacity_is_allowed_and_the_next_message_waits() {
+        let (mut bucket, t0) = bucket(3, 1.0);
+        for _ in 0..3 {
+            assert_eq!(bucket.try_take(t0), Ok(()));
+        }
+        let wait = bucket.try_take(t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn tokens_come_back_at_the_sustained_rate() {
+        let (mut bucket, t0) = bucket(2, 2.0);
+        bucket.try_take(t0).unwrap();
+        bucket.try_take(t0).unwrap();
+        assert!(bucket.try_take(t0 + Duration::from_millis(400)).is_err(), "0.8 of a token after 400 ms");
+        assert_eq!(bucket.try_take(t0 + Duration::from_millis(500)), Ok(()), "a whole token after 500 ms");
+    }
+
+    #[test]
+    fn a_long_pause_refills_no_more_than_the_burst() {
+        let (mut bucket, t0) = bucket(2, 10.0);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(bucket.try_take(later), Ok(()));
+        assert_eq!(bucket.try_take(later), Ok(()));
+        assert!(bucket.try_take(later).is_err());
+    }
+
+    #[test]
+    fn sustained_sending_at_the_limit_is_never_refused() {
+        let (mut bucket, t0) = bucket(1, 4.0);
+        for i in 0..100 {
+            assert_eq!(bucket.try_take(t0 + Duration::from_millis(250 * i)), Ok(()), "message {i}");
+        }
+    }
+}
