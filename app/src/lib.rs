@@ -9,6 +9,7 @@ use leptos_router::path;
 #[cfg(feature = "hydrate")]
 mod live;
 mod pages;
+mod text;
 mod urls;
 
 pub use urls::room_url;

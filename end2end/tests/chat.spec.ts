@@ -70,3 +70,29 @@ test("sending faster than the limit shows why a message was not sent", async ({ 
   await expect(page.getByRole("alert").filter({ hasText: "You are sending messages too fast." })).toBeVisible();
   await expect(room.message("flood 0")).toHaveCount(1);
 });
+
+test("links are clickable and safe, and one sender's messages are grouped", async ({ browser }) => {
+  const roomName = `links-${Date.now()}`;
+  const contexts = await Promise.all([browser.newContext(), browser.newContext()]);
+  const [ada, bob] = await Promise.all(contexts.map(async (c) => new RoomPage(await c.newPage())));
+  try {
+    await ada.enter(roomName, "Ada");
+    await bob.enter(roomName, "Bob");
+    await ada.say("read https://example.com/docs?a=1. not javascript:alert(1)");
+    await ada.say("and a second line from me");
+
+    const first = bob.message("read https://example.com/docs");
+    const link = first.getByRole("link", { name: "https://example.com/docs?a=1" });
+    await expect(link).toHaveAttribute("href", "https://example.com/docs?a=1");
+    await expect(link).toHaveAttribute("target", "_blank");
+    await expect(link).toHaveAttribute("rel", /noopener/);
+    await expect(bob.page.locator('.messages a[href^="javascript"]')).toHaveCount(0);
+
+    const second = bob.message("and a second line from me");
+    await expect(second).toHaveClass(/continued/);
+    await expect(second.locator(".from")).toBeHidden();
+    await expect(first.locator(".from")).toBeVisible();
+  } finally {
+    await Promise.all(contexts.map((c) => c.close()));
+  }
+});

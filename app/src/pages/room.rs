@@ -150,12 +150,8 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
                 <p class="notice">"Live chat needs JavaScript. Turn it on to see and send messages."</p>
             </noscript>
             <ol class="messages" data-testid="messages" aria-live="polite">
-                <For each=move || state.messages.get() key=|m| m.id.clone() let:message>
-                    <li class="message" data-testid="message">
-                        <span class="from">{message.from.to_string()}</span>
-                        <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
-                        <p class="body">{message.body.to_string()}</p>
-                    </li>
+                <For each=move || grouped(&state.messages.read()) key=|(m, _)| m.id.clone() let:item>
+                    <Message message=item.0 continued=item.1 />
                 </For>
             </ol>
             <form class="composer" on:submit=on_submit>
@@ -176,6 +172,44 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
     }
 }
 
+/// Consecutive messages from one sender within this long are shown as one group, under one name.
+const GROUP_WITHIN_MS: i64 = 5 * 60 * 1000;
+
+/// Each message, and whether it continues the previous sender's group.
+fn grouped(messages: &[ChatMessage]) -> Vec<(ChatMessage, bool)> {
+    let mut previous: Option<&ChatMessage> = None;
+    messages
+        .iter()
+        .map(|message| {
+            let continued =
+                previous.is_some_and(|p| p.from == message.from && message.sent_at.0 - p.sent_at.0 < GROUP_WITHIN_MS);
+            previous = Some(message);
+            (message.clone(), continued)
+        })
+        .collect()
+}
+
+#[component]
+fn Message(message: ChatMessage, continued: bool) -> impl IntoView {
+    let body = crate::text::segments(message.body.as_str())
+        .into_iter()
+        .map(|segment| match segment {
+            crate::text::Segment::Text(text) => text.into_any(),
+            crate::text::Segment::Link(url) => {
+                let label = url.clone();
+                view! { <a href=url target="_blank" rel="noopener noreferrer nofollow ugc">{label}</a> }.into_any()
+            }
+        })
+        .collect_view();
+    view! {
+        <li class="message" class:continued=continued data-testid="message">
+            <span class="from">{message.from.to_string()}</span>
+            <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
+            <p class="body">{body}</p>
+        </li>
+    }
+}
+
 /// `HH:MM` in the reader's time zone (UTC when rendered on the server).
 fn local_time(unix_ms: i64) -> String {
     #[cfg(feature = "hydrate")]
@@ -187,5 +221,34 @@ fn local_time(unix_ms: i64) -> String {
     {
         let minutes = unix_ms.div_euclid(60_000).rem_euclid(24 * 60);
         format!("{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::{MessageId, UnixMillis};
+
+    use super::*;
+
+    fn message(id: &str, from: &str, at_ms: i64) -> ChatMessage {
+        ChatMessage {
+            id: MessageId(id.into()),
+            room: RoomName::parse("r").unwrap(),
+            from: DisplayName::parse(from).unwrap(),
+            body: MessageBody::parse("hi").unwrap(),
+            sent_at: UnixMillis(at_ms),
+        }
+    }
+
+    #[test]
+    fn consecutive_messages_from_one_sender_are_grouped_within_five_minutes() {
+        let messages = [
+            message("1", "Ada", 0),
+            message("2", "Ada", 60_000),
+            message("3", "Bob", 61_000),
+            message("4", "Bob", 61_000 + GROUP_WITHIN_MS),
+        ];
+        let flags: Vec<bool> = grouped(&messages).into_iter().map(|(_, continued)| continued).collect();
+        assert_eq!(flags, vec![false, true, false, false]);
     }
 }

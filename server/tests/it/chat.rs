@@ -157,3 +157,32 @@ async fn sending_faster_than_the_limit_is_refused_and_each_connection_has_its_ow
     let (_b, bob) = app.member("Bob", "general").await;
     within("bob's message", bob.request(&send("general", "my own budget"), PATIENCE)).await.unwrap();
 }
+
+#[derive(Serialize, Deserialize)]
+struct NoSuchEvent {}
+
+impl Event for NoSuchEvent {
+    const NAME: &'static str = "no-such-event";
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_ignored_and_the_connection_keeps_working() {
+    let app = spawn_app().await;
+    let (_a, alice) = app.member("Alice", "general").await;
+    let answer =
+        alice.emit_with_ack::<_, serde_json::Value>(&NoSuchEvent {}, std::time::Duration::from_millis(300)).await;
+    assert_eq!(answer, Err(sio_client::AckError::Timeout), "nothing answers an unknown event");
+    within("a message after it", alice.request(&send("general", "still here"), PATIENCE)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_length_limit_is_refused_with_a_typed_error() {
+    let app = spawn_app().await;
+    let (_a, alice) = app.member("Alice", "general").await;
+    let long =
+        RawSend { room: "general".into(), body: "x".repeat(protocol::MAX_MESSAGE_CHARS + 1), from: String::new() };
+    let ack: AckResult<MessageAccepted> = within("the ack", alice.emit_with_ack(&long, PATIENCE)).await.unwrap();
+    let error = refusal(ack);
+    assert_eq!(error.code, ErrorCode::InvalidPayload);
+    assert!(error.message.contains("A message can be at most 2000 characters long."), "{}", error.message);
+}
