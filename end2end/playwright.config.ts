@@ -25,10 +25,13 @@ export default defineConfig({
   retries: 0,
   workers: process.env.CI ? 2 : undefined,
   reporter: [["list"]],
-  // `cargo leptos end-to-end` serves the app on :3000. A second server, built by the same command, refuses
-  // WebSocket, as a proxy that blocks it would: the browser must fall back to long-polling.
+  // `cargo leptos end-to-end` serves the app on :3000 with its defaults. A second, restricted server, built by the
+  // same command, refuses WebSocket (as a proxy that blocks it would: the browser must fall back to long-polling)
+  // and allows a burst of 3 messages, then one per 20 s (so that rate limiting does not depend on typing speed).
   webServer: {
-    command: "../target/release/causerie --addr 127.0.0.1:3002 --site-root ../target/site --transports polling",
+    command:
+      "../target/release/causerie --addr 127.0.0.1:3002 --site-root ../target/site --transports polling " +
+      "--message-burst 3 --messages-per-second 0.05",
     url: "http://127.0.0.1:3002/",
     reuseExistingServer: false,
     stdout: "ignore",

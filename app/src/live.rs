@@ -113,7 +113,11 @@ impl Chat {
         let state = self.state;
         spawn_local(async move {
             match socket.request(&request, REQUEST_TIMEOUT).await {
-                Ok(accepted) => state.add_message(accepted.message),
+                Ok(accepted) => {
+                    state.add_message(accepted.message);
+                    // The newest outcome is what the person needs to see: a success clears an earlier failure.
+                    state.error.try_set(None);
+                }
                 Err(e) => {
                     state.error.try_set(Some(format!("Not sent: {e}")));
                 }
