@@ -1,14 +1,12 @@
 import { expect, test } from "@playwright/test";
-import { RoomPage } from "./fixtures/pages";
+import { RoomPage, withPeople } from "./fixtures/pages";
 
 test("two people in a room chat live, and another room sees none of it", async ({ browser }) => {
   // A unique room per run, so that parallel or repeated runs never share a conversation.
   const suffix = `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
   const here = `here-${suffix}`;
   const there = `there-${suffix}`;
-  const contexts = await Promise.all([1, 2, 3, 4].map(() => browser.newContext()));
-  const [alice, bob, carol, dave] = await Promise.all(contexts.map(async (c) => new RoomPage(await c.newPage())));
-  try {
+  await withPeople(browser, 4, async ([alice, bob, carol, dave]) => {
     await alice.enter(here, "Alice");
     await bob.enter(here, "Bob");
     await carol.enter(there, "Carol");
@@ -33,9 +31,7 @@ test("two people in a room chat live, and another room sees none of it", async (
     await expect(carol.message("Only for this room")).toHaveCount(1);
     await expect(carol.messages).toHaveCount(1);
     await expect(carol.page.getByText("Hello Bob")).toHaveCount(0);
-  } finally {
-    await Promise.all(contexts.map((c) => c.close()));
-  }
+  });
 });
 
 test("shift+enter starts a new line and enter sends", async ({ page }) => {
@@ -62,9 +58,7 @@ test("an empty message is refused in plain words", async ({ page }) => {
 
 test("links are clickable and safe, and one sender's messages are grouped", async ({ browser }) => {
   const roomName = `links-${Date.now()}`;
-  const contexts = await Promise.all([browser.newContext(), browser.newContext()]);
-  const [ada, bob] = await Promise.all(contexts.map(async (c) => new RoomPage(await c.newPage())));
-  try {
+  await withPeople(browser, 2, async ([ada, bob]) => {
     await ada.enter(roomName, "Ada");
     await bob.enter(roomName, "Bob");
     await ada.say("read https://example.com/docs?a=1. not javascript:alert(1)");
@@ -81,7 +75,5 @@ test("links are clickable and safe, and one sender's messages are grouped", asyn
     await expect(second).toHaveClass(/continued/);
     await expect(second.locator(".from")).toBeHidden();
     await expect(first.locator(".from")).toBeVisible();
-  } finally {
-    await Promise.all(contexts.map((c) => c.close()));
-  }
+  });
 });

@@ -1,14 +1,12 @@
 import { expect, test } from "@playwright/test";
-import { RoomPage } from "./fixtures/pages";
+import { withPeople } from "./fixtures/pages";
 
 // This server accepts long-polling only (see playwright.config.ts).
 test.use({ baseURL: "http://127.0.0.1:3002" });
 
 test("without WebSocket the browser stays on long-polling and still chats", async ({ browser }) => {
   const room = `polling-${Date.now()}`;
-  const contexts = await Promise.all([browser.newContext(), browser.newContext()]);
-  const [ada, bob] = await Promise.all(contexts.map(async (c) => new RoomPage(await c.newPage())));
-  try {
+  await withPeople(browser, 2, async ([ada, bob]) => {
     await ada.enter(room, "Ada");
     await bob.enter(room, "Bob");
     await expect(ada.status).toHaveText("Connected · polling");
@@ -21,7 +19,5 @@ test("without WebSocket the browser stays on long-polling and still chats", asyn
     // The server never offered an upgrade, so the transport is final.
     await expect(ada.status).toHaveText("Connected · polling");
     await expect(bob.status).toHaveText("Connected · polling");
-  } finally {
-    await Promise.all(contexts.map((c) => c.close()));
-  }
+  });
 });

@@ -40,27 +40,16 @@ pub struct TransportError(pub String);
 
 /// The Engine.IO URL of a transport: `<base><path>?EIO=4&transport=<kind>[&sid=<sid>]`, with `ws(s)` for WebSocket.
 pub fn engine_url(base: &str, path: &str, kind: TransportKind, sid: Option<&str>) -> String {
-    let base = base.trim_end_matches('/');
-    let base = match kind {
-        TransportKind::WebSocket => {
-            if let Some(rest) = base.strip_prefix("https://") {
-                format!("wss://{rest}")
-            } else if let Some(rest) = base.strip_prefix("http://") {
-                format!("ws://{rest}")
-            } else {
-                base.to_owned()
-            }
-        }
-        TransportKind::Polling => {
-            if let Some(rest) = base.strip_prefix("wss://") {
-                format!("https://{rest}")
-            } else if let Some(rest) = base.strip_prefix("ws://") {
-                format!("http://{rest}")
-            } else {
-                base.to_owned()
-            }
-        }
+    // Each transport has its own URL scheme; the base may be written with either.
+    let swaps: [(&str, &str); 2] = match kind {
+        TransportKind::WebSocket => [("https://", "wss://"), ("http://", "ws://")],
+        TransportKind::Polling => [("wss://", "https://"), ("ws://", "http://")],
     };
+    let base = base.trim_end_matches('/');
+    let base = swaps
+        .iter()
+        .find_map(|(from, to)| base.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+        .unwrap_or_else(|| base.to_owned());
     let path = path.trim_matches('/');
     let mut url = format!("{base}/{path}/?EIO=4&transport={}", kind.as_str());
     if let Some(sid) = sid {
