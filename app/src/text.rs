@@ -12,30 +12,32 @@ pub enum Segment {
 
 /// Splits `body` into text and links.
 pub fn segments(body: &str) -> Vec<Segment> {
+    // Lowercased once; ASCII lowercasing keeps byte offsets, so positions in `lower` are positions in `body`.
+    let lower = body.to_ascii_lowercase();
     let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(start) = find_link_start(rest) {
-        let (before, candidate) = rest.split_at(start);
+    let mut pos = 0;
+    while let Some(found) = find_link_start(&lower[pos..]) {
+        let start = pos + found;
+        push_text(&mut out, &body[pos..start]);
+        let candidate = &body[start..];
         let end = candidate.find(char::is_whitespace).unwrap_or(candidate.len());
         let link = trim_trailing_punctuation(&candidate[..end]);
-        let scheme_len = if link.to_ascii_lowercase().starts_with("https://") { 8 } else { 7 };
+        let scheme_len = if lower[start..].starts_with("https://") { 8 } else { 7 };
         if link.len() <= scheme_len {
             // A bare "https://" is not a link: keep it as text and look further.
-            push_text(&mut out, before);
             push_text(&mut out, &candidate[..scheme_len]);
-            rest = &candidate[scheme_len..];
+            pos = start + scheme_len;
             continue;
         }
-        push_text(&mut out, before);
         out.push(Segment::Link(link.to_owned()));
-        rest = &candidate[link.len()..];
+        pos = start + link.len();
     }
-    push_text(&mut out, rest);
+    push_text(&mut out, &body[pos..]);
     out
 }
 
-fn find_link_start(text: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
+/// Where the first web link starts in already-lowercased text.
+fn find_link_start(lower: &str) -> Option<usize> {
     [lower.find("https://"), lower.find("http://")].into_iter().flatten().min()
 }
 

@@ -32,10 +32,8 @@ impl TokenBucket {
             return Ok(());
         }
         let missing = 1.0 - self.tokens;
-        if self.limit.per_second <= 0.0 {
-            return Err(Duration::MAX);
-        }
-        Err(Duration::from_secs_f64(missing / self.limit.per_second))
+        // A rate so small that the wait overflows a Duration means "not in this lifetime", not a panic.
+        Err(Duration::try_from_secs_f64(missing / self.limit.per_second).unwrap_or(Duration::MAX))
     }
 }
 
@@ -74,6 +72,13 @@ mod tests {
         assert_eq!(bucket.try_take(later), Ok(()));
         assert_eq!(bucket.try_take(later), Ok(()));
         assert!(bucket.try_take(later).is_err());
+    }
+
+    #[test]
+    fn an_absurdly_small_rate_waits_forever_instead_of_panicking() {
+        let (mut bucket, t0) = bucket(1, 1e-300);
+        bucket.try_take(t0).unwrap();
+        assert_eq!(bucket.try_take(t0), Err(Duration::MAX));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub enum AckError {
     Emit(#[from] EmitError),
     #[error("the answer has an unexpected shape: {0}")]
     Decode(String),
+    #[error("the event cannot be encoded: {0}")]
+    Encode(String),
 }
 
 /// Why a [`Socket::request`] failed: no answer, or the server's typed refusal.
@@ -288,7 +290,7 @@ impl Socket {
         event: &E,
         timeout: Duration,
     ) -> Result<T, AckError> {
-        let args = vec![serde_json::to_value(event).map_err(|e| AckError::Decode(e.to_string()))?];
+        let args = vec![serde_json::to_value(event).map_err(|e| AckError::Encode(e.to_string()))?];
         let answer = self.emit_raw_with_ack(E::NAME, args, Vec::new(), timeout).await?;
         let Some(first) = answer.args.into_iter().next() else {
             return Err(AckError::Decode("the acknowledgement carries no data".into()));
@@ -304,9 +306,7 @@ impl Socket {
 
     /// Every `E` the server emits on this namespace, decoded. A payload that does not decode is logged and skipped.
     pub fn on<E: Event>(&self) -> impl futures::Stream<Item = E> + Unpin + use<E> {
-        let (tx, rx) = mpsc::unbounded();
-        self.send(Command::Subscribe { nsp: self.nsp.to_string(), event: E::NAME.to_owned(), tx });
-        rx.filter_map(|raw: RawEvent| {
+        self.on_raw(E::NAME).filter_map(|raw: RawEvent| {
             let decoded = match raw.args.into_iter().next() {
                 Some(value) => serde_json::from_value::<E>(value).map_err(|e| e.to_string()),
                 None => Err("no payload".to_owned()),
@@ -405,9 +405,13 @@ mod io {
         pub(super) async fn close(self) {
             match self {
                 Active::WebSocket(ws) => ws.close().await,
-                // A CLOSE packet lets the server drop the session now rather than at its ping timeout; if it
-                // cannot be sent, the server's timeout does the same later.
-                Active::Polling(mut polling) => drop(polling.send(&[EnginePacket::Close]).await),
+                // A CLOSE packet lets the server drop the session now rather than at its ping timeout. It goes in
+                // the background, bounded: a server that stopped answering must not hold up the reconnection,
+                // and if it never arrives, the server's own timeout does the same job later.
+                Active::Polling(mut polling) => crate::rt::spawn(async move {
+                    let close = polling.send(&[EnginePacket::Close]);
+                    drop(crate::rt::within(std::time::Duration::from_secs(5), close).await);
+                }),
             }
         }
     }
@@ -505,14 +509,16 @@ impl Driver {
             // Send before acting on transport actions: a close queues its DISCONNECT packets first, and they must
             // leave before the transport goes. While an upgrade is switching, packets wait in the manager and
             // leave over the new transport.
-            if !upgrade.as_ref().is_some_and(|u| u.probed)
-                && let Some(t) = transport.as_mut()
-            {
+            // A close is the exception: its DISCONNECTs go out over polling, which still accepts POSTs.
+            let holding = upgrade.as_ref().is_some_and(|u| u.probed) && !self.manager.closing_transport();
+            if !holding && let Some(t) = transport.as_mut() {
                 let packets: Vec<EnginePacket> = std::iter::from_fn(|| self.manager.poll_transmit()).collect();
                 if !packets.is_empty() {
                     tracing::trace!(?packets, "sending");
                     let max_payload = self.manager.open_info().map_or(1_000_000, |info| info.max_payload);
-                    if let Err(e) = t.send(packets, max_payload).await {
+                    // A server that stops reading must not stall the loop (and with it heartbeats and commands).
+                    let send_timeout = self.send_timeout();
+                    if let Err(e) = rt::within(send_timeout, t.send(packets, max_payload)).await {
                         transport = None;
                         upgrade = None;
                         self.manager.transport_closed(rt::now(), DisconnectReason::TransportError(e.to_string()));
@@ -537,10 +543,14 @@ impl Driver {
             if let (Some(Active::Polling(polling)), Some(u)) = (transport.as_ref(), upgrade.as_ref())
                 && u.probed
                 && polling.is_drained()
-                && let Some(mut ws) = upgrade.take().and_then(io::Upgrade::into_websocket)
+                && let Some(u) = upgrade.take()
             {
-                match ws.send(EnginePacket::Upgrade.to_frame()).await {
-                    Ok(()) => {
+                let sent = match u.into_websocket() {
+                    Some(mut ws) => ws.send(EnginePacket::Upgrade.to_frame()).await.map(|()| ws),
+                    None => Err(crate::transport::TransportError("the upgraded WebSocket is gone".into())),
+                };
+                match sent {
+                    Ok(ws) => {
                         tracing::debug!("upgraded to WebSocket");
                         transport = Some(Active::WebSocket(ws));
                         self.manager.transport_upgraded(TransportKind::WebSocket);
@@ -561,8 +571,9 @@ impl Driver {
             }
 
             let wake = {
-                let deadline =
-                    [self.manager.poll_timeout(), upgrade.as_ref().map(|u| u.deadline)].into_iter().flatten().min();
+                // The probe's deadline only counts until the probe is answered.
+                let probe_deadline = upgrade.as_ref().filter(|u| !u.probed).map(|u| u.deadline);
+                let deadline = [self.manager.poll_timeout(), probe_deadline].into_iter().flatten().min();
                 let timer = rt::sleep_until(deadline).fuse();
                 let received = async {
                     match transport.as_mut() {
@@ -617,10 +628,20 @@ impl Driver {
                     }
                 }
                 Wake::Probe(other) => {
-                    // WebSocket is blocked or broken on the way: stay on polling, which works.
-                    tracing::info!(received = ?other, "the WebSocket upgrade failed; staying on long-polling");
                     if let Some(u) = upgrade.take() {
+                        let paused = u.probed;
                         u.abandon().await;
+                        if paused {
+                            // Polling was paused for the switch, and servers do not resume a session mid-upgrade:
+                            // start over, rather than sit silent until the heartbeat gives up.
+                            tracing::info!(received = ?other, "the WebSocket failed during the switch; reconnecting");
+                            transport = None;
+                            let reason = DisconnectReason::TransportError("the upgrade failed".into());
+                            self.manager.transport_closed(now, reason);
+                        } else {
+                            // WebSocket is blocked or broken on the way: stay on polling, which works.
+                            tracing::info!(received = ?other, "the WebSocket upgrade failed; staying on long-polling");
+                        }
                     }
                 }
                 Wake::Timer => {
@@ -638,30 +659,20 @@ impl Driver {
 
     /// Opens the first transport and, for polling, feeds the handshake to the manager.
     async fn open_transport(&mut self) -> Option<io::Active> {
-        use futures::FutureExt as _;
-
         use crate::rt;
         use crate::transport::{Polling, WsTransport, engine_url};
 
-        let deadline = rt::sleep(self.connect_timeout).fuse();
-        futures::pin_mut!(deadline);
         let result = match self.first_transport {
             TransportKind::WebSocket => {
                 let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, None);
-                let attempt = WsTransport::connect(&url).fuse();
-                futures::pin_mut!(attempt);
-                futures::select_biased! {
-                    result = attempt => result.map(|ws| (io::Active::WebSocket(ws), Vec::new())),
-                    () = deadline => Err(crate::transport::TransportError("timed out opening the connection".into())),
-                }
+                rt::within(self.connect_timeout, WsTransport::connect(&url))
+                    .await
+                    .map(|ws| (io::Active::WebSocket(ws), Vec::new()))
             }
             TransportKind::Polling => {
-                let attempt = Polling::open(self.http.clone(), &self.base_url, &self.path).fuse();
-                futures::pin_mut!(attempt);
-                futures::select_biased! {
-                    result = attempt => result.map(|(polling, packets)| (io::Active::Polling(polling), packets)),
-                    () = deadline => Err(crate::transport::TransportError("timed out opening the connection".into())),
-                }
+                rt::within(self.connect_timeout, Polling::open(self.http.clone(), &self.base_url, &self.path))
+                    .await
+                    .map(|(polling, packets)| (io::Active::Polling(polling), packets))
             }
         };
         let now = rt::now();
@@ -678,6 +689,11 @@ impl Driver {
                 None
             }
         }
+    }
+
+    /// How long one send may take: the server's ping timeout once known (it would drop us by then anyway).
+    fn send_timeout(&self) -> Duration {
+        self.manager.open_info().map_or(self.connect_timeout, |info| Duration::from_millis(info.ping_timeout))
     }
 
     /// Starts upgrading the current polling session to WebSocket, if the server offers it.

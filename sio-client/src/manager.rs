@@ -284,6 +284,12 @@ impl Manager {
             && self.namespaces.get(nsp).is_some_and(|ns| ns.status == NsStatus::Connected)
     }
 
+    /// Whether the next action closes the transport (so that packets queued before it, such as DISCONNECTs,
+    /// should still leave over it).
+    pub fn closing_transport(&self) -> bool {
+        self.actions.front() == Some(&Action::CloseTransport)
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -417,6 +423,8 @@ impl Manager {
 
     /// The driver opened a transport; the handshake (OPEN packet) is awaited next.
     pub fn transport_opened(&mut self, now: Millis, kind: TransportKind) {
+        // Whatever was queued for an earlier transport is not for this one (buffered emits wait in namespaces).
+        self.transmit.clear();
         self.transport = kind;
         self.engine = Engine::Opening { since: now };
     }

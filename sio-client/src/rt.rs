@@ -72,3 +72,20 @@ pub async fn sleep_until(deadline: Option<Millis>) {
         None => std::future::pending().await,
     }
 }
+
+/// Runs `future` for at most `limit`; past it, a [`TransportError`](crate::transport::TransportError) says so.
+#[cfg(any(target_arch = "wasm32", feature = "tokio"))]
+pub async fn within<T, E: std::fmt::Display>(
+    limit: std::time::Duration,
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, crate::transport::TransportError> {
+    use futures::FutureExt as _;
+
+    let future = future.fuse();
+    let timer = sleep(limit).fuse();
+    futures::pin_mut!(future, timer);
+    futures::select_biased! {
+        result = future => result.map_err(|e| crate::transport::TransportError(e.to_string())),
+        () = timer => Err(crate::transport::TransportError(format!("no answer within {} ms", limit.as_millis()))),
+    }
+}
