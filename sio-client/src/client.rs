@@ -63,6 +63,8 @@ pub enum RequestError {
 pub struct RawEvent {
     pub args: Vec<Value>,
     pub attachments: Vec<Vec<u8>>,
+    /// Set when the server asked for an acknowledgement: answer it with [`Socket::ack_raw`].
+    pub ack_id: Option<u64>,
 }
 
 type AckReply = oneshot::Sender<Result<RawEvent, AckError>>;
@@ -91,6 +93,12 @@ enum Command {
         attachments: Vec<Vec<u8>>,
         volatile: bool,
         ack: Option<(Duration, AckReply)>,
+    },
+    Ack {
+        nsp: String,
+        id: u64,
+        args: Vec<Value>,
+        attachments: Vec<Vec<u8>>,
     },
     CloseNamespace {
         nsp: String,
@@ -275,6 +283,11 @@ impl Socket {
             ack: Some((timeout, reply_tx)),
         });
         reply_rx.await.map_err(|_| AckError::Closed)?
+    }
+
+    /// Answers an event the server sent with an ack id (its `emitWithAck`), with these arguments.
+    pub fn ack_raw(&self, id: u64, args: Vec<Value>, attachments: Vec<Vec<u8>>) {
+        self.send(Command::Ack { nsp: self.nsp.to_string(), id, args, attachments });
     }
 
     /// Every `name` event on this namespace, undecoded, with its binary attachments.
@@ -738,6 +751,7 @@ impl Driver {
                     },
                 }
             }
+            Command::Ack { nsp, id, args, attachments } => self.manager.ack(&nsp, id, args, attachments),
             Command::CloseNamespace { nsp } => self.manager.close_namespace(now, &nsp),
             Command::Close => {
                 self.closed = true;
@@ -762,11 +776,11 @@ impl Driver {
                 Output::Disconnected { nsp, reason } => {
                     self.notify_namespace(&nsp, SocketEvent::Disconnected { reason })
                 }
-                Output::Event { nsp, name, args, attachments, .. } => {
+                Output::Event { nsp, name, args, attachments, ack_id } => {
                     let key = (nsp, name);
                     match self.subscriptions.get_mut(&key) {
                         Some(subscribers) => {
-                            let event = RawEvent { args, attachments };
+                            let event = RawEvent { args, attachments, ack_id };
                             subscribers.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
                         }
                         None => tracing::debug!(nsp = %key.0, event = %key.1, "event without a listener"),
@@ -775,7 +789,7 @@ impl Driver {
                 Output::Ack { id, args, attachments } => {
                     if let Some(reply) = self.acks.remove(&id) {
                         // The caller may have stopped waiting; then nobody needs the answer.
-                        let _ = reply.send(Ok(RawEvent { args, attachments }));
+                        let _ = reply.send(Ok(RawEvent { args, attachments, ack_id: None }));
                     }
                 }
                 Output::AckFailed { id, reason } => {

@@ -7,6 +7,7 @@
 //     "no-ack"          never acknowledges (for ack timeouts).
 //     "record" {key,n}  remembers n under key;  "recorded" key -> ack with the list of n, in arrival order.
 //     "disconnect-me"   the server disconnects this socket.
+//     "ask-me" x        the server emits "question" x asking for an ack, then emits "answer" with the ack's value.
 //   namespace "/admin"  auth {token: "secret"}, else connect_error "unauthorized"; same events.
 //
 // Environment: PORT (0: any free port), TRANSPORTS ("polling,websocket"), PING_INTERVAL and PING_TIMEOUT (ms).
@@ -36,6 +37,10 @@ function handlers(socket) {
   });
   socket.on("recorded", (key, ack) => ack(recorded.get(key) || []));
   socket.on("disconnect-me", () => socket.disconnect());
+  socket.on("ask-me", async (question) => {
+    const answer = await socket.timeout(10000).emitWithAck("question", question);
+    socket.emit("answer", answer);
+  });
 }
 
 io.use((socket, next) => (socket.handshake.auth?.token === "reject" ? next(new Error("rejected")) : next()));

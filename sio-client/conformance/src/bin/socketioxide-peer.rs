@@ -60,6 +60,15 @@ async fn handlers(socket: SocketRef) {
         let list = recorded.0.lock().map(|map| map.get(&key).cloned().unwrap_or_default()).unwrap_or_default();
         let _ = ack.send(&list);
     });
+    socket.on("ask-me", async |socket: SocketRef, Data(question): Data<Value>| {
+        let Ok(pending) = socket.timeout(Duration::from_secs(10)).emit_with_ack::<_, Value>("question", &question)
+        else {
+            return;
+        };
+        if let Ok(answer) = pending.await {
+            let _ = socket.emit("answer", &answer);
+        }
+    });
     socket.on("disconnect-me", async |socket: SocketRef| {
         let _ = socket.disconnect();
     });

@@ -52,6 +52,7 @@ against_both_peers!(
     binary_data_travels_both_ways,
     binary_data_travels_over_polling,
     two_namespaces_share_one_connection,
+    the_server_can_ask_the_client_for_an_ack,
     a_refused_auth_is_surfaced_and_not_retried,
     a_refused_namespace_leaves_the_others_connected,
     a_server_side_disconnect_is_not_retried,

@@ -344,6 +344,23 @@ pub async fn binary_data_travels_over_polling(kind: Kind) {
     binary_round_trip(&Client::builder(peer.url()).transports(&[TransportKind::Polling]).connect()).await;
 }
 
+pub async fn the_server_can_ask_the_client_for_an_ack(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let client = Client::builder(peer.url()).connect();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+    let mut questions = socket.on_raw("question");
+    let mut answers = socket.on_raw("answer");
+    connected(&mut lifecycle).await;
+    socket.emit_raw("ask-me", vec![json!({"text": "what is six times seven?"})], vec![], false);
+    let question = within("the server's question", questions.next()).await.unwrap();
+    assert_eq!(question.args, vec![json!({"text": "what is six times seven?"})]);
+    let id = question.ack_id.expect("the server asked for an acknowledgement");
+    socket.ack_raw(id, vec![json!({"text": "42"})], vec![]);
+    let answer = within("the server to report our answer", answers.next()).await.unwrap();
+    assert_eq!(answer.args, vec![json!({"text": "42"})]);
+}
+
 pub async fn two_namespaces_share_one_connection(kind: Kind) {
     let peer = Peer::start(kind).await;
     let proxy = Proxy::start(peer.port).await;
