@@ -150,11 +150,15 @@ impl ClientBuilder {
     pub fn connect(self) -> Client {
         let (tx, rx) = mpsc::unbounded();
         let state = Arc::new(Mutex::new(ConnectionState::Connecting));
-        let can_upgrade = self.upgrade && self.transports.contains(&TransportKind::WebSocket);
+        let first_transport = self.transports.first().copied().unwrap_or(TransportKind::Polling);
+        // An upgrade only ever goes from polling to WebSocket, and only when both are allowed.
+        let can_upgrade = self.upgrade
+            && first_transport == TransportKind::Polling
+            && self.transports.contains(&TransportKind::WebSocket);
         let driver = Driver {
             base_url: self.base_url,
             path: self.path,
-            first_transport: self.transports.first().copied().unwrap_or(TransportKind::Polling),
+            first_transport,
             can_upgrade,
             http: crate::transport::Http::new(),
             connect_timeout: self.config.connect_timeout,
@@ -355,7 +359,6 @@ impl Socket {
 }
 
 /// Runs the manager over a transport until every handle is dropped or the client is closed.
-#[cfg_attr(not(any(target_arch = "wasm32", feature = "tokio")), allow(dead_code))]
 struct Driver {
     base_url: String,
     path: String,
@@ -714,7 +717,7 @@ impl Driver {
         use crate::transport::engine_url;
 
         let info = self.manager.open_info()?;
-        if self.first_transport != TransportKind::Polling || !info.upgrades.iter().any(|u| u == "websocket") {
+        if !info.upgrades.iter().any(|u| u == "websocket") {
             return None;
         }
         let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, Some(&info.sid));
