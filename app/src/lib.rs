@@ -6,6 +6,7 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+pub mod directory;
 #[cfg(feature = "hydrate")]
 mod live;
 mod pages;
@@ -47,6 +48,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::JoinPage />
                     <Route path=path!("/r/:room") view=pages::RoomPage />
+                    <Route path=path!("/admin") view=pages::AdminPage />
                 </Routes>
             </Router>
         </div>

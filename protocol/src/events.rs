@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{DisplayName, MessageBody, RoomName};
+use crate::{DisplayName, MessageBody, RoomName, SessionToken};
 
 /// A Socket.IO event with a typed payload.
 pub trait Event: Serialize + DeserializeOwned {
@@ -20,12 +20,22 @@ pub trait Request: Event {
 /// The chat namespace. Every browser tab connects here.
 pub const CHAT_NAMESPACE: &str = "/";
 
+/// The lobby namespace: no sign-in, and nothing to send; it pushes [`RoomsSnapshot`]s of the active rooms.
+pub const LOBBY_NAMESPACE: &str = "/lobby";
+
+/// The admin namespace, guarded by the token in [`AdminAuth`]. It pushes [`Stats`] and answers [`RemoveMember`].
+pub const ADMIN_NAMESPACE: &str = "/admin";
+
 /// The `auth` payload of the CONNECT packet to the chat namespace. The server reads the sender's identity from it
 /// once, at connect time; no later event carries a name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatAuth {
     pub name: DisplayName,
+    /// Makes this connection the same member as every other connection with this token. Browsers leave it out:
+    /// their session cookie says it. Without either, the connection is a member of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionToken>,
 }
 
 /// Milliseconds since the Unix epoch, UTC.
@@ -37,6 +47,19 @@ pub struct UnixMillis(pub i64);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MessageId(pub String);
+
+/// The public identifier of a member: the same for all their tabs, derived from their session, and safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MemberId(pub String);
+
+/// A person in a room: one entry however many tabs they have open.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub id: MemberId,
+    pub name: DisplayName,
+}
 
 /// Client → server: enter a room. Live messages of that room follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,8 +81,10 @@ impl Request for JoinRoom {
 #[serde(rename_all = "camelCase")]
 pub struct Joined {
     pub room: RoomName,
-    /// The name the server knows this connection by.
-    pub you: DisplayName,
+    /// Who the server knows this connection as.
+    pub you: Member,
+    /// Everyone in the room now, `you` included, by name.
+    pub members: Vec<Member>,
 }
 
 /// Client → server: post a message to a room the sender has joined.
@@ -91,13 +116,214 @@ pub struct MessageAccepted {
 pub struct ChatMessage {
     pub id: MessageId,
     pub room: RoomName,
-    pub from: DisplayName,
+    pub from: Member,
     pub body: MessageBody,
     pub sent_at: UnixMillis,
 }
 
 impl Event for ChatMessage {
     const NAME: &'static str = "message";
+}
+
+/// Server → client: someone entered the room (their first tab did; further tabs are not announced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberJoined {
+    pub room: RoomName,
+    pub member: Member,
+}
+
+impl Event for MemberJoined {
+    const NAME: &'static str = "member_joined";
+}
+
+/// Server → client: someone is no longer in the room: their last tab closed or went silent, or an admin removed
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberLeft {
+    pub room: RoomName,
+    pub member: Member,
+    pub reason: LeaveReason,
+}
+
+impl Event for MemberLeft {
+    const NAME: &'static str = "member_left";
+}
+
+/// Why a member left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// They closed their last tab, or it stopped answering the heartbeat.
+    Left,
+    /// An admin removed them.
+    Removed,
+    /// A reason from a newer server.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Client → server: "I am typing in this room". Send it at most every couple of seconds while typing; it asks
+/// for no ack, and the notice it causes expires on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Typing {
+    pub room: RoomName,
+}
+
+impl Event for Typing {
+    const NAME: &'static str = "typing";
+}
+
+/// Server → client: a member is typing in the room. Show it for [`TypingNotice::SHOW_FOR_MS`] unless refreshed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingNotice {
+    pub room: RoomName,
+    pub member: Member,
+}
+
+impl TypingNotice {
+    /// How long a notice stays up without a fresh one.
+    pub const SHOW_FOR_MS: u64 = 4000;
+    /// How often a typing client repeats [`Typing`]: often enough that the notice never blinks out.
+    pub const REPEAT_EVERY_MS: u64 = 2000;
+}
+
+impl Event for TypingNotice {
+    const NAME: &'static str = "typing";
+}
+
+/// Client → server: a message only the recipient and the sender see (on all of their tabs in that room).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendPrivate {
+    pub room: RoomName,
+    pub to: MemberId,
+    pub body: MessageBody,
+}
+
+impl Event for SendPrivate {
+    const NAME: &'static str = "private";
+}
+
+impl Request for SendPrivate {
+    type Response = PrivateAccepted;
+}
+
+/// The answer to [`SendPrivate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateAccepted {
+    pub message: PrivateMessage,
+}
+
+/// Server → client: a private message to or from this member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateMessage {
+    pub id: MessageId,
+    pub room: RoomName,
+    pub from: Member,
+    pub to: Member,
+    pub body: MessageBody,
+    pub sent_at: UnixMillis,
+}
+
+impl Event for PrivateMessage {
+    const NAME: &'static str = "private_message";
+}
+
+/// Server → client: an admin removed you from the room. The client should not join it again by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removed {
+    pub room: RoomName,
+}
+
+impl Event for Removed {
+    const NAME: &'static str = "removed";
+}
+
+/// A room with people in it, as the lobby lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSummary {
+    pub room: RoomName,
+    /// Members online (people, not tabs).
+    pub online: u32,
+}
+
+/// Server → client, on [`LOBBY_NAMESPACE`]: every active room, busiest first. Sent on connect and after every
+/// change, at most a few times a second.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomsSnapshot {
+    pub rooms: Vec<RoomSummary>,
+}
+
+impl Event for RoomsSnapshot {
+    const NAME: &'static str = "rooms";
+}
+
+/// The `auth` payload of the CONNECT packet to [`ADMIN_NAMESPACE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminAuth {
+    pub token: String,
+}
+
+/// A room and who is in it, for admins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomDetail {
+    pub room: RoomName,
+    pub members: Vec<Member>,
+}
+
+/// Server → admin, every second: the server's vital signs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Open connections on the chat namespace.
+    pub connections: u32,
+    /// Of those, how many are on long-polling and on WebSocket right now.
+    pub polling: u32,
+    pub websocket: u32,
+    pub rooms: Vec<RoomDetail>,
+    /// Messages accepted over the last second.
+    pub messages_per_second: f64,
+    /// Messages accepted since the server started.
+    pub messages_total: u64,
+}
+
+impl Event for Stats {
+    const NAME: &'static str = "stats";
+}
+
+/// Admin → server: take a member out of a room, on all their tabs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveMember {
+    pub room: RoomName,
+    pub member: MemberId,
+}
+
+impl Event for RemoveMember {
+    const NAME: &'static str = "remove";
+}
+
+impl Request for RemoveMember {
+    type Response = MemberRemoved;
+}
+
+/// The answer to [`RemoveMember`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRemoved {
+    pub room: RoomName,
+    pub member: Member,
 }
 
 /// How every request is acknowledged: `{"ok": …}` or `{"error": {"code": …, "message": …}}`.
@@ -151,6 +377,10 @@ pub enum ErrorCode {
     NotInRoom,
     /// Too many messages too fast; the message says when to try again.
     RateLimited,
+    /// Someone else in the room already goes by this name (names differing only in case count as the same).
+    NameInUse,
+    /// The member or room the request names is not there (any more).
+    NotFound,
     /// The server failed; the message is safe to show but says nothing of the cause.
     Internal,
     /// A code from a newer server.
@@ -164,13 +394,19 @@ mod tests {
 
     use super::*;
 
+    fn ada() -> Member {
+        Member { id: MemberId("m-ada".into()), name: DisplayName::parse("Ada").unwrap() }
+    }
+
     #[test]
     fn an_ok_ack_is_an_object_with_an_ok_field() {
-        let ack: AckResult<Joined> = AckResult::Ok(Joined {
-            room: RoomName::parse("general").unwrap(),
-            you: DisplayName::parse("Ada").unwrap(),
-        });
-        assert_eq!(serde_json::to_value(&ack).unwrap(), json!({"ok": {"room": "general", "you": "Ada"}}));
+        let ack: AckResult<Joined> =
+            AckResult::Ok(Joined { room: RoomName::parse("general").unwrap(), you: ada(), members: vec![ada()] });
+        let ada = json!({"id": "m-ada", "name": "Ada"});
+        assert_eq!(
+            serde_json::to_value(&ack).unwrap(),
+            json!({"ok": {"room": "general", "you": ada, "members": [ada]}})
+        );
     }
 
     #[test]
@@ -193,13 +429,19 @@ mod tests {
         let message = ChatMessage {
             id: MessageId("m1".into()),
             room: RoomName::parse("general").unwrap(),
-            from: DisplayName::parse("Ada").unwrap(),
+            from: ada(),
             body: MessageBody::parse("hello").unwrap(),
             sent_at: UnixMillis(1_700_000_000_000),
         };
         assert_eq!(
             serde_json::to_value(&message).unwrap(),
-            json!({"id": "m1", "room": "general", "from": "Ada", "body": "hello", "sentAt": 1_700_000_000_000_i64})
+            json!({
+                "id": "m1",
+                "room": "general",
+                "from": {"id": "m-ada", "name": "Ada"},
+                "body": "hello",
+                "sentAt": 1_700_000_000_000_i64
+            })
         );
     }
 
@@ -207,5 +449,21 @@ mod tests {
     fn a_send_with_an_invalid_body_does_not_deserialize() {
         let err = serde_json::from_value::<SendMessage>(json!({"room": "general", "body": "   "})).unwrap_err();
         assert!(err.to_string().contains("Please enter a message."), "{err}");
+    }
+
+    #[test]
+    fn chat_auth_may_leave_out_the_session_and_a_bad_one_is_refused() {
+        let auth: ChatAuth = serde_json::from_value(json!({"name": "Ada"})).unwrap();
+        assert_eq!(auth.session, None);
+        assert_eq!(serde_json::to_value(&auth).unwrap(), json!({"name": "Ada"}));
+        let err = serde_json::from_value::<ChatAuth>(json!({"name": "Ada", "session": "x"})).unwrap_err();
+        assert!(err.to_string().contains("session token"), "{err}");
+    }
+
+    #[test]
+    fn error_codes_and_leave_reasons_are_snake_case_words() {
+        assert_eq!(serde_json::to_value(ErrorCode::NameInUse).unwrap(), json!("name_in_use"));
+        assert_eq!(serde_json::to_value(LeaveReason::Removed).unwrap(), json!("removed"));
+        assert_eq!(serde_json::from_value::<LeaveReason>(json!("teleported")).unwrap(), LeaveReason::Unknown);
     }
 }

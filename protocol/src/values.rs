@@ -20,6 +20,8 @@ pub enum ValidationError {
     ControlCharacter(Field),
     #[error("A room name needs at least one letter or digit.")]
     NoLetterOrDigit,
+    #[error("A session token is 16 to 128 letters, digits, '-' or '_'.")]
+    MalformedSession,
 }
 
 /// Which value a [`ValidationError`] is about, in words.
@@ -103,6 +105,39 @@ impl DisplayName {
     }
 }
 validated_string!(DisplayName);
+
+impl DisplayName {
+    /// Whether two names would be mistaken for each other in a room: the same letters, whatever their case.
+    pub fn same_as(&self, other: &DisplayName) -> bool {
+        self.0.to_lowercase() == other.0.to_lowercase()
+    }
+}
+
+/// The secret that makes several connections one person: every tab of a browser (or every connection of a
+/// program) presenting the same token is the same member of a room. The browser gets one from the server in an
+/// `HttpOnly` cookie; other clients pass their own in [`crate::ChatAuth`]. It is never shown to anybody else:
+/// rooms see a [`crate::MemberId`] derived from it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn parse(input: &str) -> Result<Self, ValidationError> {
+        let valid_chars = input.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if (16..=128).contains(&input.len()) && valid_chars {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(ValidationError::MalformedSession)
+        }
+    }
+}
+validated_string!(SessionToken);
+
+impl fmt::Debug for SessionToken {
+    // A secret: logs show that there is one, never what it is.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(…)")
+    }
+}
 
 /// A room, identified by a case-insensitive slug: `"Rust  Lovers!"` and `"rust-lovers"` are the same room.
 ///
@@ -242,5 +277,20 @@ mod tests {
         let err = serde_json::from_str::<DisplayName>("\"\"").unwrap_err();
         assert!(err.to_string().contains("Please enter a display name."), "{err}");
         assert_eq!(serde_json::to_string(&RoomName::parse("A B").unwrap()).unwrap(), "\"a-b\"");
+    }
+
+    #[test]
+    fn names_that_differ_only_in_case_are_the_same_name() {
+        assert!(DisplayName::parse("Ada").unwrap().same_as(&DisplayName::parse("aDA").unwrap()));
+        assert!(!DisplayName::parse("Ada").unwrap().same_as(&DisplayName::parse("Ada L").unwrap()));
+    }
+
+    #[test]
+    fn a_session_token_is_long_url_safe_text_and_never_printed_in_debug() {
+        let token = SessionToken::parse("abcdEFGH1234-_xy").unwrap();
+        assert_eq!(format!("{token:?}"), "SessionToken(…)");
+        for bad in ["short", "has spaces in it, see", &"x".repeat(129), "ünïcödé-ünïcödé-ü"] {
+            assert_eq!(SessionToken::parse(bad), Err(ValidationError::MalformedSession), "{bad}");
+        }
     }
 }

@@ -24,13 +24,41 @@ pub struct Config {
     #[arg(long, env = "CAUSERIE_TRANSPORTS", value_delimiter = ',', default_value = "polling,websocket")]
     pub transports: Vec<Transport>,
 
-    /// How many messages one connection may send at once, before the sustained rate applies
+    /// How many messages one person (all their tabs together) may send at once, before the sustained rate applies
     #[arg(long, env = "CAUSERIE_MESSAGE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub message_burst: u32,
 
-    /// How many messages per second one connection may send, sustained
+    /// How many messages per second one person may send, sustained
     #[arg(long, env = "CAUSERIE_MESSAGES_PER_SECOND", default_value_t = 2.0, value_parser = positive_rate)]
     pub messages_per_second: f64,
+
+    /// Token for the admin page (/admin). Without one, the admin namespace refuses everybody
+    #[arg(long, env = "CAUSERIE_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
+    pub admin_token: Option<String>,
+
+    /// Milliseconds between heartbeats. A tab that stops answering is dropped after this plus --ping-timeout
+    #[arg(long, env = "CAUSERIE_PING_INTERVAL", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub ping_interval: u64,
+
+    /// Milliseconds to wait for a heartbeat's answer
+    #[arg(long, env = "CAUSERIE_PING_TIMEOUT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub ping_timeout: u64,
+
+    /// Largest packet a client may send, in bytes; a bigger one closes its connection
+    #[arg(long, env = "CAUSERIE_MAX_PAYLOAD", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_payload: u64,
+
+    /// Mark the session cookie `Secure`: set this when clients reach the server over HTTPS
+    #[arg(long, env = "CAUSERIE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+}
+
+fn admin_token(input: &str) -> Result<String, String> {
+    if input.chars().count() >= 12 {
+        Ok(input.to_owned())
+    } else {
+        Err("an admin token needs at least 12 characters".to_owned())
+    }
 }
 
 fn positive_rate(input: &str) -> Result<f64, String> {
@@ -41,7 +69,7 @@ fn positive_rate(input: &str) -> Result<f64, String> {
 }
 
 impl Config {
-    /// The per-connection sending limit.
+    /// The per-person sending limit.
     pub fn rate_limit(&self) -> crate::limits::RateLimit {
         crate::limits::RateLimit { burst: self.message_burst, per_second: self.messages_per_second }
     }
@@ -62,6 +90,11 @@ impl Default for Config {
             transports: vec![Transport::Polling, Transport::Websocket],
             message_burst: 10,
             messages_per_second: 2.0,
+            admin_token: None,
+            ping_interval: 25_000,
+            ping_timeout: 20_000,
+            max_payload: 100_000,
+            secure_cookies: false,
         }
     }
 }
@@ -129,5 +162,17 @@ mod tests {
     fn a_malformed_address_is_a_clear_error() {
         let err = Config::try_parse_from(["causerie", "--addr", "nowhere"]).unwrap_err();
         assert!(err.to_string().contains("invalid value 'nowhere' for '--addr <ADDR>'"), "{err}");
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_and_the_defaults_match_clap() {
+        let err = Config::try_parse_from(["causerie", "--admin-token", "short"]).unwrap_err();
+        assert!(err.to_string().contains("an admin token needs at least 12 characters"), "{err}");
+        let parsed = Config::try_parse_from(["causerie"]).unwrap();
+        let default = Config::default();
+        assert_eq!(
+            (parsed.ping_interval, parsed.ping_timeout, parsed.max_payload, parsed.admin_token),
+            (default.ping_interval, default.ping_timeout, default.max_payload, default.admin_token)
+        );
     }
 }

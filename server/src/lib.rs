@@ -3,7 +3,9 @@
 
 pub mod config;
 pub mod limits;
+pub mod presence;
 pub mod realtime;
+pub mod session;
 pub mod startup;
 
 pub use config::Config;

@@ -1,8 +1,11 @@
-//! Rate limiting, as pure code: a token bucket per connection, driven by the instants it is given.
+//! Rate limiting: a token bucket per member (all of a person's tabs share one), driven by the instants it is given.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How fast one connection may send: `burst` messages at once, then `per_second` on average.
+/// How fast one member may send: `burst` messages at once, then `per_second` on average.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
     pub burst: u32,
@@ -34,6 +37,40 @@ impl TokenBucket {
         let missing = 1.0 - self.tokens;
         // A rate so small that the wait overflows a Duration means "not in this lifetime", not a panic.
         Err(Duration::try_from_secs_f64(missing / self.limit.per_second).unwrap_or(Duration::MAX))
+    }
+}
+
+impl TokenBucket {
+    /// Whether the bucket would be full at `now`: then forgetting it changes nothing.
+    fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.limit.per_second >= f64::from(self.limit.burst)
+    }
+}
+
+/// One [`TokenBucket`] per key (a member), so that opening more tabs buys no more messages.
+#[derive(Debug)]
+pub struct Limiter<K> {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<K, TokenBucket>>,
+}
+
+/// Above this many buckets, full ones are forgotten: a full bucket is the same as no bucket.
+const PRUNE_ABOVE: usize = 4096;
+
+impl<K: Eq + Hash + Clone> Limiter<K> {
+    pub fn new(limit: RateLimit) -> Self {
+        Self { limit, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes a token from `key`'s bucket, or says how long until one is available.
+    pub fn try_take(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        // Held only for this arithmetic, never across an await. A poisoned lock still holds valid numbers.
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() > PRUNE_ABOVE {
+            buckets.retain(|_, bucket| !bucket.is_full_at(now));
+        }
+        buckets.entry(key.clone()).or_insert_with(|| TokenBucket::new(self.limit, now)).try_take(now)
     }
 }
 
@@ -87,5 +124,30 @@ mod tests {
         for i in 0..100 {
             assert_eq!(bucket.try_take(t0 + Duration::from_millis(250 * i)), Ok(()), "message {i}");
         }
+    }
+
+    #[test]
+    fn a_limiter_keeps_one_budget_per_key() {
+        let limiter = Limiter::new(RateLimit { burst: 2, per_second: 1.0 });
+        let t0 = Instant::now();
+        assert_eq!(limiter.try_take(&"ada", t0), Ok(()));
+        assert_eq!(limiter.try_take(&"ada", t0), Ok(()));
+        assert!(limiter.try_take(&"ada", t0).is_err(), "ada's burst is spent");
+        assert_eq!(limiter.try_take(&"bob", t0), Ok(()), "bob has a budget of his own");
+    }
+
+    #[test]
+    fn a_limiter_forgets_full_buckets_but_not_spent_ones() {
+        let limiter = Limiter::new(RateLimit { burst: 1, per_second: 1.0 });
+        let t0 = Instant::now();
+        for key in 0..=PRUNE_ABOVE {
+            assert_eq!(limiter.try_take(&key, t0), Ok(()));
+        }
+        // Half a second on, nothing is full: pruning must not hand key 0 a fresh bucket.
+        assert!(limiter.try_take(&0, t0 + Duration::from_millis(500)).is_err());
+        assert_eq!(limiter.buckets.lock().unwrap().len(), PRUNE_ABOVE + 1);
+        // Ten seconds on, every bucket is full again and can go.
+        assert_eq!(limiter.try_take(&usize::MAX, t0 + Duration::from_secs(10)), Ok(()));
+        assert_eq!(limiter.buckets.lock().unwrap().len(), 1);
     }
 }

@@ -1,34 +1,61 @@
 //! Building the application: one axum router that serves the Leptos pages, the static site and Socket.IO.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use app::directory::{Directory, SharedDirectory};
 use app::{App, shell};
 use axum::Router;
 use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use protocol::{DisplayName, Member, RoomName, RoomSummary, SessionToken};
 use socketioxide::{SocketIo, SocketIoBuilder, TransportType};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Transport};
-use crate::realtime;
+use crate::realtime::{self, Hub};
+use crate::session;
 
-/// The whole HTTP application.
+/// The whole HTTP application. Needs a Tokio runtime: the realtime side starts its background tasks here.
 pub fn router(leptos_options: LeptosOptions, config: &Config) -> Router {
-    let builder = SocketIo::builder().with_state(config.rate_limit());
+    let hub = Hub::new(config.rate_limit(), config.admin_token.clone());
+    let builder = SocketIo::builder()
+        .with_state(hub.clone())
+        .ping_interval(Duration::from_millis(config.ping_interval))
+        .ping_timeout(Duration::from_millis(config.ping_timeout))
+        .max_payload(config.max_payload)
+        .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX));
     let (socket_layer, io) = with_transports(builder, &config.transports).build_layer();
-    realtime::attach(&io);
+    realtime::attach(&io, &hub);
 
+    let directory = SharedDirectory(Arc::new(hub));
+    let secure_cookies = config.secure_cookies;
     let routes = generate_route_list(App);
     Router::new()
-        .leptos_routes(&leptos_options, routes, {
+        .leptos_routes_with_context(&leptos_options, routes, move || provide_context(directory.clone()), {
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
+        .layer(axum::middleware::from_fn(move |request, next| session::ensure(secure_cookies, request, next)))
         // Socket.IO answers its own path (/socket.io/) and passes every other request through to the router.
         .layer(socket_layer)
+}
+
+impl Directory for Hub {
+    fn join_problem(&self, room: &RoomName, name: &DisplayName, visitor: Option<&SessionToken>) -> Option<String> {
+        // A visitor without a session yet is nobody in any room: any holder of the name is someone else.
+        let id = visitor.map(session::member_id).unwrap_or_else(|| protocol::MemberId(String::new()));
+        self.presence.check(room, &Member { id, name: name.clone() }).err().map(|refused| refused.to_string())
+    }
+
+    fn rooms(&self) -> Vec<RoomSummary> {
+        self.presence.summaries()
+    }
 }
 
 /// socketioxide takes the transports as an array of a fixed size, hence one call per combination.

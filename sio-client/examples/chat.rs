@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client = Client::builder(url).connect();
     let mut states = client.state_changes();
-    let chat = client.socket_with_auth(CHAT_NAMESPACE, &ChatAuth { name })?;
+    let chat = client.socket_with_auth(CHAT_NAMESPACE, &ChatAuth { name, session: None })?;
     let mut lifecycle = chat.lifecycle();
     let mut messages = chat.on::<ChatMessage>();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(event) = lifecycle.next() => match event {
                 // Rooms belong to the server's socket, which is new after each reconnection: join every time.
                 SocketEvent::Connected { .. } => match chat.request(&JoinRoom { room: room.clone() }, TIMEOUT).await {
-                    Ok(joined) => eprintln!("joined #{} as {}", joined.room, joined.you),
+                    Ok(joined) => eprintln!("joined #{} as {}", joined.room, joined.you.name),
                     Err(e) => eprintln!("could not join: {e}"),
                 },
                 SocketEvent::ConnectError { message, .. } => {
@@ -49,13 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 SocketEvent::Disconnected { reason } => eprintln!("disconnected: {reason}"),
             },
-            Some(message) = messages.next() => println!("{}: {}", message.from, message.body),
+            Some(message) = messages.next() => println!("{}: {}", message.from.name, message.body),
             line = stdin.next_line() => match line? {
                 None => break,
                 Some(text) => match MessageBody::parse(&text) {
                     Err(e) => eprintln!("{e}"),
                     Ok(body) => match chat.request(&SendMessage { room: room.clone(), body }, TIMEOUT).await {
-                        Ok(accepted) => println!("{}: {}", accepted.message.from, accepted.message.body),
+                        Ok(accepted) => println!("{}: {}", accepted.message.from.name, accepted.message.body),
                         Err(e) => eprintln!("not sent: {e}"),
                     },
                 },

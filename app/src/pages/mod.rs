@@ -1,10 +1,12 @@
+mod admin;
 mod join;
 mod room;
 
+pub use admin::AdminPage;
 pub use join::JoinPage;
 pub use room::RoomPage;
 #[cfg(feature = "hydrate")]
-pub(crate) use room::{RoomState, Status};
+pub(crate) use {admin::AdminState, room::RoomState, room::Status};
 
 use leptos::prelude::*;
 

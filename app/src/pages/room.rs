@@ -5,9 +5,9 @@ use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use protocol::{ChatMessage, DisplayName, MessageBody, RoomName};
+use protocol::{ChatMessage, DisplayName, LeaveReason, Member, MemberId, MessageBody, PrivateMessage, RoomName};
 
-use crate::urls::encode_component;
+use crate::urls::{encode_component, join_url};
 
 /// The connection as the page shows it. Only the browser ever leaves `Connecting`.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +20,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Status::Connecting => "Connecting…".to_owned(),
             Status::Connected { transport } => format!("Connected · {transport}"),
@@ -31,7 +31,7 @@ impl Status {
         }
     }
 
-    fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Status::Connecting => "connecting",
             Status::Connected { .. } => "connected",
@@ -41,36 +41,190 @@ impl Status {
     }
 }
 
+/// One line of the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Message(ChatMessage),
+    Private(PrivateMessage),
+    /// "Ada joined", "Ada left": from the server's presence events, never from a person's text.
+    Notice {
+        key: String,
+        text: String,
+    },
+}
+
+impl Item {
+    fn key(&self) -> String {
+        match self {
+            Item::Message(message) => message.id.0.clone(),
+            Item::Private(message) => format!("p:{}", message.id.0),
+            Item::Notice { key, .. } => key.clone(),
+        }
+    }
+
+    /// Who wrote it, for grouping and for autoscroll after one's own message.
+    fn author(&self) -> Option<&Member> {
+        match self {
+            Item::Message(message) => Some(&message.from),
+            Item::Private(message) => Some(&message.from),
+            Item::Notice { .. } => None,
+        }
+    }
+}
+
+/// A member as the sidebar shows them. Someone who left stays listed, offline, until the page is left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberEntry {
+    pub member: Member,
+    pub online: bool,
+}
+
 /// The reactive state of one open room, shared with the live connection.
 #[derive(Clone, Copy)]
 pub struct RoomState {
-    pub messages: RwSignal<Vec<ChatMessage>>,
+    pub items: RwSignal<Vec<Item>>,
     pub status: RwSignal<Status>,
     /// The server confirmed the join on the current connection: sending is possible.
     pub joined: RwSignal<bool>,
     /// The last problem to show near the composer.
     pub error: RwSignal<Option<String>>,
+    /// Who the server says this person is, once joined.
+    pub me: RwSignal<Option<Member>>,
+    pub members: RwSignal<Vec<MemberEntry>>,
+    /// Who is typing, with when their notice expires (milliseconds, the page's clock).
+    pub typing: RwSignal<Vec<(Member, f64)>>,
+    /// An admin removed this person: the page stops rejoining.
+    pub removed: RwSignal<bool>,
 }
 
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 impl RoomState {
     fn new() -> Self {
         Self {
-            messages: RwSignal::new(Vec::new()),
+            items: RwSignal::new(Vec::new()),
             status: RwSignal::new(Status::Connecting),
             joined: RwSignal::new(false),
             error: RwSignal::new(None),
+            me: RwSignal::new(None),
+            members: RwSignal::new(Vec::new()),
+            typing: RwSignal::new(Vec::new()),
+            removed: RwSignal::new(false),
         }
     }
 
-    /// Adds a message unless it is already shown.
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    pub fn add_message(&self, message: ChatMessage) {
-        // `try_update`: the page may have been left while the message was on its way.
-        self.messages.try_update(|messages| {
-            if !messages.iter().any(|m| m.id == message.id) {
-                messages.push(message);
+    // Every update is a `try_update`: the page may have been left while an event was on its way.
+
+    fn push(&self, item: Item) {
+        self.items.try_update(|items| {
+            let key = item.key();
+            if !items.iter().any(|existing| existing.key() == key) {
+                items.push(item);
             }
         });
+    }
+
+    /// Adds a message unless it is already shown; its author has stopped typing.
+    pub fn add_message(&self, message: ChatMessage) {
+        self.stopped_typing(&message.from.id);
+        self.push(Item::Message(message));
+    }
+
+    pub fn add_private(&self, message: PrivateMessage) {
+        self.stopped_typing(&message.from.id);
+        self.push(Item::Private(message));
+    }
+
+    fn notice(&self, key: String, text: String) {
+        self.push(Item::Notice { key, text });
+    }
+
+    /// The join was accepted: these are the members now. Anyone else listed is offline.
+    pub fn joined_as(&self, me: Member, members: Vec<Member>) {
+        self.me.try_set(Some(me));
+        self.members.try_update(|entries| {
+            for entry in entries.iter_mut() {
+                entry.online = members.contains(&entry.member);
+            }
+            for member in members {
+                if !entries.iter().any(|entry| entry.member.id == member.id) {
+                    entries.push(MemberEntry { member, online: true });
+                }
+            }
+            sort_members(entries);
+        });
+        self.joined.try_set(true);
+    }
+
+    pub fn member_joined(&self, member: Member, at_ms: f64) {
+        let mut announce = false;
+        self.members.try_update(|entries| {
+            match entries.iter_mut().find(|entry| entry.member.id == member.id) {
+                Some(entry) if entry.online => {}
+                Some(entry) => {
+                    entry.online = true;
+                    announce = true;
+                }
+                None => {
+                    entries.push(MemberEntry { member: member.clone(), online: true });
+                    announce = true;
+                }
+            }
+            sort_members(entries);
+        });
+        if announce {
+            self.notice(format!("joined:{}:{at_ms}", member.id.0), format!("{} joined", member.name));
+        }
+    }
+
+    pub fn member_left(&self, member: Member, reason: LeaveReason, at_ms: f64) {
+        self.stopped_typing(&member.id);
+        self.members.try_update(|entries| {
+            if let Some(entry) = entries.iter_mut().find(|entry| entry.member.id == member.id) {
+                entry.online = false;
+            }
+            sort_members(entries);
+        });
+        let text = match reason {
+            LeaveReason::Removed => format!("{} was removed by an admin", member.name),
+            LeaveReason::Left | LeaveReason::Unknown => format!("{} left", member.name),
+        };
+        self.notice(format!("left:{}:{at_ms}", member.id.0), text);
+    }
+
+    /// `member` is typing: show it until `until_ms`, unless it is this person.
+    pub fn someone_typing(&self, member: Member, until_ms: f64) {
+        if self.me.get_untracked().is_some_and(|me| me.id == member.id) {
+            return;
+        }
+        self.typing.try_update(|typing| {
+            typing.retain(|(who, _)| who.id != member.id);
+            typing.push((member, until_ms));
+        });
+    }
+
+    /// Drops typing notices that expired by `now_ms`.
+    pub fn expire_typing(&self, now_ms: f64) {
+        self.typing.try_update(|typing| typing.retain(|(_, until)| *until > now_ms));
+    }
+
+    fn stopped_typing(&self, member: &MemberId) {
+        self.typing.try_update(|typing| typing.retain(|(who, _)| &who.id != member));
+    }
+}
+
+/// Online first, then by name.
+fn sort_members(entries: &mut [MemberEntry]) {
+    entries.sort_by_key(|entry| (!entry.online, entry.member.name.as_str().to_lowercase()));
+}
+
+/// "Ada is typing…", "Ada and Bob are typing…", and so on, or nothing.
+fn typing_line(names: &[DisplayName]) -> Option<String> {
+    match names {
+        [] => None,
+        [one] => Some(format!("{one} is typing…")),
+        [one, two] => Some(format!("{one} and {two} are typing…")),
+        [one, two, three] => Some(format!("{one}, {two} and {three} are typing…")),
+        _ => Some("Several people are typing…".to_owned()),
     }
 }
 
@@ -81,6 +235,11 @@ pub fn RoomPage() -> impl IntoView {
     let room = Memo::new(move |_| params.read().get("room").and_then(|r| RoomName::parse(&r).ok()));
     let name = Memo::new(move |_| query.read().get("name").and_then(|n| DisplayName::parse(&n).ok()));
     move || match (room.get(), name.get()) {
+        // Asked of the server while rendering (the browser never gets a page it would refuse): a name someone else
+        // holds here goes back to the form, which says so.
+        (Some(room), Some(name)) if crate::directory::join_problem(&room, &name).is_some() => {
+            view! { <Redirect path=join_url(&room, &name, Some("name_in_use")) /> }.into_any()
+        }
         (Some(room), Some(name)) => view! { <ChatRoom room name /> }.into_any(),
         // No usable name: the join form asks for one, with the room filled in.
         (Some(room), None) => {
@@ -96,13 +255,59 @@ pub fn RoomPage() -> impl IntoView {
     }
 }
 
+/// Within this many pixels of the end, the reader is "at the bottom" and new messages scroll into view.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const AT_BOTTOM_PX: i32 = 48;
+
 #[component]
 fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
     let state = RoomState::new();
     let draft = RwSignal::new(String::new());
+    let private_to = RwSignal::new(None::<Member>);
+    let list = NodeRef::<leptos::html::Ol>::new();
+    let at_bottom = RwSignal::new(true);
+    let unread = RwSignal::new(false);
 
     #[cfg(feature = "hydrate")]
     let chat = StoredValue::new(crate::live::Chat::connect(room.clone(), name.clone(), state));
+
+    let scroll_to_end = move || {
+        if let Some(list) = list.get_untracked() {
+            list.set_scroll_top(list.scroll_height());
+        }
+        unread.set(false);
+    };
+    // After each change to the conversation: follow it if the reader was at the end (or just wrote), else offer a
+    // button. Effects run after the DOM is updated, and only in the browser.
+    Effect::new(move |previous: Option<usize>| {
+        let (count, mine) = state.items.with(|items| {
+            let me = state.me.get_untracked();
+            (
+                items.len(),
+                items
+                    .last()
+                    .and_then(Item::author)
+                    .is_some_and(|author| Some(&author.id) == me.as_ref().map(|m| &m.id)),
+            )
+        });
+        if previous.is_some_and(|before| count > before) {
+            if at_bottom.get_untracked() || mine {
+                scroll_to_end();
+            } else {
+                unread.set(true);
+            }
+        }
+        count
+    });
+    let on_scroll = move |_| {
+        if let Some(list) = list.get_untracked() {
+            let bottom = list.scroll_height() - list.scroll_top() - list.client_height() <= AT_BOTTOM_PX;
+            at_bottom.set(bottom);
+            if bottom {
+                unread.set(false);
+            }
+        }
+    };
 
     let send = move || {
         let text = draft.get_untracked();
@@ -112,7 +317,10 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
                 state.error.set(None);
                 draft.set(String::new());
                 #[cfg(feature = "hydrate")]
-                chat.with_value(|chat| chat.send(body));
+                chat.with_value(|chat| match private_to.get_untracked() {
+                    Some(to) => chat.send_private(to.id, body),
+                    None => chat.send(body),
+                });
                 #[cfg(not(feature = "hydrate"))]
                 let _ = body;
             }
@@ -129,7 +337,16 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
             send();
         }
     };
+    let on_input = move |ev: leptos::ev::Event| {
+        draft.set(event_target_value(&ev));
+        #[cfg(feature = "hydrate")]
+        chat.with_value(|chat| chat.typing());
+    };
 
+    let typing = move || {
+        let names: Vec<DisplayName> = state.typing.read().iter().map(|(member, _)| member.name.clone()).collect();
+        typing_line(&names)
+    };
     let room_label = room.to_string();
     view! {
         <main class="page chat">
@@ -149,12 +366,41 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
             <noscript>
                 <p class="notice">"Live chat needs JavaScript. Turn it on to see and send messages."</p>
             </noscript>
-            <ol class="messages" data-testid="messages" aria-live="polite">
-                <For each=move || grouped(&state.messages.read()) key=|(m, _)| m.id.clone() let:item>
-                    <Message message=item.0 continued=item.1 />
-                </For>
-            </ol>
+            <div class="room-body">
+                <div class="conversation">
+                    <ol class="messages" data-testid="messages" aria-live="polite" node_ref=list on:scroll=on_scroll>
+                        <For each=move || grouped(&state.items.read()) key=|(item, _)| item.key() let:entry>
+                            <Line item=entry.0 continued=entry.1 me=state.me />
+                        </For>
+                    </ol>
+                    <Show when=move || unread.get()>
+                        <button type="button" class="new-messages" data-testid="new-messages" on:click=move |_| scroll_to_end()>
+                            "New messages ↓"
+                        </button>
+                    </Show>
+                </div>
+                <aside class="members" aria-label="Members">
+                    <h2>"Members"</h2>
+                    <ul data-testid="members">
+                        <For each=move || state.members.get() key=|entry| (entry.member.id.clone(), entry.online) let:entry>
+                            <MemberRow entry me=state.me private_to />
+                        </For>
+                    </ul>
+                </aside>
+            </div>
+            <p class="typing" data-testid="typing" aria-live="polite">{typing}</p>
+            <Show when=move || state.removed.get()>
+                <p class="notice" role="alert" data-testid="removed">
+                    "An admin removed you from this room. " <a href="/">"Join a room"</a> " again when you are ready."
+                </p>
+            </Show>
             <form class="composer" on:submit=on_submit>
+                {move || private_to.get().map(|to| view! {
+                    <p class="private-to" data-testid="private-to">
+                        "Private to " <strong>{to.name.to_string()}</strong>
+                        <button type="button" class="link" aria-label="Back to the room" on:click=move |_| private_to.set(None)>"✕"</button>
+                    </p>
+                })}
                 <label for="message" class="visually-hidden">"Message"</label>
                 <textarea
                     id="message"
@@ -162,7 +408,7 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
                     rows="2"
                     placeholder="Write a message…"
                     prop:value=move || draft.get()
-                    on:input=move |ev| draft.set(event_target_value(&ev))
+                    on:input=on_input
                     on:keydown=on_keydown
                 ></textarea>
                 <button type="submit" disabled=move || !state.joined.get()>"Send"</button>
@@ -172,26 +418,100 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
     }
 }
 
+#[component]
+fn MemberRow(entry: MemberEntry, me: RwSignal<Option<Member>>, private_to: RwSignal<Option<Member>>) -> impl IntoView {
+    let member = entry.member.clone();
+    let is_me = {
+        let id = member.id.clone();
+        move || me.read().as_ref().is_some_and(|me| me.id == id)
+    };
+    let name = member.name.to_string();
+    let pick = {
+        let member = member.clone();
+        move |_| private_to.set(Some(member.clone()))
+    };
+    let online = entry.online;
+    view! {
+        <li class="member" data-testid="member" data-online=online.to_string() class:offline=!online>
+            <span class="presence" aria-label=if online { "online" } else { "offline" }></span>
+            <span class="name">{name.clone()}</span>
+            {move || if is_me() {
+                view! { <span class="me">" (you)"</span> }.into_any()
+            } else if online {
+                view! {
+                    <button type="button" class="link pm" aria-label=format!("Private message to {name}") on:click=pick.clone()>
+                        "Message privately"
+                    </button>
+                }.into_any()
+            } else {
+                ().into_any()
+            }}
+        </li>
+    }
+}
+
 /// Consecutive messages from one sender within this long are shown as one group, under one name.
 const GROUP_WITHIN_MS: i64 = 5 * 60 * 1000;
 
-/// Each message, and whether it continues the previous sender's group.
-fn grouped(messages: &[ChatMessage]) -> Vec<(ChatMessage, bool)> {
+/// Each line, and whether it continues the previous public message's group.
+fn grouped(items: &[Item]) -> Vec<(Item, bool)> {
     let mut previous: Option<&ChatMessage> = None;
-    messages
+    items
         .iter()
-        .map(|message| {
-            let continued =
-                previous.is_some_and(|p| p.from == message.from && message.sent_at.0 - p.sent_at.0 < GROUP_WITHIN_MS);
-            previous = Some(message);
-            (message.clone(), continued)
+        .map(|item| {
+            let continued = match item {
+                Item::Message(message) => {
+                    let continued = previous.is_some_and(|p| {
+                        p.from.id == message.from.id && message.sent_at.0 - p.sent_at.0 < GROUP_WITHIN_MS
+                    });
+                    previous = Some(message);
+                    continued
+                }
+                _ => {
+                    previous = None;
+                    false
+                }
+            };
+            (item.clone(), continued)
         })
         .collect()
 }
 
 #[component]
-fn Message(message: ChatMessage, continued: bool) -> impl IntoView {
-    let body = crate::text::segments(message.body.as_str())
+fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>) -> impl IntoView {
+    match item {
+        Item::Message(message) => view! {
+            <li class="message" class:continued=continued data-testid="message">
+                <span class="from">{message.from.name.to_string()}</span>
+                <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
+                <p class="body">{body(message.body.as_str())}</p>
+            </li>
+        }
+        .into_any(),
+        Item::Private(message) => {
+            let outgoing = me.get_untracked().is_some_and(|me| me.id == message.from.id);
+            let label = if outgoing {
+                format!("Private to {}", message.to.name)
+            } else {
+                format!("Private from {}", message.from.name)
+            };
+            view! {
+                <li class="message private" data-testid="message" data-private="true">
+                    <span class="from">{message.from.name.to_string()}</span>
+                    <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
+                    <span class="private-label">{label}</span>
+                    <p class="body">{body(message.body.as_str())}</p>
+                </li>
+            }
+            .into_any()
+        }
+        Item::Notice { text, .. } => view! { <li class="system-notice" data-testid="notice">{text}</li> }.into_any(),
+    }
+}
+
+/// A message's text, with its web links made clickable and everything else kept as text.
+fn body(text: &str) -> impl IntoView + use<> {
+    crate::text::segments(text)
         .into_iter()
         .map(|segment| match segment {
             crate::text::Segment::Text(text) => text.into_any(),
@@ -200,14 +520,7 @@ fn Message(message: ChatMessage, continued: bool) -> impl IntoView {
                 view! { <a href=url target="_blank" rel="noopener noreferrer nofollow ugc">{label}</a> }.into_any()
             }
         })
-        .collect_view();
-    view! {
-        <li class="message" class:continued=continued data-testid="message">
-            <span class="from">{message.from.to_string()}</span>
-            <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
-            <p class="body">{body}</p>
-        </li>
-    }
+        .collect_view()
 }
 
 /// `HH:MM` in the reader's time zone (UTC when rendered on the server).
@@ -230,14 +543,14 @@ mod tests {
 
     use super::*;
 
-    fn message(id: &str, from: &str, at_ms: i64) -> ChatMessage {
-        ChatMessage {
+    fn message(id: &str, from: &str, at_ms: i64) -> Item {
+        Item::Message(ChatMessage {
             id: MessageId(id.into()),
             room: RoomName::parse("r").unwrap(),
-            from: DisplayName::parse(from).unwrap(),
+            from: Member { id: MemberId(from.to_lowercase()), name: DisplayName::parse(from).unwrap() },
             body: MessageBody::parse("hi").unwrap(),
             sent_at: UnixMillis(at_ms),
-        }
+        })
     }
 
     #[test]
@@ -250,5 +563,26 @@ mod tests {
         ];
         let flags: Vec<bool> = grouped(&messages).into_iter().map(|(_, continued)| continued).collect();
         assert_eq!(flags, vec![false, true, false, false]);
+    }
+
+    #[test]
+    fn a_notice_breaks_a_group() {
+        let items = [
+            message("1", "Ada", 0),
+            Item::Notice { key: "n".into(), text: "Bob joined".into() },
+            message("2", "Ada", 1000),
+        ];
+        let flags: Vec<bool> = grouped(&items).into_iter().map(|(_, continued)| continued).collect();
+        assert_eq!(flags, vec![false, false, false]);
+    }
+
+    #[test]
+    fn the_typing_line_names_up_to_three_people() {
+        let names = |list: &[&str]| list.iter().map(|n| DisplayName::parse(n).unwrap()).collect::<Vec<_>>();
+        assert_eq!(typing_line(&names(&[])), None);
+        assert_eq!(typing_line(&names(&["Ada"])).unwrap(), "Ada is typing…");
+        assert_eq!(typing_line(&names(&["Ada", "Bob"])).unwrap(), "Ada and Bob are typing…");
+        assert_eq!(typing_line(&names(&["Ada", "Bob", "Cy"])).unwrap(), "Ada, Bob and Cy are typing…");
+        assert_eq!(typing_line(&names(&["A", "B", "C", "D"])).unwrap(), "Several people are typing…");
     }
 }

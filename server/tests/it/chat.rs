@@ -24,7 +24,7 @@ async fn members_of_a_room_see_each_others_messages_and_another_room_sees_none()
     let accepted = within("alice's ack", alice.request(&send("general", "hello bob"), PATIENCE)).await.unwrap();
     let received = next("bob to receive alice's message", &mut bob_inbox).await;
     assert_eq!(received, accepted.message);
-    assert_eq!(received.from.as_str(), "Alice");
+    assert_eq!(received.from.name.as_str(), "Alice");
     assert_eq!(received.body.as_str(), "hello bob");
 
     // Carol's queue is in order: had alice's message leaked to her, it would arrive before this one from dave.
@@ -40,7 +40,7 @@ async fn the_sender_gets_its_message_back_in_the_ack_with_an_id_and_a_time() {
     let (_a, alice) = app.member("Alice", "general").await;
     let accepted: MessageAccepted =
         within("the ack", alice.request(&send("general", "  spaced out  "), PATIENCE)).await.unwrap();
-    assert_eq!(accepted.message.from.as_str(), "Alice");
+    assert_eq!(accepted.message.from.name.as_str(), "Alice");
     assert_eq!(accepted.message.body.as_str(), "spaced out");
     assert!(!accepted.message.id.0.is_empty());
     assert!(accepted.message.sent_at.0 > 1_600_000_000_000, "a Unix time in milliseconds");
@@ -100,7 +100,7 @@ async fn a_message_is_always_signed_with_the_connection_identity() {
     let forged = RawSend { room: "general".into(), body: "I am Alice".into(), from: "Alice".into() };
     let ack: AckResult<MessageAccepted> = within("the ack", mallory.emit_with_ack(&forged, PATIENCE)).await.unwrap();
     assert!(matches!(ack, AckResult::Ok(_)), "extra fields are ignored");
-    assert_eq!(next("bob's copy", &mut bob_inbox).await.from.as_str(), "Mallory");
+    assert_eq!(next("bob's copy", &mut bob_inbox).await.from.name.as_str(), "Mallory");
 }
 
 #[tokio::test]
@@ -138,7 +138,7 @@ async fn closing_a_client_disconnects_it_and_ends_its_streams() {
 }
 
 #[tokio::test]
-async fn sending_faster_than_the_limit_is_refused_and_each_connection_has_its_own_budget() {
+async fn sending_faster_than_the_limit_is_refused_and_each_person_has_their_own_budget() {
     // A burst of three and a refill too slow to matter during the test.
     let config = server::Config { message_burst: 3, messages_per_second: 0.001, ..server::Config::default() };
     let app = crate::helpers::spawn_app_with(config).await;
@@ -185,4 +185,18 @@ async fn a_message_over_the_length_limit_is_refused_with_a_typed_error() {
     let error = refusal(ack);
     assert_eq!(error.code, ErrorCode::InvalidPayload);
     assert!(error.message.contains("A message can be at most 2000 characters long."), "{}", error.message);
+}
+
+#[tokio::test]
+async fn the_tabs_of_one_person_share_one_sending_budget() {
+    let config = server::Config { message_burst: 2, messages_per_second: 0.001, ..server::Config::default() };
+    let app = crate::helpers::spawn_app_with(config).await;
+    let session = "ada-session-token-0001";
+    let (_t1, tab1) = app.tab("Ada", session, "general").await;
+    let (_t2, tab2) = app.tab("Ada", session, "general").await;
+    within("tab 1's message", tab1.request(&send("general", "one"), PATIENCE)).await.unwrap();
+    within("tab 2's message", tab2.request(&send("general", "two"), PATIENCE)).await.unwrap();
+    let ack: AckResult<MessageAccepted> =
+        within("the ack", tab2.emit_with_ack(&send("general", "three"), PATIENCE)).await.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::RateLimited, "a new tab buys no new messages");
 }

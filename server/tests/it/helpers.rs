@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use protocol::{AckResult, CHAT_NAMESPACE, ChatAuth, DisplayName, JoinRoom, RoomName};
+use protocol::{AckResult, CHAT_NAMESPACE, ChatAuth, DisplayName, JoinRoom, Joined, RoomName, SessionToken};
 use server::{Application, Config};
 use sio_client::{Client, Socket, SocketEvent};
 use tokio::task::JoinHandle;
@@ -42,10 +42,16 @@ impl TestApp {
         format!("http://{}", self.addr)
     }
 
-    /// A client connected to the chat namespace as `name`, not yet in any room.
+    /// A client connected to the chat namespace as `name`, a person of its own, not yet in any room.
     pub async fn connect(&self, name: &str) -> (Client, Socket) {
+        self.connect_with_session(name, None).await
+    }
+
+    /// A client connected as `name` with this session token: every connection with the same token is one person.
+    pub async fn connect_with_session(&self, name: &str, session: Option<&str>) -> (Client, Socket) {
         let client = Client::builder(self.base_url()).connect();
-        let auth = ChatAuth { name: DisplayName::parse(name).unwrap() };
+        let session = session.map(|token| SessionToken::parse(token).unwrap());
+        let auth = ChatAuth { name: DisplayName::parse(name).unwrap(), session };
         let socket = client.socket_with_auth(CHAT_NAMESPACE, &auth).unwrap();
         let mut lifecycle = socket.lifecycle();
         match within("the chat namespace to connect", lifecycle.next()).await {
@@ -58,12 +64,25 @@ impl TestApp {
     /// A client connected as `name` and joined to `room`.
     pub async fn member(&self, name: &str, room: &str) -> (Client, Socket) {
         let (client, socket) = self.connect(name).await;
-        let join = JoinRoom { room: RoomName::parse(room).unwrap() };
-        let joined = within("the join ack", socket.request(&join, PATIENCE)).await.expect("the join is accepted");
-        assert_eq!(joined.you.as_str(), name);
+        join(&socket, room).await;
+        (client, socket)
+    }
+
+    /// Another tab of the person holding `session`, joined to `room` as `name`.
+    pub async fn tab(&self, name: &str, session: &str, room: &str) -> (Client, Socket) {
+        let (client, socket) = self.connect_with_session(name, Some(session)).await;
+        join(&socket, room).await;
         (client, socket)
     }
 }
+
+/// Joins `room`, failing the test if the server refuses.
+pub async fn join(socket: &Socket, room: &str) -> Joined {
+    let request = JoinRoom { room: RoomName::parse(room).unwrap() };
+    within("the join ack", socket.request(&request, PATIENCE)).await.expect("the join is accepted")
+}
+
+impl TestApp {}
 
 /// Awaits `future`, failing the test with `what` if it takes longer than [`PATIENCE`].
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
@@ -84,4 +103,74 @@ pub fn refusal<T: std::fmt::Debug>(ack: AckResult<T>) -> protocol::ErrorBody {
         AckResult::Error(error) => error,
         AckResult::Ok(value) => panic!("expected a refusal, got {value:?}"),
     }
+}
+
+/// A hand-driven Engine.IO connection over WebSocket: it does only what the test makes it do, and in
+/// particular never answers a heartbeat by itself.
+pub struct RawSocket {
+    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl RawSocket {
+    pub async fn open(app: &TestApp) -> Self {
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+        let (stream, _) = within("the WebSocket handshake", tokio_tungstenite::connect_async(url)).await.unwrap();
+        let mut raw = Self { stream };
+        let open = raw.recv_text().await;
+        assert!(open.starts_with("0{"), "expected an Engine.IO open packet, got {open}");
+        raw
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        use futures::SinkExt as _;
+        let message = tokio_tungstenite::tungstenite::Message::text(text.into());
+        within("a WebSocket send", self.stream.send(message)).await.unwrap();
+    }
+
+    /// The next text frame, failing on anything else.
+    pub async fn recv_text(&mut self) -> String {
+        match next("a WebSocket frame", &mut self.stream).await {
+            Ok(tokio_tungstenite::tungstenite::Message::Text(text)) => text.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next text frame that is not a heartbeat ping (which this socket leaves unanswered).
+    pub async fn recv_skipping_pings(&mut self) -> String {
+        loop {
+            let text = self.recv_text().await;
+            if text != "2" {
+                return text;
+            }
+        }
+    }
+
+    /// Waits until the server closes the connection, failing if it does not within [`PATIENCE`].
+    pub async fn closed_by_server(&mut self) {
+        within("the server to close the connection", async {
+            while let Some(frame) = self.stream.next().await {
+                match frame {
+                    Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// One HTTP/1.1 request on its own connection, with these extra headers; the whole response as text.
+pub async fn http_request(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = within("a TCP connection", tokio::net::TcpStream::connect(app.addr)).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", app.addr);
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request
+        .push_str(&format!("Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    within("the request to go out", stream.write_all(request.as_bytes())).await.unwrap();
+    let mut response = Vec::new();
+    within("the response", stream.read_to_end(&mut response)).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
 }

@@ -3,6 +3,9 @@
 // Test helpers are test code: a failed unwrap fails the test with the value in its message.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod chat;
 mod helpers;
+mod limits;
 mod pages;
+mod presence;

@@ -8,6 +8,7 @@ use tower::ServiceExt as _;
 struct Page {
     status: StatusCode,
     location: Option<String>,
+    set_cookie: Option<String>,
     body: String,
 }
 
@@ -19,15 +20,16 @@ async fn get(uri: &str) -> Page {
     let response = router.oneshot(request).await.expect("the router answers");
     let status = response.status();
     let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+    let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_owned());
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body is readable");
-    Page { status, location, body: String::from_utf8_lossy(&bytes).into_owned() }
+    Page { status, location, set_cookie, body: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
 #[tokio::test]
 async fn the_join_page_is_a_get_form_with_name_and_room_fields() {
     let page = get("/").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains(r#"method="GET""#) && page.body.contains(r#"action="/""#), "{}", page.body);
+    assert!(page.body.contains(r#"method="get""#) && page.body.contains(r#"action="/""#), "{}", page.body);
     assert!(page.body.contains(r#"name="name""#), "{}", page.body);
     assert!(page.body.contains(r#"name="room""#), "{}", page.body);
     assert!(!page.body.contains("field-error"), "no errors before a submission");
@@ -93,4 +95,56 @@ async fn an_unknown_page_is_a_404() {
     let page = get("/nowhere").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(page.body.contains("Not found"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_first_page_load_issues_a_long_lived_http_only_session_cookie() {
+    let page = get("/").await;
+    let cookie = page.set_cookie.expect("a session cookie");
+    assert!(cookie.starts_with("causerie_session="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=34560000"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+}
+
+mod live {
+    use crate::helpers::{http_request, spawn_app};
+
+    const ADA: &str = "ada-session-token-0001";
+
+    #[tokio::test]
+    async fn a_room_page_for_a_name_someone_else_holds_sends_the_visitor_back_to_the_form_which_says_so() {
+        let app = spawn_app().await;
+        let (_a, _ada) = app.tab("Ada", ADA, "general").await;
+        let html = [("Accept", "text/html")];
+
+        let room = http_request(&app, "GET", "/r/general?name=ada", &html, "").await;
+        assert!(room.starts_with("HTTP/1.1 302"), "{room}");
+        assert!(room.contains("location: /?name=ada&room=general&error=name_in_use"), "{room}");
+
+        let form = http_request(&app, "GET", "/?name=ada&room=general", &html, "").await;
+        assert!(form.starts_with("HTTP/1.1 200"), "the form is shown again: {form}");
+        assert!(form.contains("Name in use: someone in #general is already called ada."), "{form}");
+    }
+
+    #[tokio::test]
+    async fn the_holder_of_the_name_gets_the_room_page_in_another_tab() {
+        let app = spawn_app().await;
+        let (_a, _ada) = app.tab("Ada", ADA, "general").await;
+        let headers = [("Accept", "text/html"), ("Cookie", "causerie_session=ada-session-token-0001")];
+        let form = http_request(&app, "GET", "/?name=Ada&room=general", &headers, "").await;
+        assert!(form.contains("location: /r/general?name=Ada"), "{form}");
+        let room = http_request(&app, "GET", "/r/general?name=Ada", &headers, "").await;
+        assert!(room.starts_with("HTTP/1.1 200"), "{room}");
+    }
+
+    #[tokio::test]
+    async fn the_join_page_lists_the_active_rooms_with_their_people() {
+        let app = spawn_app().await;
+        let (_a, _ada) = app.member("Ada", "general").await;
+        let (_b, _bob) = app.member("Bob", "general").await;
+        let page = http_request(&app, "GET", "/", &[("Accept", "text/html")], "").await;
+        assert!(page.contains(r#"data-room="general""#), "{page}");
+        assert!(page.contains("2<!> people online") || page.contains("2 people online"), "{page}");
+    }
 }

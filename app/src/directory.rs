@@ -1,0 +1,56 @@
+//! What the pages may ask the server while rendering: whether a name is free in a room, and which rooms are
+//! active. The server provides a [`SharedDirectory`] as Leptos context; the app cannot depend on the server crate,
+//! so it names the questions here. Answers reach the browser through `SharedValue`, so hydration sees exactly what
+//! the server rendered.
+
+use protocol::{DisplayName, RoomName, RoomSummary};
+
+/// The server's answers to the pages' questions.
+#[cfg(feature = "ssr")]
+pub trait Directory: Send + Sync + 'static {
+    /// Why the holder of `visitor` could not join `room` as `name` right now (in words), if they could not.
+    fn join_problem(
+        &self,
+        room: &RoomName,
+        name: &DisplayName,
+        visitor: Option<&protocol::SessionToken>,
+    ) -> Option<String>;
+
+    /// The active rooms, busiest first.
+    fn rooms(&self) -> Vec<RoomSummary>;
+}
+
+/// The [`Directory`] as Leptos context.
+#[cfg(feature = "ssr")]
+#[derive(Clone)]
+pub struct SharedDirectory(pub std::sync::Arc<dyn Directory>);
+
+/// Why the visitor could not join `room` as `name`, asked of the server while it renders. In the browser it is
+/// `None`: the server's own answer arrives through the page's `SharedValue`, and the socket has the last word.
+pub fn join_problem(room: &RoomName, name: &DisplayName) -> Option<String> {
+    #[cfg(feature = "ssr")]
+    {
+        use leptos::prelude::use_context;
+        let directory = use_context::<SharedDirectory>()?;
+        let request = use_context::<http::request::Parts>();
+        let visitor = request.as_ref().and_then(|parts| parts.extensions.get::<protocol::SessionToken>());
+        directory.0.join_problem(room, name, visitor)
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let _ = (room, name);
+        None
+    }
+}
+
+/// The active rooms, as the server renders the lobby (empty in the browser until the lobby feed answers).
+pub fn active_rooms() -> Vec<RoomSummary> {
+    #[cfg(feature = "ssr")]
+    {
+        leptos::prelude::use_context::<SharedDirectory>().map(|directory| directory.0.rooms()).unwrap_or_default()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        Vec::new()
+    }
+}

@@ -1,0 +1,139 @@
+//! The admin namespace: live statistics and removing members from rooms, behind a token.
+//!
+//! It shares each client's Engine.IO connection with the other namespaces: a refused admin CONNECT is a
+//! CONNECT_ERROR on `/admin` alone, and the chat on the same connection goes on.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use protocol::{
+    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ErrorBody, ErrorCode, Event, LeaveReason, MemberLeft, MemberRemoved,
+    RemoveMember, Removed, Stats,
+};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, TransportType};
+
+use super::{Hub, invalid_payload, member_channel, reply, room_channel};
+
+/// How often admins get fresh [`Stats`].
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a CONNECT to the admin namespace was refused, in the CONNECT_ERROR's words.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminRefused {
+    #[error("The admin page is turned off: start the server with --admin-token (or CAUSERIE_ADMIN_TOKEN).")]
+    Disabled,
+    #[error("Invalid admin token.")]
+    InvalidToken,
+}
+
+pub(super) fn attach(io: &SocketIo, hub: &Hub) {
+    io.ns(ADMIN_NAMESPACE, on_connect.with(authenticate));
+    let (io, hub) = (io.clone(), hub.clone());
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(STATS_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut previous = (Instant::now(), 0);
+        loop {
+            ticks.tick().await;
+            let Some(admins) = io.of(ADMIN_NAMESPACE) else { break };
+            let stats = stats(&io, &hub, &mut previous);
+            if !admins.clone().sockets().is_empty()
+                && let Err(e) = admins.emit(Stats::NAME, &stats).await
+            {
+                tracing::debug!(error = %e, "stats not sent");
+            }
+        }
+    });
+}
+
+async fn authenticate(State(hub): State<Hub>, TryData(auth): TryData<AdminAuth>) -> Result<(), AdminRefused> {
+    let expected = hub.admin_token.as_deref().ok_or(AdminRefused::Disabled)?;
+    match auth {
+        Ok(auth) if same_secret(auth.token.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => {
+            tracing::warn!("admin connection refused: invalid token");
+            Err(AdminRefused::InvalidToken)
+        }
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
+async fn on_connect(socket: SocketRef, io: SocketIo, State(hub): State<Hub>) {
+    tracing::info!(sid = %socket.id, "admin connected");
+    let mut previous = (Instant::now(), hub.messages_total.load(Ordering::Relaxed));
+    if let Err(e) = socket.emit(Stats::NAME, &stats(&io, &hub, &mut previous)) {
+        tracing::debug!(error = %e, "first stats not sent");
+    }
+    socket.on(RemoveMember::NAME, on_remove);
+}
+
+/// The current figures. `previous` is the last (instant, message total), for the rate; it is updated.
+fn stats(io: &SocketIo, hub: &Hub, previous: &mut (Instant, u64)) -> Stats {
+    let sockets = io.of(CHAT_NAMESPACE).map(|chat| chat.sockets()).unwrap_or_default();
+    let polling = sockets.iter().filter(|socket| socket.transport_type() == TransportType::Polling).count();
+    let now = (Instant::now(), hub.messages_total.load(Ordering::Relaxed));
+    let seconds = now.0.saturating_duration_since(previous.0).as_secs_f64();
+    let rate = if seconds > 0.0 { now.1.saturating_sub(previous.1) as f64 / seconds } else { 0.0 };
+    *previous = now;
+    Stats {
+        connections: count(sockets.len()),
+        polling: count(polling),
+        websocket: count(sockets.len() - polling),
+        rooms: hub.presence.details(),
+        messages_per_second: rate,
+        messages_total: now.1,
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+async fn on_remove(io: SocketIo, State(hub): State<Hub>, TryData(request): TryData<RemoveMember>, ack: AckSender) {
+    let RemoveMember { room, member } = match request {
+        Ok(request) => request,
+        Err(e) => return reply::<MemberRemoved>(ack, Err(invalid_payload(e))),
+    };
+    let Some((member, connections)) = hub.presence.remove(&room, &member) else {
+        let error = ErrorBody::new(ErrorCode::NotFound, format!("That person is not in #{room} any more."));
+        return reply::<MemberRemoved>(ack, Err(error));
+    };
+    let Some(chat) = io.of(CHAT_NAMESPACE) else {
+        return reply::<MemberRemoved>(ack, Err(ErrorBody::new(ErrorCode::Internal, "The chat is not running.")));
+    };
+    let channels = [room_channel(&room), member_channel(&room, &member.id)];
+    for sid in connections {
+        if let Some(socket) = chat.get_socket(sid) {
+            // Told before leaving, so that the client stops rejoining; then out of the room's traffic.
+            if let Err(e) = socket.emit(Removed::NAME, &Removed { room: room.clone() }) {
+                tracing::debug!(error = %e, "removal notice not sent");
+            }
+            socket.leave(channels.clone());
+        }
+    }
+    tracing::info!(name = %member.name, %room, "removed by an admin");
+    let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
+    if let Err(e) = chat.to(room_channel(&room)).emit(MemberLeft::NAME, &notice).await {
+        tracing::warn!(error = %e, %room, "removal notice not sent to the room");
+    }
+    reply(ack, Ok(MemberRemoved { room, member }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
+}

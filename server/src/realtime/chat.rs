@@ -1,0 +1,227 @@
+//! The chat namespace: rooms, messages, presence, typing and private messages.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::{
+    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, JoinRoom, Joined, LeaveReason, Member,
+    MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted, PrivateMessage, SendMessage, SendPrivate,
+    Typing, TypingNotice, UnixMillis,
+};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+
+use super::{Hub, invalid_payload, member_channel, reply, room_channel};
+use crate::presence::{Arrival, JoinRefused};
+use crate::session;
+
+/// Who a chat connection is, set by [`authenticate`] before the connection is accepted.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub member: Member,
+}
+
+/// When this connection last caused a typing notice. Shared behind a mutex because socketioxide runs each
+/// event's handler as its own task; the lock is never held across an `await`.
+#[derive(Debug, Clone, Default)]
+struct TypingClock(Arc<Mutex<Option<Instant>>>);
+
+/// Typing events closer together than this are dropped: the notice lasts seconds, so they would add nothing.
+const TYPING_AT_MOST_EVERY: Duration = Duration::from_millis(500);
+
+impl TypingClock {
+    fn tick(&self, now: Instant) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| now.saturating_duration_since(at) < TYPING_AT_MOST_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// Why a CONNECT to the chat namespace was refused. The text reaches the client in the CONNECT_ERROR packet.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectRefused {
+    #[error("Invalid sign-in: {0}")]
+    InvalidAuth(String),
+}
+
+pub(super) fn attach(io: &SocketIo) {
+    io.ns(CHAT_NAMESPACE, on_connect.with(authenticate));
+}
+
+/// Connect middleware: validates the `auth` payload and records the connection's identity. The session is the
+/// one in `auth` if given (programs), else the cookie (browsers), else a new one for this connection alone.
+async fn authenticate(socket: SocketRef, TryData(auth): TryData<ChatAuth>) -> Result<(), ConnectRefused> {
+    let auth = auth.map_err(|e| ConnectRefused::InvalidAuth(e.to_string()))?;
+    let token =
+        auth.session.or_else(|| session::from_headers(&socket.req_parts().headers)).unwrap_or_else(session::new_token);
+    let member = Member { id: session::member_id(&token), name: auth.name };
+    socket.extensions.insert(Identity { member });
+    Ok(())
+}
+
+async fn on_connect(socket: SocketRef) {
+    tracing::debug!(sid = %socket.id, transport = ?socket.transport_type(), "chat connection");
+    socket.extensions.insert(TypingClock::default());
+    socket.on(JoinRoom::NAME, on_join);
+    socket.on(SendMessage::NAME, on_send);
+    socket.on(Typing::NAME, on_typing);
+    socket.on(SendPrivate::NAME, on_private);
+    socket.on_fallback(async |socket: SocketRef, EventName(event): EventName| {
+        tracing::info!(sid = %socket.id, %event, "ignoring an unknown event");
+    });
+    socket.on_disconnect(on_disconnect);
+}
+
+async fn on_join(
+    socket: SocketRef,
+    State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
+    TryData(request): TryData<JoinRoom>,
+    ack: AckSender,
+) {
+    let JoinRoom { room } = match request {
+        Ok(request) => request,
+        Err(e) => return reply::<Joined>(ack, Err(invalid_payload(e))),
+    };
+    let (arrival, members) = match hub.presence.join(&room, &me.member, socket.id) {
+        Ok(joined) => joined,
+        Err(refused) => {
+            tracing::info!(sid = %socket.id, name = %me.member.name, %room, %refused, "join refused");
+            let code = match refused {
+                JoinRefused::NameInUse { .. } | JoinRefused::OtherNameInRoom { .. } => ErrorCode::NameInUse,
+            };
+            return reply::<Joined>(ack, Err(ErrorBody::new(code, refused.to_string())));
+        }
+    };
+    socket.join([room_channel(&room), member_channel(&room, &me.member.id)]);
+    tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
+    if arrival == Arrival::Entered {
+        let notice = MemberJoined { room: room.clone(), member: me.member.clone() };
+        if let Err(e) = socket.to(room_channel(&room)).emit(MemberJoined::NAME, &notice).await {
+            tracing::warn!(error = %e, %room, "join notice not sent");
+        }
+    }
+    reply(ack, Ok(Joined { room, you: me.member, members }));
+}
+
+/// A connection closed, or went silent past the heartbeat's timeout: its member leaves the rooms where this was
+/// their last connection.
+async fn on_disconnect(socket: SocketRef, State(hub): State<Hub>) {
+    for (room, member) in hub.presence.disconnect(socket.id) {
+        tracing::info!(sid = %socket.id, name = %member.name, %room, "left");
+        let notice = MemberLeft { room: room.clone(), member, reason: LeaveReason::Left };
+        if let Err(e) = socket.to(room_channel(&room)).emit(MemberLeft::NAME, &notice).await {
+            tracing::warn!(error = %e, %room, "leave notice not sent");
+        }
+    }
+}
+
+/// Spends one of the member's tokens, or says why not, in words.
+fn spend(hub: &Hub, me: &Identity) -> Result<(), ErrorBody> {
+    hub.limiter.try_take(&me.member.id, Instant::now()).map_err(|wait| {
+        let message = format!("You are sending messages too fast. Try again in {:.1} s.", wait.as_secs_f64().max(0.1));
+        ErrorBody::new(ErrorCode::RateLimited, message)
+    })
+}
+
+fn not_in_room(room: &protocol::RoomName) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{room} before sending to it."))
+}
+
+async fn on_send(
+    socket: SocketRef,
+    State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
+    TryData(request): TryData<SendMessage>,
+    ack: AckSender,
+) {
+    // Counted before anything else: a flood of invalid payloads costs as much as a flood of messages.
+    if let Err(refusal) = spend(&hub, &me) {
+        return reply::<MessageAccepted>(ack, Err(refusal));
+    }
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return reply::<MessageAccepted>(ack, Err(invalid_payload(e))),
+    };
+    if !hub.presence.is_in(&request.room, socket.id) {
+        return reply::<MessageAccepted>(ack, Err(not_in_room(&request.room)));
+    }
+    let message = ChatMessage { id: new_id(), room: request.room, from: me.member, body: request.body, sent_at: now() };
+    hub.messages_total.fetch_add(1, Ordering::Relaxed);
+    // `to` leaves this connection out: it gets the message back in its ack instead.
+    if let Err(e) = socket.to(room_channel(&message.room)).emit(ChatMessage::NAME, &message).await {
+        tracing::warn!(error = %e, room = %message.room, "broadcast failed");
+    }
+    reply(ack, Ok(MessageAccepted { message }));
+}
+
+async fn on_typing(
+    socket: SocketRef,
+    State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
+    Extension(clock): Extension<TypingClock>,
+    TryData(request): TryData<Typing>,
+) {
+    let Ok(Typing { room }) = request else {
+        return tracing::debug!(sid = %socket.id, "ignoring a malformed typing event");
+    };
+    if !hub.presence.is_in(&room, socket.id) || !clock.tick(Instant::now()) {
+        return;
+    }
+    let notice = TypingNotice { room: room.clone(), member: me.member.clone() };
+    // Nobody needs to be told that they themselves are typing, on any of their tabs.
+    let others = socket.to(room_channel(&room)).except(member_channel(&room, &me.member.id));
+    if let Err(e) = others.volatile().emit(TypingNotice::NAME, &notice).await {
+        tracing::debug!(error = %e, %room, "typing notice not sent");
+    }
+}
+
+async fn on_private(
+    socket: SocketRef,
+    State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
+    TryData(request): TryData<SendPrivate>,
+    ack: AckSender,
+) {
+    if let Err(refusal) = spend(&hub, &me) {
+        return reply::<PrivateAccepted>(ack, Err(refusal));
+    }
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return reply::<PrivateAccepted>(ack, Err(invalid_payload(e))),
+    };
+    if !hub.presence.is_in(&request.room, socket.id) {
+        return reply::<PrivateAccepted>(ack, Err(not_in_room(&request.room)));
+    }
+    if request.to == me.member.id {
+        let error = ErrorBody::new(ErrorCode::InvalidPayload, "A private message goes to someone else.");
+        return reply::<PrivateAccepted>(ack, Err(error));
+    }
+    let Some(to) = hub.presence.find(&request.room, &request.to) else {
+        let error = ErrorBody::new(ErrorCode::NotFound, format!("That person is not in #{} any more.", request.room));
+        return reply::<PrivateAccepted>(ack, Err(error));
+    };
+    let message =
+        PrivateMessage { id: new_id(), room: request.room, from: me.member, to, body: request.body, sent_at: now() };
+    hub.messages_total.fetch_add(1, Ordering::Relaxed);
+    // Exactly the two members' connections in this room; this one gets it in its ack.
+    let recipients = [member_channel(&message.room, &message.to.id), member_channel(&message.room, &message.from.id)];
+    if let Err(e) = socket.to(recipients).emit(PrivateMessage::NAME, &message).await {
+        tracing::warn!(error = %e, room = %message.room, "private message not delivered");
+    }
+    reply(ack, Ok(PrivateAccepted { message }));
+}
+
+fn new_id() -> MessageId {
+    MessageId(uuid::Uuid::new_v4().to_string())
+}
+
+fn now() -> UnixMillis {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    UnixMillis(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,84 @@
+//! The Socket.IO side of Causerie: three namespaces, multiplexed over each client's one connection.
+//!
+//! - [`chat`] (`/`): joining rooms, messages, presence, typing and private messages. Identity is read once, at
+//!   connect time, from the session (cookie or `auth`), never from an event payload.
+//! - [`lobby`] (`/lobby`): the live list of active rooms, for the join page.
+//! - [`admin`] (`/admin`): live statistics and removing members, behind a token.
+//!
+//! Every request event answers through its ack with a typed [`protocol::AckResult`].
+
+pub mod admin;
+pub mod chat;
+pub mod lobby;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use protocol::{MemberId, RoomName};
+use serde::Serialize;
+use socketioxide::SocketIo;
+use socketioxide::extract::AckSender;
+
+use crate::limits::{Limiter, RateLimit};
+use crate::presence::Presence;
+
+/// Everything the handlers share, cheap to clone (socketioxide hands each handler its own copy).
+#[derive(Clone)]
+pub struct Hub(Arc<HubState>);
+
+pub struct HubState {
+    pub presence: Presence,
+    /// One sending budget per member, whatever their number of tabs.
+    pub limiter: Limiter<MemberId>,
+    /// Messages (public and private) accepted since start.
+    pub messages_total: AtomicU64,
+    /// The admin token; `None` disables the admin namespace.
+    pub admin_token: Option<String>,
+}
+
+impl Hub {
+    pub fn new(rate_limit: RateLimit, admin_token: Option<String>) -> Self {
+        Self(Arc::new(HubState {
+            presence: Presence::default(),
+            limiter: Limiter::new(rate_limit),
+            messages_total: AtomicU64::new(0),
+            admin_token,
+        }))
+    }
+}
+
+impl Deref for Hub {
+    type Target = HubState;
+    fn deref(&self) -> &HubState {
+        &self.0
+    }
+}
+
+/// Registers the namespaces and starts their background tasks. Needs a Tokio runtime.
+pub fn attach(io: &SocketIo, hub: &Hub) {
+    chat::attach(io);
+    lobby::attach(io, hub);
+    admin::attach(io, hub);
+}
+
+/// The Socket.IO room that receives a chat room's public traffic.
+fn room_channel(room: &RoomName) -> String {
+    format!("room:{room}")
+}
+
+/// The Socket.IO room of one member's connections in one chat room: for private messages and removal.
+fn member_channel(room: &RoomName, member: &MemberId) -> String {
+    format!("member:{room}:{}", member.0)
+}
+
+fn reply<T: Serialize>(ack: AckSender, result: Result<T, protocol::ErrorBody>) {
+    if let Err(e) = ack.send(&protocol::AckResult::from(result)) {
+        // The client went away, or did not ask for an ack; either way nobody is waiting for this answer.
+        tracing::debug!(error = %e, "ack not sent");
+    }
+}
+
+fn invalid_payload(error: impl std::fmt::Display) -> protocol::ErrorBody {
+    protocol::ErrorBody::new(protocol::ErrorCode::InvalidPayload, format!("Invalid request: {error}"))
+}

@@ -1,0 +1,104 @@
+//! Sessions: what makes several tabs one person.
+//!
+//! A browser gets a random [`SessionToken`] in an `HttpOnly` cookie on its first page load, and sends it back with
+//! every request, the Socket.IO handshake included. Rooms never see the token: they see the [`MemberId`] derived
+//! from it by a one-way hash, so knowing someone's member id (which every room shows) does not let anybody act as
+//! them.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use http::header::{COOKIE, SET_COOKIE};
+use protocol::{MemberId, SessionToken};
+use sha2::{Digest, Sha256};
+
+/// The cookie that carries the session token.
+pub const COOKIE_NAME: &str = "causerie_session";
+
+/// How long a browser keeps its session: 400 days, the longest browsers allow.
+const COOKIE_MAX_AGE_SECS: u64 = 400 * 24 * 60 * 60;
+
+/// A new, unguessable session token: 244 random bits.
+pub fn new_token() -> SessionToken {
+    let text = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    // Two simple uuids are 64 lowercase hex digits: always a valid token.
+    SessionToken::parse(&text).unwrap_or_else(|_| unreachable!("64 hex digits are a valid session token"))
+}
+
+/// The public identity of the holder of `token`.
+pub fn member_id(token: &SessionToken) -> MemberId {
+    let digest = Sha256::new().chain_update(b"causerie member id\0").chain_update(token.as_str()).finalize();
+    // 80 bits: collisions are out of reach for any realistic number of people, and the id stays short.
+    MemberId(digest.iter().take(10).map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// The session token in a request's cookies, if there is a well-formed one.
+pub fn from_headers(headers: &http::HeaderMap) -> Option<SessionToken> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .and_then(|(_, value)| SessionToken::parse(value).ok())
+}
+
+/// Middleware for the pages: makes sure every request has a session, issuing one (and its cookie) when there is
+/// none, and puts the token in the request's extensions for the page to read.
+pub async fn ensure(secure: bool, mut request: Request, next: Next) -> Response {
+    let (token, issued) = match from_headers(request.headers()) {
+        Some(token) => (token, false),
+        None => (new_token(), true),
+    };
+    request.extensions_mut().insert(token.clone());
+    let mut response = next.run(request).await;
+    if issued {
+        let secure = if secure { "; Secure" } else { "" };
+        let cookie = format!(
+            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{secure}",
+            token.as_str()
+        );
+        match HeaderValue::from_str(&cookie) {
+            Ok(value) => {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+            Err(e) => tracing::error!(error = %e, "a session cookie is not a valid header"),
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_tokens_are_valid_and_different() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn a_member_id_is_stable_short_and_does_not_contain_the_token() {
+        let token = SessionToken::parse("0123456789abcdef0123").unwrap();
+        let id = member_id(&token);
+        assert_eq!(id, member_id(&token));
+        assert_eq!(id.0.len(), 20);
+        assert!(!token.as_str().contains(&id.0) && !id.0.contains(token.as_str()));
+        assert_ne!(id, member_id(&SessionToken::parse("0123456789abcdef0124").unwrap()));
+    }
+
+    #[test]
+    fn the_session_is_found_among_other_cookies_and_a_malformed_one_is_ignored() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("theme=dark; causerie_session=abcdefghijklmnop1234; x=y"));
+        assert_eq!(from_headers(&headers).unwrap().as_str(), "abcdefghijklmnop1234");
+
+        let mut headers = http::HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("causerie_session=short"));
+        assert_eq!(from_headers(&headers), None);
+    }
+}

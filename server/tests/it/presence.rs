@@ -1,0 +1,184 @@
+//! Identity and presence: names, sessions, tabs, joined/left notices, the heartbeat, typing and private messages.
+
+use protocol::{
+    AckResult, ErrorCode, JoinRoom, Joined, LeaveReason, MemberJoined, MemberLeft, MessageBody, PrivateAccepted,
+    PrivateMessage, RoomName, SendMessage, SendPrivate, Typing, TypingNotice,
+};
+use server::Config;
+
+use crate::helpers::{PATIENCE, RawSocket, join, next, refusal, spawn_app, spawn_app_with, within};
+
+fn room(name: &str) -> RoomName {
+    RoomName::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn a_name_in_use_in_the_room_is_refused_whatever_its_case_but_free_elsewhere() {
+    let app = spawn_app().await;
+    let (_a, _ada) = app.member("Ada", "general").await;
+    let (_i, impostor) = app.connect("ADA").await;
+    let ack: AckResult<Joined> =
+        within("the ack", impostor.emit_with_ack(&JoinRoom { room: room("general") }, PATIENCE)).await.unwrap();
+    let error = refusal(ack);
+    assert_eq!(error.code, ErrorCode::NameInUse);
+    assert!(error.message.starts_with("Name in use"), "{}", error.message);
+    join(&impostor, "elsewhere").await;
+}
+
+#[tokio::test]
+async fn another_tab_of_the_same_session_is_let_in_as_the_same_member() {
+    let app = spawn_app().await;
+    let session = "ada-session-token-0001";
+    let (_t1, tab1) = app.connect_with_session("Ada", Some(session)).await;
+    let first = join(&tab1, "general").await;
+    let (_t2, tab2) = app.connect_with_session("Ada", Some(session)).await;
+    let second = join(&tab2, "general").await;
+    assert_eq!(first.you, second.you);
+    assert_eq!(second.members, vec![second.you.clone()], "one member, however many tabs");
+    assert!(!second.you.id.0.contains(session), "the member id does not give the session away");
+}
+
+#[tokio::test]
+async fn one_member_cannot_take_a_second_name_in_the_same_room() {
+    let app = spawn_app().await;
+    let session = "ada-session-token-0001";
+    let (_t1, _tab1) = app.tab("Ada", session, "general").await;
+    let (_t2, tab2) = app.connect_with_session("Countess", Some(session)).await;
+    let ack: AckResult<Joined> =
+        within("the ack", tab2.emit_with_ack(&JoinRoom { room: room("general") }, PATIENCE)).await.unwrap();
+    let error = refusal(ack);
+    assert_eq!(error.code, ErrorCode::NameInUse);
+    assert!(error.message.contains("already in #general as Ada"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn others_see_a_person_join_once_and_leave_only_when_their_last_tab_goes() {
+    let app = spawn_app().await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut joins = bob.on::<MemberJoined>();
+    let mut leaves = bob.on::<MemberLeft>();
+
+    let session = "ada-session-token-0001";
+    let (tab1_client, _tab1) = app.tab("Ada", session, "general").await;
+    let joined = next("ada's join notice", &mut joins).await;
+    assert_eq!(joined.member.name.as_str(), "Ada");
+    let (tab2_client, _tab2) = app.tab("Ada", session, "general").await;
+
+    // Carol's arrival is announced after Ada's second tab: had that tab been announced, it would come first.
+    let (_c, _carol) = app.member("Carol", "general").await;
+    assert_eq!(next("carol's join notice", &mut joins).await.member.name.as_str(), "Carol");
+
+    tab1_client.close();
+    // Likewise: Dave's arrival proves that closing one of Ada's tabs announced nothing.
+    let (_d, _dave) = app.member("Dave", "general").await;
+    assert_eq!(next("dave's join notice", &mut joins).await.member.name.as_str(), "Dave");
+    tab2_client.close();
+    let left = next("ada's leave notice", &mut leaves).await;
+    assert_eq!((left.member.name.as_str(), left.reason), ("Ada", LeaveReason::Left));
+}
+
+#[tokio::test]
+async fn the_join_ack_lists_everyone_in_the_room() {
+    let app = spawn_app().await;
+    let (_a, _ada) = app.member("Ada", "general").await;
+    let (_b, _bob) = app.member("Bob", "general").await;
+    let (_c, _cy) = app.member("Cy", "elsewhere").await;
+    let (_d, dora) = app.connect("Dora").await;
+    let joined = join(&dora, "general").await;
+    let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, vec!["Ada", "Bob", "Dora"]);
+}
+
+#[tokio::test]
+async fn a_tab_that_stops_answering_the_heartbeat_is_dropped_and_announced_as_left() {
+    let config = Config { ping_interval: 200, ping_timeout: 200, ..Config::default() };
+    let app = spawn_app_with(config).await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut leaves = bob.on::<MemberLeft>();
+
+    // A raw client joins, then goes silent: it never answers a ping.
+    let mut zed = RawSocket::open(&app).await;
+    zed.send_text(r#"40{"name":"Zed"}"#).await;
+    assert!(zed.recv_skipping_pings().await.starts_with("40"), "the namespace connects");
+    zed.send_text(r#"421["join",{"room":"general"}]"#).await;
+    let ack = zed.recv_skipping_pings().await;
+    assert!(ack.starts_with(r#"431[{"ok""#), "the join is accepted: {ack}");
+
+    let left = next("zed's leave notice", &mut leaves).await;
+    assert_eq!(left.member.name.as_str(), "Zed");
+    zed.closed_by_server().await;
+}
+
+#[tokio::test]
+async fn typing_reaches_the_others_in_the_room_but_not_the_typist_or_other_rooms() {
+    let app = spawn_app().await;
+    let session = "ada-session-token-0001";
+    let (_a, ada) = app.tab("Ada", session, "general").await;
+    let (_a2, ada_other_tab) = app.tab("Ada", session, "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let (_c, carol) = app.member("Carol", "elsewhere").await;
+    let mut bob_sees = bob.on::<TypingNotice>();
+    let mut ada_sees = ada_other_tab.on::<TypingNotice>();
+    let mut carol_sees = carol.on::<TypingNotice>();
+
+    ada.emit(&Typing { room: room("general") }).unwrap();
+    let notice = next("bob to see ada typing", &mut bob_sees).await;
+    assert_eq!((notice.member.name.as_str(), notice.room.as_str()), ("Ada", "general"));
+
+    // Bob types too: Ada's other tab must see Bob first (not herself), and Carol sees Dora in her own room only.
+    bob.emit(&Typing { room: room("general") }).unwrap();
+    assert_eq!(next("ada to see bob typing", &mut ada_sees).await.member.name.as_str(), "Bob");
+    let (_d, dora) = app.member("Dora", "elsewhere").await;
+    dora.emit(&Typing { room: room("elsewhere") }).unwrap();
+    assert_eq!(next("carol to see dora typing", &mut carol_sees).await.member.name.as_str(), "Dora");
+}
+
+#[tokio::test]
+async fn a_private_message_reaches_the_recipient_and_the_senders_other_tabs_only() {
+    let app = spawn_app().await;
+    let session = "ada-session-token-0001";
+    let (_a, ada) = app.tab("Ada", session, "general").await;
+    let (_a2, ada_other_tab) = app.tab("Ada", session, "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let bob_id = join(&bob, "general").await.you.id;
+    let (_c, carol) = app.member("Carol", "general").await;
+    let mut bob_inbox = bob.on::<PrivateMessage>();
+    let mut ada_inbox = ada_other_tab.on::<PrivateMessage>();
+    let mut carol_private = carol.on::<PrivateMessage>();
+    let mut carol_public = carol.on::<protocol::ChatMessage>();
+
+    let request = SendPrivate { room: room("general"), to: bob_id, body: MessageBody::parse("psst").unwrap() };
+    let accepted: PrivateAccepted = within("the ack", ada.request(&request, PATIENCE)).await.unwrap();
+    assert_eq!((accepted.message.from.name.as_str(), accepted.message.to.name.as_str()), ("Ada", "Bob"));
+    assert_eq!(next("bob's copy", &mut bob_inbox).await, accepted.message);
+    assert_eq!(next("ada's other tab's copy", &mut ada_inbox).await, accepted.message);
+
+    // Carol's connection is in order: a leaked private message would arrive before this public one.
+    let public = SendMessage { room: room("general"), body: MessageBody::parse("hello all").unwrap() };
+    within("the public ack", bob.request(&public, PATIENCE)).await.unwrap();
+    assert_eq!(next("carol's public message", &mut carol_public).await.body.as_str(), "hello all");
+    // The client dispatches in arrival order, so anything that arrived before that message is already queued.
+    let stray = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut carol_private));
+    assert!(stray.is_none(), "carol got a private message: {stray:?}");
+}
+
+#[tokio::test]
+async fn a_private_message_to_someone_absent_or_to_oneself_is_refused() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let me = join(&ada, "general").await.you.id;
+    let (bob_client, bob) = app.member("Bob", "general").await;
+    let bob_id = join(&bob, "general").await.you.id;
+    let mut leaves = ada.on::<MemberLeft>();
+    bob_client.close();
+    next("bob's leave notice", &mut leaves).await;
+
+    let body = MessageBody::parse("are you there?").unwrap();
+    let to_bob = SendPrivate { room: room("general"), to: bob_id, body: body.clone() };
+    let ack: AckResult<PrivateAccepted> = within("the ack", ada.emit_with_ack(&to_bob, PATIENCE)).await.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::NotFound);
+
+    let to_me = SendPrivate { room: room("general"), to: me, body };
+    let ack: AckResult<PrivateAccepted> = within("the ack", ada.emit_with_ack(&to_me, PATIENCE)).await.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::InvalidPayload);
+}
