@@ -1,4 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
+import { ADMIN_TOKEN } from "./tests/fixtures/servers";
 
 // Debian's Chromium: Playwright's own browser download cannot run on our machines.
 const chromium = {
@@ -28,15 +29,26 @@ export default defineConfig({
   // `cargo leptos end-to-end` serves the app on :3000 with its defaults. A second, restricted server, built by the
   // same command, refuses WebSocket (as a proxy that blocks it would: the browser must fall back to long-polling)
   // and allows a burst of 3 messages, then one per 20 s (so that rate limiting does not depend on typing speed).
-  webServer: {
-    command:
-      "../target/release/causerie --addr 127.0.0.1:3002 --site-root ../target/site --transports polling " +
-      "--message-burst 3 --messages-per-second 0.05",
-    url: "http://127.0.0.1:3002/",
-    reuseExistingServer: false,
-    stdout: "ignore",
-    stderr: "pipe",
-  },
+  // A third one has an admin token, for the admin page's specs.
+  webServer: [
+    {
+      command:
+        "../target/release/causerie --addr 127.0.0.1:3002 --site-root ../target/site --transports polling " +
+        "--message-burst 3 --messages-per-second 0.05",
+      url: "http://127.0.0.1:3002/",
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+    {
+      command: "../target/release/causerie --addr 127.0.0.1:3003 --site-root ../target/site",
+      env: { CAUSERIE_ADMIN_TOKEN: ADMIN_TOKEN },
+      url: "http://127.0.0.1:3003/",
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+  ],
   use: {
     baseURL: process.env.BASE_URL ?? "http://127.0.0.1:3000",
     launchOptions: chromium,

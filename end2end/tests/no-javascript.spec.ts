@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { JoinPage } from "./fixtures/pages";
+import { JoinPage, RoomPage, unique } from "./fixtures/pages";
 
 // This file runs in the "no-javascript" project: the browser never loads the WASM bundle.
 
@@ -20,4 +20,25 @@ test("the server-rendered form shows errors inline and keeps the input", async (
   await expect(join.error("Please enter a display name.")).toBeVisible();
   await expect(join.error("A room name needs at least one letter or digit.")).toBeVisible();
   await expect(join.room).toHaveValue("!!!");
+});
+
+test("without JavaScript, a name in use is refused on the form and the lobby lists the room", async ({
+  browser,
+  page,
+}) => {
+  const room = unique("nojs");
+  // Ada has JavaScript: she is live in the room.
+  const context = await browser.newContext({ javaScriptEnabled: true });
+  try {
+    const ada = new RoomPage(await context.newPage());
+    await ada.enter(room, "Ada");
+
+    await page.goto("/");
+    await expect(page.locator(`[data-testid=lobby-room][data-room="${room}"]`)).toContainText("1 person online");
+    const join = new JoinPage(page);
+    await join.join("Ada", room);
+    await expect(join.error("Name in use")).toBeVisible();
+  } finally {
+    await context.close();
+  }
 });

@@ -1,0 +1,72 @@
+import { expect, test } from "@playwright/test";
+import { JoinPage, RoomPage, unique, waitForHydration, withPeople } from "./fixtures/pages";
+
+test("a name in use is refused on the form, and the same person's other tab is let in", async ({ browser }) => {
+  const room = unique("names");
+  await withPeople(browser, 2, async ([ada, impostor]) => {
+    await ada.enter(room, "Ada");
+
+    // Someone else typing the same name (in another case) is sent back to the form with the reason.
+    const form = new JoinPage(impostor.page);
+    await form.open();
+    await form.join("ADA", room);
+    await expect(form.error("Name in use")).toBeVisible();
+    await expect(form.name).toHaveValue("ADA");
+    // Opening the room's address directly does not get around it.
+    await impostor.page.goto(`/r/${room}?name=Ada`);
+    await expect(form.error("Name in use")).toBeVisible();
+
+    // Ada's second tab shares her session (the cookie): it is let in, and she is one member.
+    const secondTab = new RoomPage(await ada.page.context().newPage());
+    await secondTab.enter(room, "Ada");
+    await expect(secondTab.members).toHaveCount(1);
+    await expect(secondTab.member("Ada")).toContainText("(you)");
+
+    // A reload keeps the identity.
+    await ada.page.reload();
+    await waitForHydration(ada.page);
+    await expect(ada.send).toBeEnabled();
+    await expect(ada.member("Ada")).toContainText("(you)");
+  });
+});
+
+test("others see who joins and leaves, and two tabs leave only when the last one goes", async ({ browser }) => {
+  const room = unique("presence");
+  await withPeople(browser, 3, async ([bob, ada, carol]) => {
+    await bob.enter(room, "Bob");
+    await ada.enter(room, "Ada");
+    await expect(bob.notice("Ada joined")).toHaveCount(1);
+    await expect(bob.member("Ada")).toHaveAttribute("data-online", "true");
+
+    const adaTab2 = new RoomPage(await ada.page.context().newPage());
+    await adaTab2.enter(room, "Ada");
+    await ada.page.close();
+    // Carol's arrival is announced after both of those: had either been announced, Bob would see it first.
+    await carol.enter(room, "Carol");
+    await expect(bob.notice("Carol joined")).toHaveCount(1);
+    await expect(bob.notices).toHaveText(["Ada joined", "Carol joined"]);
+    await expect(bob.member("Ada")).toHaveAttribute("data-online", "true");
+
+    await adaTab2.page.close();
+    await expect(bob.notice("Ada left")).toHaveCount(1);
+    await expect(bob.member("Ada")).toHaveAttribute("data-online", "false");
+    await expect(bob.member("Carol")).toHaveAttribute("data-online", "true");
+  });
+});
+
+test("typing shows who is typing, several at once, and the notice expires on its own", async ({ browser }) => {
+  const room = unique("typing");
+  await withPeople(browser, 3, async ([bob, ada, carol]) => {
+    await bob.enter(room, "Bob");
+    await ada.enter(room, "Ada");
+    await carol.enter(room, "Carol");
+
+    await ada.composer.pressSequentially("Hel");
+    await carol.composer.pressSequentially("Hi");
+    await expect(bob.typing).toHaveText("Ada and Carol are typing…");
+    // The typist does not see herself typing.
+    await expect(ada.typing).toHaveText("Carol is typing…");
+    // Nobody sends: the notice goes away by itself, a few seconds later.
+    await expect(bob.typing).toHaveText("", { timeout: 15_000 });
+  });
+});

@@ -1,0 +1,33 @@
+import { expect, test } from "@playwright/test";
+import { RoomPage, unique, withPeople } from "./fixtures/pages";
+
+test("a private message reaches only its recipient and the sender's tabs, marked as private", async ({ browser }) => {
+  const room = unique("private");
+  await withPeople(browser, 3, async ([ada, bob, carol]) => {
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+    await carol.enter(room, "Carol");
+    const adaTab2 = new RoomPage(await ada.page.context().newPage());
+    await adaTab2.enter(room, "Ada");
+
+    await ada.page.getByRole("button", { name: "Private message to Bob" }).click();
+    await expect(ada.page.getByTestId("private-to")).toContainText("Bob");
+    await ada.say("psst, Bob");
+
+    await expect(bob.message("psst, Bob")).toHaveAttribute("data-private", "true");
+    await expect(bob.message("psst, Bob")).toContainText("Private from Ada");
+    await expect(ada.message("psst, Bob")).toContainText("Private to Bob");
+    await expect(adaTab2.message("psst, Bob")).toContainText("Private to Bob");
+
+    // Carol's connection is in order: the public message comes after the private one, so had that leaked she
+    // would have it by now.
+    await bob.say("hello everyone");
+    await expect(carol.message("hello everyone")).toHaveCount(1);
+    await expect(carol.messages).toHaveCount(1);
+
+    // Back to the room: the next message is public.
+    await ada.page.getByRole("button", { name: "Back to the room" }).click();
+    await ada.say("public again");
+    await expect(carol.message("public again")).not.toHaveAttribute("data-private", "true");
+  });
+});

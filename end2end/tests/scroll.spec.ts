@@ -1,0 +1,34 @@
+import { expect, test } from "@playwright/test";
+import { unique, withPeople } from "./fixtures/pages";
+
+test("the conversation follows new messages only when the reader is at the bottom", async ({ browser }) => {
+  const room = unique("scroll");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await bob.page.setViewportSize({ width: 900, height: 420 });
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+    const list = bob.page.getByTestId("messages");
+
+    // Enough tall messages to overflow Bob's short window many times; he is at the bottom, so he follows them.
+    const tall = "\n.\n.\n.\n.";
+    for (let i = 1; i <= 8; i++) {
+      await ada.say(`line ${i}${tall}`);
+      await expect(ada.message(`line ${i}`)).toHaveCount(1);
+    }
+    await expect(bob.message("line 8")).toBeInViewport();
+    expect(await list.evaluate((el) => el.scrollHeight > 2 * el.clientHeight)).toBe(true);
+
+    // Scrolled up to read: a new message does not move the view; a button offers to jump.
+    await list.evaluate((el) => el.scrollTo({ top: 0 }));
+    await expect(bob.message("line 1")).toBeInViewport();
+    await ada.say(`line 9${tall}`);
+    const jump = bob.page.getByTestId("new-messages");
+    await expect(jump).toBeVisible();
+    await expect(bob.message("line 1")).toBeInViewport();
+    await expect(bob.message("line 9")).not.toBeInViewport();
+
+    await jump.click();
+    await expect(bob.message("line 9")).toBeInViewport();
+    await expect(jump).toBeHidden();
+  });
+});
