@@ -54,3 +54,23 @@ pub fn active_rooms() -> Vec<RoomSummary> {
         Vec::new()
     }
 }
+
+/// The link that hands this visitor's session to another device, going on to `next`. Only the server knows the
+/// session (its cookie is `HttpOnly`); the page carries the link to the browser through a `SharedValue`.
+pub fn handoff_link(next: &str) -> Option<String> {
+    #[cfg(feature = "ssr")]
+    {
+        let request = leptos::prelude::use_context::<http::request::Parts>()?;
+        let token = request.extensions.get::<protocol::SessionToken>()?;
+        Some(format!(
+            "/session/claim?token={}&next={}",
+            crate::urls::encode_component(token.as_str()),
+            crate::urls::encode_component(next)
+        ))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let _ = next;
+        None
+    }
+}

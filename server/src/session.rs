@@ -5,12 +5,14 @@
 //! from it by a one-way hash, so knowing someone's member id (which every room shows) does not let anybody act as
 //! them.
 
-use axum::extract::Request;
+use axum::Form;
+use axum::extract::{Query, Request};
 use axum::middleware::Next;
-use axum::response::Response;
-use http::HeaderValue;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderValue, StatusCode};
 use protocol::{MemberId, SessionToken};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// The cookie that carries the session token.
@@ -55,19 +57,75 @@ pub async fn ensure(secure: bool, mut request: Request, next: Next) -> Response 
     request.extensions_mut().insert(token.clone());
     let mut response = next.run(request).await;
     if issued {
-        let secure = if secure { "; Secure" } else { "" };
-        let cookie = format!(
-            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{secure}",
-            token.as_str()
-        );
-        match HeaderValue::from_str(&cookie) {
-            Ok(value) => {
-                response.headers_mut().append(SET_COOKIE, value);
-            }
-            Err(e) => tracing::error!(error = %e, "a session cookie is not a valid header"),
-        }
+        set_cookie(&mut response, &token, secure);
     }
     response
+}
+
+fn set_cookie(response: &mut Response, token: &SessionToken, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_MAX_AGE_SECS}{secure}",
+        token.as_str()
+    );
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+        Err(e) => tracing::error!(error = %e, "a session cookie is not a valid header"),
+    }
+}
+
+/// A hand-off of a session to another device: `/session/claim?token=…&next=/r/…`.
+#[derive(Debug, Deserialize)]
+pub struct Claim {
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+impl Claim {
+    /// Where to go afterwards: a path on this site only, never another site.
+    fn next(&self) -> &str {
+        let local = self.next.starts_with('/') && !self.next.starts_with("//") && !self.next.contains('\\');
+        if local { &self.next } else { "/" }
+    }
+}
+
+/// `GET /session/claim`: asks before switching. A link alone must not change who a browser is (someone could
+/// send one to make you post as them), so the switch itself is a POST from this page.
+pub async fn claim_page(Query(claim): Query<Claim>) -> Response {
+    if SessionToken::parse(&claim.token).is_err() {
+        return bad_link();
+    }
+    let page = format!(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Causerie</title><link rel="stylesheet" href="/pkg/causerie.css"></head>
+<body><main class="page narrow"><h1>Continue on this device?</h1>
+<p>This link makes this browser the same person as the one that shared it: same name, same private messages. Only continue if you shared it yourself.</p>
+<form method="post" action="/session/claim"><input type="hidden" name="token" value="{token}"><input type="hidden" name="next" value="{next}"><button type="submit">Continue</button></form>
+<p><a href="/">No, take me to the start page</a></p></main></body></html>"#,
+        token = escape(&claim.token),
+        next = escape(claim.next()),
+    );
+    Html(page).into_response()
+}
+
+/// `POST /session/claim`: this browser takes the session, and goes on to `next`.
+pub async fn claim(secure: bool, Form(claim): Form<Claim>) -> Response {
+    let Ok(token) = SessionToken::parse(&claim.token) else { return bad_link() };
+    let mut response = Redirect::to(claim.next()).into_response();
+    set_cookie(&mut response, &token, secure);
+    response
+}
+
+fn bad_link() -> Response {
+    (StatusCode::BAD_REQUEST, "This device link is incomplete or damaged: copy the whole link and try again.")
+        .into_response()
+}
+
+/// HTML-escapes text for an attribute value.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -100,5 +158,14 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.append(COOKIE, HeaderValue::from_static("causerie_session=short"));
         assert_eq!(from_headers(&headers), None);
+    }
+
+    #[test]
+    fn a_claim_only_ever_leads_to_a_page_of_this_site() {
+        let claim = |next: &str| Claim { token: String::new(), next: next.to_owned() };
+        assert_eq!(claim("/r/general?name=Ada").next(), "/r/general?name=Ada");
+        for elsewhere in ["https://evil.example/", "//evil.example/", "/\\evil.example", "", "r/general"] {
+            assert_eq!(claim(elsewhere).next(), "/", "{elsewhere}");
+        }
     }
 }

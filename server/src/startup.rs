@@ -35,6 +35,10 @@ pub fn router(leptos_options: LeptosOptions, config: &Config) -> Router {
     let secure_cookies = config.secure_cookies;
     let routes = generate_route_list(App);
     Router::new()
+        .route(
+            "/session/claim",
+            axum::routing::get(session::claim_page).post(move |form| session::claim(secure_cookies, form)),
+        )
         .leptos_routes_with_context(&leptos_options, routes, move || provide_context(directory.clone()), {
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())

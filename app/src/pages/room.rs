@@ -262,6 +262,7 @@ const AT_BOTTOM_PX: i32 = 48;
 #[component]
 fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
     let state = RoomState::new();
+    let handoff = SharedValue::new(|| crate::directory::handoff_link(&crate::room_url(&room, &name))).into_inner();
     let draft = RwSignal::new(String::new());
     let private_to = RwSignal::new(None::<Member>);
     let list = NodeRef::<leptos::html::Ol>::new();
@@ -347,6 +348,29 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
         let names: Vec<DisplayName> = state.typing.read().iter().map(|(member, _)| member.name.clone()).collect();
         typing_line(&names)
     };
+    // Type-erased: the whole page as one static type is too deep for the compiler.
+    let composer = view! {
+        <form class="composer" on:submit=on_submit>
+            {move || private_to.get().map(|to| view! {
+                <p class="private-to" data-testid="private-to">
+                    "Private to " <strong>{to.name.to_string()}</strong>
+                    <button type="button" class="link" aria-label="Back to the room" on:click=move |_| private_to.set(None)>"✕"</button>
+                </p>
+            })}
+            <label for="message" class="visually-hidden">"Message"</label>
+            <textarea
+                id="message"
+                name="message"
+                rows="2"
+                placeholder="Write a message…"
+                prop:value=move || draft.get()
+                on:input=on_input
+                on:keydown=on_keydown
+            ></textarea>
+            <button type="submit" disabled=move || !state.joined.get()>"Send"</button>
+        </form>
+    }
+    .into_any();
     let room_label = room.to_string();
     view! {
         <main class="page chat">
@@ -379,14 +403,7 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
                         </button>
                     </Show>
                 </div>
-                <aside class="members" aria-label="Members">
-                    <h2>"Members"</h2>
-                    <ul data-testid="members">
-                        <For each=move || state.members.get() key=|entry| (entry.member.id.clone(), entry.online) let:entry>
-                            <MemberRow entry me=state.me private_to />
-                        </For>
-                    </ul>
-                </aside>
+                <MembersPanel state private_to handoff />
             </div>
             <p class="typing" data-testid="typing" aria-live="polite">{typing}</p>
             <Show when=move || state.removed.get()>
@@ -394,28 +411,35 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
                     "An admin removed you from this room. " <a href="/">"Join a room"</a> " again when you are ready."
                 </p>
             </Show>
-            <form class="composer" on:submit=on_submit>
-                {move || private_to.get().map(|to| view! {
-                    <p class="private-to" data-testid="private-to">
-                        "Private to " <strong>{to.name.to_string()}</strong>
-                        <button type="button" class="link" aria-label="Back to the room" on:click=move |_| private_to.set(None)>"✕"</button>
-                    </p>
-                })}
-                <label for="message" class="visually-hidden">"Message"</label>
-                <textarea
-                    id="message"
-                    name="message"
-                    rows="2"
-                    placeholder="Write a message…"
-                    prop:value=move || draft.get()
-                    on:input=on_input
-                    on:keydown=on_keydown
-                ></textarea>
-                <button type="submit" disabled=move || !state.joined.get()>"Send"</button>
-            </form>
+            {composer}
             {move || state.error.get().map(|e| view! { <p class="field-error" role="alert">{e}</p> })}
         </main>
     }
+}
+
+/// Who is in the room, online first; a member's button starts a private message to them.
+#[component]
+fn MembersPanel(state: RoomState, private_to: RwSignal<Option<Member>>, handoff: Option<String>) -> impl IntoView {
+    view! {
+        <aside class="members" aria-label="Members">
+            <h2>"Members"</h2>
+            <ul data-testid="members">
+                <For each=move || state.members.get() key=|entry| (entry.member.id.clone(), entry.online) let:entry>
+                    <MemberRow entry me=state.me private_to />
+                </For>
+            </ul>
+            {handoff.map(|link| view! {
+                <details class="handoff">
+                    <summary>"On another device?"</summary>
+                    <p>
+                        "Open " <a href=link data-testid="handoff-link" rel="nofollow">"this link"</a>
+                        " on your other device to be the same person there. Anyone with it can chat as you: keep it to yourself."
+                    </p>
+                </details>
+            })}
+        </aside>
+    }
+    .into_any()
 }
 
 #[component]

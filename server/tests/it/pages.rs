@@ -147,4 +147,36 @@ mod live {
         assert!(page.contains(r#"data-room="general""#), "{page}");
         assert!(page.contains("2<!> people online") || page.contains("2 people online"), "{page}");
     }
+
+    #[tokio::test]
+    async fn a_device_link_asks_first_then_makes_the_other_browser_the_same_person() {
+        let app = spawn_app().await;
+        let (_a, _ada) = app.tab("Ada", ADA, "general").await;
+        let query = format!("token={ADA}&next=%2Fr%2Fgeneral%3Fname%3DAda");
+
+        let page = http_request(&app, "GET", &format!("/session/claim?{query}"), &[], "").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("Continue on this device?"), "{page}");
+        assert!(!page.contains(&format!("causerie_session={ADA}")), "a GET alone changes nobody: {page}");
+
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let switched = http_request(&app, "POST", "/session/claim", &form, &query).await;
+        assert!(switched.starts_with("HTTP/1.1 303"), "{switched}");
+        assert!(switched.contains("location: /r/general?name=Ada"), "{switched}");
+        assert!(switched.contains(&format!("causerie_session={ADA}; Path=/; HttpOnly")), "{switched}");
+
+        // With that cookie, the room lets this browser in as Ada.
+        let cookie = format!("causerie_session={ADA}");
+        let room =
+            http_request(&app, "GET", "/r/general?name=Ada", &[("Accept", "text/html"), ("Cookie", &cookie)], "").await;
+        assert!(room.starts_with("HTTP/1.1 200"), "{room}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_device_link_is_refused_in_words() {
+        let app = spawn_app().await;
+        let page = http_request(&app, "GET", "/session/claim?token=short&next=%2F", &[], "").await;
+        assert!(page.starts_with("HTTP/1.1 400"), "{page}");
+        assert!(page.contains("This device link is incomplete or damaged"), "{page}");
+    }
 }
