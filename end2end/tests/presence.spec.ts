@@ -51,6 +51,11 @@ test("others see who joins and leaves, and two tabs leave only when the last one
     await expect(bob.notice("Ada left")).toHaveCount(1);
     await expect(bob.member("Ada")).toHaveAttribute("data-online", "false");
     await expect(bob.member("Carol")).toHaveAttribute("data-online", "true");
+    // "Ada left" implies both tabs are gone; had the first tab's close been announced as well, that notice would
+    // have reached Bob before Carol's next message.
+    await carol.say("marker");
+    await expect(bob.message("marker")).toHaveCount(1);
+    await expect(bob.notices).toHaveText(["Ada joined", "Carol joined", "Ada left"]);
   });
 });
 
@@ -61,11 +66,16 @@ test("typing shows who is typing, several at once, and the notice expires on its
     await ada.enter(room, "Ada");
     await carol.enter(room, "Carol");
 
-    await ada.composer.pressSequentially("Hel");
-    await carol.composer.pressSequentially("Hi");
+    // Both keep typing while the notices are checked, as people do: the notices never depend on a race with
+    // their expiry.
+    const typing = [
+      ada.composer.pressSequentially("Hello there, just a moment please", { delay: 150 }),
+      carol.composer.pressSequentially("Hi! I was about to say the same", { delay: 150 }),
+    ];
     await expect(bob.typing).toHaveText("Ada and Carol are typing…");
     // The typist does not see herself typing.
     await expect(ada.typing).toHaveText("Carol is typing…");
+    await Promise.all(typing);
     // Nobody sends: the notice goes away by itself, a few seconds later.
     await expect(bob.typing).toHaveText("", { timeout: 15_000 });
   });

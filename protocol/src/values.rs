@@ -20,6 +20,8 @@ pub enum ValidationError {
     ControlCharacter(Field),
     #[error("A room name needs at least one letter or digit.")]
     NoLetterOrDigit,
+    #[error("A display name can't contain invisible characters.")]
+    InvisibleCharacter,
     #[error("A session token is 16 to 128 letters, digits, '-' or '_'.")]
     MalformedSession,
 }
@@ -101,8 +103,22 @@ pub struct DisplayName(String);
 
 impl DisplayName {
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
-        single_line(input, Field::DisplayName, MAX_NAME_CHARS).map(|s| Self(s.to_owned()))
+        let name = single_line(input, Field::DisplayName, MAX_NAME_CHARS)?;
+        // "Ada" followed by a zero-width space looks exactly like "Ada": invisible characters would let anyone
+        // pass for someone else.
+        if name.chars().any(is_invisible) {
+            return Err(ValidationError::InvisibleCharacter);
+        }
+        Ok(Self(name.to_owned()))
     }
+}
+
+/// Format and filler characters that render as nothing (Unicode's invisible characters, by code point).
+fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8
+        | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }
 validated_string!(DisplayName);
 
@@ -292,5 +308,13 @@ mod tests {
         for bad in ["short", "has spaces in it, see", &"x".repeat(129), "ünïcödé-ünïcödé-ü"] {
             assert_eq!(SessionToken::parse(bad), Err(ValidationError::MalformedSession), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_display_name_with_invisible_characters_is_refused() {
+        for sneaky in ["Ada\u{200B}", "A\u{00AD}da", "\u{2060}Ada", "Ada\u{FE0F}"] {
+            assert_eq!(DisplayName::parse(sneaky), Err(ValidationError::InvisibleCharacter), "{sneaky:?}");
+        }
+        assert!(DisplayName::parse("Zoë 🦀").is_ok());
     }
 }

@@ -21,7 +21,13 @@ pub enum JoinRefused {
     NameInUse { room: RoomName, name: DisplayName },
     #[error("You are already in #{room} as {current} in another tab. Use that name here too.")]
     OtherNameInRoom { room: RoomName, current: DisplayName },
+    #[error("One connection can be in at most {max} rooms.")]
+    TooManyRooms { max: usize },
 }
+
+/// How many rooms one connection may be in: a page shows one; a program may want a few. A cap keeps one
+/// connection from filling the registry (and every lobby) with rooms.
+pub const MAX_ROOMS_PER_CONNECTION: usize = 16;
 
 /// How a join changed the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +75,12 @@ impl Presence {
         let mut registry = self.registry();
         if let Some(members) = registry.rooms.get(room) {
             admissible(room, members, member)?;
+        }
+        if let Some((_, rooms)) = registry.connections.get(&connection)
+            && rooms.len() >= MAX_ROOMS_PER_CONNECTION
+            && !rooms.contains(room)
+        {
+            return Err(JoinRefused::TooManyRooms { max: MAX_ROOMS_PER_CONNECTION });
         }
         let members = registry.rooms.entry(room.clone()).or_default();
         let present = members
@@ -274,6 +286,18 @@ mod tests {
         assert_eq!((gone, connections), (ada, expected));
         assert!(!presence.is_in(&room("general"), tab1));
         assert_eq!(presence.disconnect(tab1), vec![], "no second departure on disconnect");
+    }
+
+    #[test]
+    fn one_connection_is_in_a_limited_number_of_rooms() {
+        let presence = Presence::default();
+        let (ada, tab) = (member("a", "Ada"), Sid::new());
+        for i in 0..MAX_ROOMS_PER_CONNECTION {
+            presence.join(&room(&format!("r{i}")), &ada, tab).unwrap();
+        }
+        assert!(matches!(presence.join(&room("one-more"), &ada, tab), Err(JoinRefused::TooManyRooms { .. })));
+        assert!(presence.join(&room("r0"), &ada, tab).is_ok(), "joining a room again is no new room");
+        assert!(presence.join(&room("one-more"), &ada, Sid::new()).is_ok(), "the cap is per connection");
     }
 
     #[test]

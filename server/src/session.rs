@@ -56,8 +56,23 @@ pub async fn ensure(secure: bool, mut request: Request, next: Next) -> Response 
     };
     request.extensions_mut().insert(token.clone());
     let mut response = next.run(request).await;
-    if issued {
+    // A response that sets the session itself (a device link) has the last word.
+    let sets_session = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .any(|value| value.to_str().is_ok_and(|cookie| cookie.starts_with(&format!("{COOKIE_NAME}="))));
+    if issued && !sets_session {
         set_cookie(&mut response, &token, secure);
+    }
+    // Pages are per visitor (the room page carries the device link): no shared cache may keep them.
+    let is_html = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|content_type| content_type.starts_with("text/html"));
+    if is_html && !response.headers().contains_key(http::header::CACHE_CONTROL) {
+        response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     }
     response
 }
@@ -87,8 +102,11 @@ pub struct Claim {
 impl Claim {
     /// Where to go afterwards: a path on this site only, never another site.
     fn next(&self) -> &str {
+        // Browsers drop tabs and newlines from URLs, so "/\t/evil.example" would become "//evil.example": only
+        // plain, visible ASCII is let through.
+        let plain = self.next.chars().all(|c| c.is_ascii_graphic());
         let local = self.next.starts_with('/') && !self.next.starts_with("//") && !self.next.contains('\\');
-        if local { &self.next } else { "/" }
+        if plain && local { &self.next } else { "/" }
     }
 }
 
@@ -110,12 +128,30 @@ pub async fn claim_page(Query(claim): Query<Claim>) -> Response {
     Html(page).into_response()
 }
 
-/// `POST /session/claim`: this browser takes the session, and goes on to `next`.
-pub async fn claim(secure: bool, Form(claim): Form<Claim>) -> Response {
+/// `POST /session/claim`: this browser takes the session, and goes on to `next`. Only from this site's own page:
+/// another site must not be able to switch a visitor's identity behind their back.
+pub async fn claim(secure: bool, headers: http::HeaderMap, Form(claim): Form<Claim>) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "Device links can only be confirmed from Causerie's own page.").into_response();
+    }
     let Ok(token) = SessionToken::parse(&claim.token) else { return bad_link() };
     let mut response = Redirect::to(claim.next()).into_response();
     set_cookie(&mut response, &token, secure);
     response
+}
+
+/// Whether a form POST comes from a page of this site: by `Sec-Fetch-Site` when the browser sends it, else by
+/// `Origin` against `Host`. A request with neither (not from a browser) cannot be forged by another site.
+fn same_origin(headers: &http::HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    match (header("origin"), header("host")) {
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, authority)| authority == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 fn bad_link() -> Response {
@@ -164,8 +200,25 @@ mod tests {
     fn a_claim_only_ever_leads_to_a_page_of_this_site() {
         let claim = |next: &str| Claim { token: String::new(), next: next.to_owned() };
         assert_eq!(claim("/r/general?name=Ada").next(), "/r/general?name=Ada");
-        for elsewhere in ["https://evil.example/", "//evil.example/", "/\\evil.example", "", "r/general"] {
+        for elsewhere in ["https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", "", "r/x"]
+        {
             assert_eq!(claim(elsewhere).next(), "/", "{elsewhere}");
         }
+    }
+
+    #[test]
+    fn only_same_origin_posts_may_switch_the_session() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(same_origin(&headers(&[("origin", "http://chat.example"), ("host", "chat.example")])));
+        assert!(!same_origin(&headers(&[("origin", "http://evil.example"), ("host", "chat.example")])));
+        assert!(same_origin(&headers(&[])), "not a browser: nothing to forge");
     }
 }

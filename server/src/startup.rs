@@ -37,7 +37,8 @@ pub fn router(leptos_options: LeptosOptions, config: &Config) -> Router {
     Router::new()
         .route(
             "/session/claim",
-            axum::routing::get(session::claim_page).post(move |form| session::claim(secure_cookies, form)),
+            axum::routing::get(session::claim_page)
+                .post(move |headers, form| session::claim(secure_cookies, headers, form)),
         )
         .leptos_routes_with_context(&leptos_options, routes, move || provide_context(directory.clone()), {
             let leptos_options = leptos_options.clone();

@@ -40,6 +40,11 @@ impl TypingClock {
         *last = Some(now);
         true
     }
+
+    /// A message went out: the next typing event starts a new notice, however soon it comes.
+    fn reset(&self) {
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
 }
 
 /// Why a CONNECT to the chat namespace was refused. The text reaches the client in the CONNECT_ERROR packet.
@@ -94,11 +99,26 @@ async fn on_join(
             tracing::info!(sid = %socket.id, name = %me.member.name, %room, %refused, "join refused");
             let code = match refused {
                 JoinRefused::NameInUse { .. } | JoinRefused::OtherNameInRoom { .. } => ErrorCode::NameInUse,
+                JoinRefused::TooManyRooms { .. } => ErrorCode::RateLimited,
             };
             return reply::<Joined>(ack, Err(ErrorBody::new(code, refused.to_string())));
         }
     };
-    socket.join([room_channel(&room), member_channel(&room, &me.member.id)]);
+    let channels = [room_channel(&room), member_channel(&room, &me.member.id)];
+    socket.join(channels.clone());
+    // socketioxide runs this handler and the disconnect handler as separate tasks: the connection may have closed
+    // (and `on_disconnect` run) since this join began. It clears `connected` before starting that handler, so
+    // checking it after registering means one of the two always sees the other, and no ghost stays behind.
+    if !socket.connected() {
+        hub.presence.disconnect(socket.id);
+        return;
+    }
+    // Likewise an admin may have removed this member between the registry and the channels above.
+    if !hub.presence.is_in(&room, socket.id) {
+        socket.leave(channels);
+        let error = ErrorBody::new(ErrorCode::NotFound, format!("An admin removed you from #{room}."));
+        return reply::<Joined>(ack, Err(error));
+    }
     tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
     if arrival == Arrival::Entered {
         let notice = MemberJoined { room: room.clone(), member: me.member.clone() };
@@ -137,6 +157,7 @@ async fn on_send(
     socket: SocketRef,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
+    Extension(clock): Extension<TypingClock>,
     TryData(request): TryData<SendMessage>,
     ack: AckSender,
 ) {
@@ -153,6 +174,7 @@ async fn on_send(
     }
     let message = ChatMessage { id: new_id(), room: request.room, from: me.member, body: request.body, sent_at: now() };
     hub.messages_total.fetch_add(1, Ordering::Relaxed);
+    clock.reset();
     // `to` leaves this connection out: it gets the message back in its ack instead.
     if let Err(e) = socket.to(room_channel(&message.room)).emit(ChatMessage::NAME, &message).await {
         tracing::warn!(error = %e, room = %message.room, "broadcast failed");
@@ -176,7 +198,7 @@ async fn on_typing(
     let notice = TypingNotice { room: room.clone(), member: me.member.clone() };
     // Nobody needs to be told that they themselves are typing, on any of their tabs.
     let others = socket.to(room_channel(&room)).except(member_channel(&room, &me.member.id));
-    if let Err(e) = others.volatile().emit(TypingNotice::NAME, &notice).await {
+    if let Err(e) = others.emit(TypingNotice::NAME, &notice).await {
         tracing::debug!(error = %e, %room, "typing notice not sent");
     }
 }
@@ -185,6 +207,7 @@ async fn on_private(
     socket: SocketRef,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
+    Extension(clock): Extension<TypingClock>,
     TryData(request): TryData<SendPrivate>,
     ack: AckSender,
 ) {
@@ -209,6 +232,7 @@ async fn on_private(
     let message =
         PrivateMessage { id: new_id(), room: request.room, from: me.member, to, body: request.body, sent_at: now() };
     hub.messages_total.fetch_add(1, Ordering::Relaxed);
+    clock.reset();
     // Exactly the two members' connections in this room; this one gets it in its ack.
     let recipients = [member_channel(&message.room, &message.to.id), member_channel(&message.room, &message.from.id)];
     if let Err(e) = socket.to(recipients).emit(PrivateMessage::NAME, &message).await {

@@ -159,11 +159,17 @@ mod live {
         assert!(page.contains("Continue on this device?"), "{page}");
         assert!(!page.contains(&format!("causerie_session={ADA}")), "a GET alone changes nobody: {page}");
 
-        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let form = [("Content-Type", "application/x-www-form-urlencoded"), ("Sec-Fetch-Site", "same-origin")];
         let switched = http_request(&app, "POST", "/session/claim", &form, &query).await;
         assert!(switched.starts_with("HTTP/1.1 303"), "{switched}");
         assert!(switched.contains("location: /r/general?name=Ada"), "{switched}");
-        assert!(switched.contains(&format!("causerie_session={ADA}; Path=/; HttpOnly")), "{switched}");
+        // This browser had no session yet: it must end up with Ada's, not with a fresh one as well.
+        let sessions: Vec<&str> =
+            switched.lines().filter(|line| line.starts_with("set-cookie: causerie_session=")).collect();
+        assert_eq!(
+            sessions,
+            vec![format!("set-cookie: causerie_session={ADA}; Path=/; HttpOnly; SameSite=Lax; Max-Age=34560000")]
+        );
 
         // With that cookie, the room lets this browser in as Ada.
         let cookie = format!("causerie_session={ADA}");
@@ -178,5 +184,22 @@ mod live {
         let page = http_request(&app, "GET", "/session/claim?token=short&next=%2F", &[], "").await;
         assert!(page.starts_with("HTTP/1.1 400"), "{page}");
         assert!(page.contains("This device link is incomplete or damaged"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn another_site_cannot_switch_a_visitors_session() {
+        let app = spawn_app().await;
+        let headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Sec-Fetch-Site", "cross-site")];
+        let body = format!("token={ADA}&next=%2F");
+        let response = http_request(&app, "POST", "/session/claim", &headers, &body).await;
+        assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+        assert!(!response.contains(&format!("causerie_session={ADA}")), "{response}");
+    }
+
+    #[tokio::test]
+    async fn pages_are_never_kept_by_shared_caches() {
+        let app = spawn_app().await;
+        let page = http_request(&app, "GET", "/", &[("Accept", "text/html")], "").await;
+        assert!(page.contains("cache-control: private, no-store"), "{page}");
     }
 }

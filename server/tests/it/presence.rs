@@ -65,7 +65,7 @@ async fn others_see_a_person_join_once_and_leave_only_when_their_last_tab_goes()
     let (tab2_client, _tab2) = app.tab("Ada", session, "general").await;
 
     // Carol's arrival is announced after Ada's second tab: had that tab been announced, it would come first.
-    let (_c, _carol) = app.member("Carol", "general").await;
+    let (_c, carol) = app.member("Carol", "general").await;
     assert_eq!(next("carol's join notice", &mut joins).await.member.name.as_str(), "Carol");
 
     tab1_client.close();
@@ -75,6 +75,14 @@ async fn others_see_a_person_join_once_and_leave_only_when_their_last_tab_goes()
     tab2_client.close();
     let left = next("ada's leave notice", &mut leaves).await;
     assert_eq!((left.member.name.as_str(), left.reason), ("Ada", LeaveReason::Left));
+    // That notice implies both tabs are gone. Had closing the first tab been announced too, its notice would have
+    // come first and the second would be queued by now, before this marker message.
+    let mut inbox = bob.on::<protocol::ChatMessage>();
+    let marker = SendMessage { room: room("general"), body: MessageBody::parse("marker").unwrap() };
+    within("the marker", carol.request(&marker, PATIENCE)).await.unwrap();
+    next("the marker", &mut inbox).await;
+    let second = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut leaves));
+    assert!(second.is_none(), "ada left twice: {second:?}");
 }
 
 #[tokio::test]
@@ -181,4 +189,22 @@ async fn a_private_message_to_someone_absent_or_to_oneself_is_refused() {
     let to_me = SendPrivate { room: room("general"), to: me, body };
     let ack: AckResult<PrivateAccepted> = within("the ack", ada.emit_with_ack(&to_me, PATIENCE)).await.unwrap();
     assert_eq!(refusal(ack).code, ErrorCode::InvalidPayload);
+}
+
+#[tokio::test]
+async fn typing_right_after_sending_a_message_is_shown_again() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut bob_sees = bob.on::<TypingNotice>();
+    let mut bob_inbox = bob.on::<protocol::ChatMessage>();
+
+    ada.emit(&Typing { room: room("general") }).unwrap();
+    next("the first notice", &mut bob_sees).await;
+    let send = SendMessage { room: room("general"), body: MessageBody::parse("done").unwrap() };
+    within("the message", ada.request(&send, PATIENCE)).await.unwrap();
+    // At once, well inside the server's typing throttle: a new message starts a new notice regardless.
+    ada.emit(&Typing { room: room("general") }).unwrap();
+    next("bob's message", &mut bob_inbox).await;
+    next("the second notice", &mut bob_sees).await;
 }
