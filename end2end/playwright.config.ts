@@ -29,7 +29,8 @@ export default defineConfig({
   // `cargo leptos end-to-end` serves the app on :3000 with its defaults. A second, restricted server, built by the
   // same command, refuses WebSocket (as a proxy that blocks it would: the browser must fall back to long-polling)
   // and allows a burst of 3 messages, then one per 20 s (so that rate limiting does not depend on typing speed).
-  // A third one has an admin token, for the admin page's specs.
+  // A third one has an admin token, for the admin page's specs, and a fast heartbeat (a silent tab is dropped
+  // after 2 s), for the dead-tab spec.
   webServer: [
     {
       command:
@@ -41,7 +42,9 @@ export default defineConfig({
       stderr: "pipe",
     },
     {
-      command: "../target/release/causerie --addr 127.0.0.1:3003 --site-root ../target/site",
+      command:
+        "../target/release/causerie --addr 127.0.0.1:3003 --site-root ../target/site " +
+        "--ping-interval 1000 --ping-timeout 1000",
       env: { CAUSERIE_ADMIN_TOKEN: ADMIN_TOKEN },
       url: "http://127.0.0.1:3003/",
       reuseExistingServer: false,
