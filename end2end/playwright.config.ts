@@ -35,6 +35,7 @@ export default defineConfig({
     {
       command:
         "../target/release/causerie --addr 127.0.0.1:3002 --site-root ../target/site --transports polling " +
+        "--database ../target/e2e/restricted.db " +
         "--message-burst 3 --messages-per-second 0.05",
       url: "http://127.0.0.1:3002/",
       reuseExistingServer: false,
@@ -44,6 +45,7 @@ export default defineConfig({
     {
       command:
         "../target/release/causerie --addr 127.0.0.1:3003 --site-root ../target/site " +
+        "--database ../target/e2e/admin.db " +
         "--ping-interval 1000 --ping-timeout 1000",
       env: { CAUSERIE_ADMIN_TOKEN: ADMIN_TOKEN },
       url: "http://127.0.0.1:3003/",

@@ -35,6 +35,14 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// A fresh id for a message this tab sends (see `SendMessage::client_id`): 128 random bits from the browser.
+fn client_id() -> protocol::ClientId {
+    let random = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+    let text = format!("{:08x}{:08x}{:08x}{:08x}", random(), random(), random(), random());
+    // 32 hex digits always make a valid client id.
+    protocol::ClientId::parse(&text).unwrap_or_else(|_| unreachable!("32 hex digits are a valid client id"))
+}
+
 /// A client to this page's own server, or why there cannot be one.
 fn client() -> Result<Client, String> {
     let origin = window().location().origin().map_err(|_| "this page has no origin to connect to".to_owned())?;
@@ -103,9 +111,13 @@ impl Chat {
                     // Room membership lives on the server's socket, which is new after every reconnection: join
                     // again each time the namespace connects, unless an admin removed this person.
                     SocketEvent::Connected { .. } if !state.removed.get_untracked() => {
-                        let join = JoinRoom { room: join_room.clone() };
+                        // After a reconnection, ask for what was missed: everything after the last message shown.
+                        let join = JoinRoom { room: join_room.clone(), since: state.last_seq() };
                         match join_socket.request(&join, REQUEST_TIMEOUT).await {
                             Ok(joined) => {
+                                for message in joined.history {
+                                    state.add_message(message);
+                                }
                                 state.joined_as(joined.you, joined.members);
                                 state.error.try_set(None);
                             }
@@ -185,7 +197,7 @@ impl Chat {
     /// Sends a message to the room; it is shown once the server accepted it.
     pub fn send(&self, body: MessageBody) {
         let Some(socket) = self.socket.clone() else { return };
-        let request = SendMessage { room: self.room.clone(), body };
+        let request = SendMessage { room: self.room.clone(), body, client_id: Some(client_id()) };
         let state = self.state;
         self.typing_sent_at.store(0, Ordering::Relaxed);
         spawn_local(async move {

@@ -27,19 +27,36 @@ socket.on("connect_error", (err) => {
 
 socket.on("member_joined", ({ member }) => console.log(`* ${member.name} joined`));
 socket.on("member_left", ({ member }) => console.log(`* ${member.name} left`));
-socket.on("message", ({ from, body }) => {
+let lastSeq = 0;
+let sent = false;
+const seen = new Set();
+
+/** Prints a stored or live message once (a message can come both in a join's history and live). */
+function show({ seq, from, body }) {
+  if (seen.has(seq)) return;
+  seen.add(seq);
+  lastSeq = Math.max(lastSeq, seq);
   console.log(`${from.name}: ${body}`);
   if (body === "bye") {
     socket.close();
   }
-});
+}
+
+socket.on("message", show);
 
 socket.on("connect", async () => {
   try {
-    const joined = await request("join", { room });
+    // After a reconnection, `since` asks for exactly the messages missed meanwhile.
+    const joined = await request("join", lastSeq ? { room, since: lastSeq } : { room });
     console.log(`joined #${joined.room} as ${joined.you.name} with ${joined.members.map((m) => m.name).join(", ")}`);
-    const { message } = await request("send", { room, body: text });
-    console.log(`sent ${message.id} at ${new Date(message.sentAt).toISOString()}`);
+    joined.history.forEach(show);
+    if (!sent) {
+      // A clientId makes a retry safe: the server stores the message once and answers a retry with the original.
+      const { message } = await request("send", { room, body: text, clientId: crypto.randomUUID() });
+      sent = true;
+      seen.add(message.seq);
+      console.log(`sent #${message.seq} at ${new Date(message.sentAt).toISOString()}`);
+    }
   } catch (err) {
     console.error(err.message);
     process.exit(1);

@@ -61,11 +61,41 @@ pub struct Member {
     pub name: DisplayName,
 }
 
-/// Client → server: enter a room. Live messages of that room follow.
+/// A client-chosen identifier for a message it sends: a retry with the same one is the same message, stored and
+/// shown once. 1–64 letters, digits, `-` or `_` (a UUID fits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(input: &str) -> Result<Self, crate::ValidationError> {
+        let valid =
+            (1..=64).contains(&input.len()) && input.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if valid { Ok(Self(input.to_owned())) } else { Err(crate::ValidationError::MalformedClientId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ClientId::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Client → server: enter a room. Its recent history comes back in the ack, and live messages follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRoom {
     pub room: RoomName,
+    /// The highest `seq` of this room the client already has. The ack then carries everything after it (up to
+    /// [`Joined::MAX_HISTORY`]), in order: that is how a client resumes after a reconnection without a gap or a
+    /// duplicate. Without it, the ack carries the latest messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 impl Event for JoinRoom {
@@ -85,6 +115,47 @@ pub struct Joined {
     pub you: Member,
     /// Everyone in the room now, `you` included, by name.
     pub members: Vec<Member>,
+    /// Stored messages, oldest first: the latest ones, or those after `since`.
+    #[serde(default)]
+    pub history: Vec<ChatMessage>,
+    /// Whether there are more messages (older ones, or after `since` beyond the limit).
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+impl Joined {
+    /// At most this many messages come with a join.
+    pub const MAX_HISTORY: usize = 100;
+}
+
+/// Client → server: older messages of a joined room, for scrolling back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadHistory {
+    pub room: RoomName,
+    /// Messages before this `seq` (the oldest the client has).
+    pub before: u64,
+}
+
+impl Event for LoadHistory {
+    const NAME: &'static str = "history";
+}
+
+impl Request for LoadHistory {
+    type Response = HistoryPage;
+}
+
+/// The answer to [`LoadHistory`]: up to [`HistoryPage::SIZE`] messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub messages: Vec<ChatMessage>,
+    /// Whether even older messages exist.
+    pub has_more: bool,
+}
+
+impl HistoryPage {
+    pub const SIZE: usize = 50;
 }
 
 /// Client → server: post a message to a room the sender has joined.
@@ -93,6 +164,10 @@ pub struct Joined {
 pub struct SendMessage {
     pub room: RoomName,
     pub body: MessageBody,
+    /// Makes retries safe: the server stores a message once per sender and client id, and answers a repeat with
+    /// the original. Optional for simple clients, which then get no such protection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
 }
 
 impl Event for SendMessage {
@@ -116,9 +191,14 @@ pub struct MessageAccepted {
 pub struct ChatMessage {
     pub id: MessageId,
     pub room: RoomName,
+    /// The message's place in its room: 1, 2, 3… with no gaps, assigned when it is stored.
+    pub seq: u64,
     pub from: Member,
     pub body: MessageBody,
     pub sent_at: UnixMillis,
+    /// The sender's [`SendMessage::client_id`], if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
 }
 
 impl Event for ChatMessage {
@@ -400,12 +480,17 @@ mod tests {
 
     #[test]
     fn an_ok_ack_is_an_object_with_an_ok_field() {
-        let ack: AckResult<Joined> =
-            AckResult::Ok(Joined { room: RoomName::parse("general").unwrap(), you: ada(), members: vec![ada()] });
+        let ack: AckResult<Joined> = AckResult::Ok(Joined {
+            room: RoomName::parse("general").unwrap(),
+            you: ada(),
+            members: vec![ada()],
+            history: vec![],
+            has_more: false,
+        });
         let ada = json!({"id": "m-ada", "name": "Ada"});
         assert_eq!(
             serde_json::to_value(&ack).unwrap(),
-            json!({"ok": {"room": "general", "you": ada, "members": [ada]}})
+            json!({"ok": {"room": "general", "you": ada, "members": [ada], "history": [], "hasMore": false}})
         );
     }
 
@@ -429,15 +514,18 @@ mod tests {
         let message = ChatMessage {
             id: MessageId("m1".into()),
             room: RoomName::parse("general").unwrap(),
+            seq: 7,
             from: ada(),
             body: MessageBody::parse("hello").unwrap(),
             sent_at: UnixMillis(1_700_000_000_000),
+            client_id: None,
         };
         assert_eq!(
             serde_json::to_value(&message).unwrap(),
             json!({
                 "id": "m1",
                 "room": "general",
+                "seq": 7,
                 "from": {"id": "m-ada", "name": "Ada"},
                 "body": "hello",
                 "sentAt": 1_700_000_000_000_i64

@@ -22,6 +22,8 @@ pub enum ValidationError {
     NoLetterOrDigit,
     #[error("A display name can't contain invisible characters.")]
     InvisibleCharacter,
+    #[error("A client message id is 1 to 64 letters, digits, '-' or '_'.")]
+    MalformedClientId,
     #[error("A session token is 16 to 128 letters, digits, '-' or '_'.")]
     MalformedSession,
 }

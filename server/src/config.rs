@@ -32,6 +32,10 @@ pub struct Config {
     #[arg(long, env = "CAUSERIE_MESSAGES_PER_SECOND", default_value_t = 2.0, value_parser = positive_rate)]
     pub messages_per_second: f64,
 
+    /// SQLite database file for the messages; created (with its directory) on first run
+    #[arg(long, env = "CAUSERIE_DATABASE", default_value = "causerie.db")]
+    pub database: PathBuf,
+
     /// Token for the admin page (/admin). Without one, the admin namespace refuses everybody
     #[arg(long, env = "CAUSERIE_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
     pub admin_token: Option<String>,
@@ -90,6 +94,7 @@ impl Default for Config {
             transports: vec![Transport::Polling, Transport::Websocket],
             message_burst: 10,
             messages_per_second: 2.0,
+            database: PathBuf::from("causerie.db"),
             admin_token: None,
             ping_interval: 25_000,
             ping_timeout: 20_000,

@@ -7,6 +7,7 @@ pub mod presence;
 pub mod realtime;
 pub mod session;
 pub mod startup;
+pub mod store;
 
 pub use config::Config;
 pub use startup::Application;

@@ -18,10 +18,11 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Transport};
 use crate::realtime::{self, Hub};
 use crate::session;
+use crate::store::{MessageStore, SqliteStore};
 
 /// The whole HTTP application. Needs a Tokio runtime: the realtime side starts its background tasks here.
-pub fn router(leptos_options: LeptosOptions, config: &Config) -> Router {
-    let hub = Hub::new(config.rate_limit(), config.admin_token.clone());
+pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn MessageStore>) -> Router {
+    let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), store);
     let builder = SocketIo::builder()
         .with_state(hub.clone())
         .ping_interval(Duration::from_millis(config.ping_interval))
@@ -85,7 +86,10 @@ impl Application {
         let leptos_options = config.leptos_options()?;
         let addr = leptos_options.site_addr;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        Ok(Self { listener, router: router(leptos_options, config) })
+        let store = SqliteStore::open(&config.database)
+            .with_context(|| format!("opening the database {}", config.database.display()))?;
+        tracing::info!(database = %config.database.display(), "messages are stored in SQLite");
+        Ok(Self { listener, router: router(leptos_options, config, Arc::new(store)) })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {

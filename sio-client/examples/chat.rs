@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(state) = states.next() => eprintln!("[{state:?}]"),
             Some(event) = lifecycle.next() => match event {
                 // Rooms belong to the server's socket, which is new after each reconnection: join every time.
-                SocketEvent::Connected { .. } => match chat.request(&JoinRoom { room: room.clone() }, TIMEOUT).await {
+                SocketEvent::Connected { .. } => match chat.request(&JoinRoom { room: room.clone(), since: None }, TIMEOUT).await {
                     Ok(joined) => eprintln!("joined #{} as {}", joined.room, joined.you.name),
                     Err(e) => eprintln!("could not join: {e}"),
                 },
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None => break,
                 Some(text) => match MessageBody::parse(&text) {
                     Err(e) => eprintln!("{e}"),
-                    Ok(body) => match chat.request(&SendMessage { room: room.clone(), body }, TIMEOUT).await {
+                    Ok(body) => match chat.request(&SendMessage { room: room.clone(), body, client_id: None }, TIMEOUT).await {
                         Ok(accepted) => println!("{}: {}", accepted.message.from.name, accepted.message.body),
                         Err(e) => eprintln!("not sent: {e}"),
                     },

@@ -18,7 +18,7 @@
 //! let client = Client::builder("http://127.0.0.1:3000").connect();
 //! let chat = client.socket_with_auth("/", &ChatAuth { name: DisplayName::parse("Ada")?, session: None })?;
 //! let mut messages = chat.on::<ChatMessage>();
-//! let joined = chat.request(&JoinRoom { room: RoomName::parse("general")? }, Duration::from_secs(5)).await?;
+//! let joined = chat.request(&JoinRoom { room: RoomName::parse("general")?, since: None }, Duration::from_secs(5)).await?;
 //! println!("joined {} as {}", joined.room, joined.you.name);
 //! while let Some(message) = messages.next().await {
 //!     println!("{}: {}", message.from.name, message.body);

@@ -123,10 +123,18 @@ impl RoomState {
         });
     }
 
-    /// Adds a message unless it is already shown; its author has stopped typing.
+    /// Adds a message unless it is already shown, in its room's order (`seq`): a replayed message that arrives
+    /// after a newer live one still lands in its place. Its author has stopped typing.
     pub fn add_message(&self, message: ChatMessage) {
         self.stopped_typing(&message.from.id);
-        self.push(Item::Message(message));
+        self.items.try_update(|items| insert_in_order(items, message));
+    }
+
+    /// The highest `seq` shown: what to resume after.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.items.with_untracked(|items| {
+            items.iter().filter_map(|item| if let Item::Message(m) = item { Some(m.seq) } else { None }).max()
+        })
     }
 
     pub fn add_private(&self, message: PrivateMessage) {
@@ -209,6 +217,22 @@ impl RoomState {
 
     fn stopped_typing(&self, member: &MemberId) {
         self.typing.try_update(|typing| typing.retain(|(who, _)| &who.id != member));
+    }
+}
+
+/// Inserts `message` after the last message with a lower `seq` (notices stay where they are), unless a message
+/// with its `seq` is already there.
+fn insert_in_order(items: &mut Vec<Item>, message: ChatMessage) {
+    if items.iter().any(|item| matches!(item, Item::Message(m) if m.seq == message.seq || m.id == message.id)) {
+        return;
+    }
+    let after = items.iter().rposition(|item| matches!(item, Item::Message(m) if m.seq < message.seq));
+    let newer_follows = items.iter().any(|item| matches!(item, Item::Message(m) if m.seq > message.seq));
+    match (after, newer_follows) {
+        // The usual case: the newest message goes at the end, after any notices.
+        (_, false) => items.push(Item::Message(message)),
+        (Some(index), true) => items.insert(index + 1, Item::Message(message)),
+        (None, true) => items.insert(0, Item::Message(message)),
     }
 }
 
@@ -345,7 +369,9 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
     };
 
     let typing = move || {
-        let names: Vec<DisplayName> = state.typing.read().iter().map(|(member, _)| member.name.clone()).collect();
+        let mut names: Vec<DisplayName> = state.typing.read().iter().map(|(member, _)| member.name.clone()).collect();
+        // By name, not by who started first: the line does not reshuffle as notices are refreshed.
+        names.sort_by_key(|name| name.as_str().to_lowercase());
         typing_line(&names)
     };
     // Type-erased: the whole page as one static type is too deep for the compiler.
@@ -574,6 +600,8 @@ mod tests {
             from: Member { id: MemberId(from.to_lowercase()), name: DisplayName::parse(from).unwrap() },
             body: MessageBody::parse("hi").unwrap(),
             sent_at: UnixMillis(at_ms),
+            seq: id.parse().unwrap_or(0),
+            client_id: None,
         })
     }
 
@@ -608,5 +636,25 @@ mod tests {
         assert_eq!(typing_line(&names(&["Ada", "Bob"])).unwrap(), "Ada and Bob are typing…");
         assert_eq!(typing_line(&names(&["Ada", "Bob", "Cy"])).unwrap(), "Ada, Bob and Cy are typing…");
         assert_eq!(typing_line(&names(&["A", "B", "C", "D"])).unwrap(), "Several people are typing…");
+    }
+
+    fn seqs(items: &[Item]) -> Vec<u64> {
+        items.iter().filter_map(|item| if let Item::Message(m) = item { Some(m.seq) } else { None }).collect()
+    }
+
+    fn chat(item: Item) -> ChatMessage {
+        match item {
+            Item::Message(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn messages_are_shown_in_room_order_once_whatever_order_they_arrive_in() {
+        let mut items = Vec::new();
+        for seq in ["1", "3", "2", "3", "5", "4", "1"] {
+            insert_in_order(&mut items, chat(message(seq, "Ada", 0)));
+        }
+        assert_eq!(seqs(&items), vec![1, 2, 3, 4, 5]);
     }
 }

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{
-    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, JoinRoom, Joined, LeaveReason, Member,
-    MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted, PrivateMessage, SendMessage, SendPrivate,
-    Typing, TypingNotice, UnixMillis,
+    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryPage, JoinRoom, Joined, LeaveReason,
+    LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted, PrivateMessage,
+    SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
@@ -15,6 +15,10 @@ use socketioxide::handler::ConnectHandler;
 
 use super::{Hub, invalid_payload, member_channel, reply, room_channel};
 use crate::presence::{Arrival, JoinRefused};
+use crate::store::{Appended, NewMessage};
+
+/// How many of a room's latest messages come with a first join.
+const HISTORY_ON_JOIN: usize = 50;
 use crate::session;
 
 /// Who a chat connection is, set by [`authenticate`] before the connection is accepted.
@@ -76,6 +80,7 @@ async fn on_connect(socket: SocketRef) {
     socket.on(SendMessage::NAME, on_send);
     socket.on(Typing::NAME, on_typing);
     socket.on(SendPrivate::NAME, on_private);
+    socket.on(LoadHistory::NAME, on_history);
     socket.on_fallback(async |socket: SocketRef, EventName(event): EventName| {
         tracing::info!(sid = %socket.id, %event, "ignoring an unknown event");
     });
@@ -89,7 +94,7 @@ async fn on_join(
     TryData(request): TryData<JoinRoom>,
     ack: AckSender,
 ) {
-    let JoinRoom { room } = match request {
+    let JoinRoom { room, since } = match request {
         Ok(request) => request,
         Err(e) => return reply::<Joined>(ack, Err(invalid_payload(e))),
     };
@@ -126,7 +131,22 @@ async fn on_join(
             tracing::warn!(error = %e, %room, "join notice not sent");
         }
     }
-    reply(ack, Ok(Joined { room, you: me.member, members }));
+    // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
+    // the client drops by `seq`, but never zero times.
+    let history = match since {
+        Some(seq) => hub.store.after(room.clone(), seq, Joined::MAX_HISTORY).await,
+        None => hub.store.latest(room.clone(), HISTORY_ON_JOIN).await,
+    };
+    match history {
+        Ok(page) => {
+            let joined = Joined { room, you: me.member, members, history: page.messages, has_more: page.has_more };
+            reply(ack, Ok(joined));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %room, "history not read");
+            reply::<Joined>(ack, Err(internal("The room's history could not be read. Try again in a moment.")));
+        }
+    }
 }
 
 /// A connection closed, or went silent past the heartbeat's timeout: its member leaves the rooms where this was
@@ -172,13 +192,33 @@ async fn on_send(
     if !hub.presence.is_in(&request.room, socket.id) {
         return reply::<MessageAccepted>(ack, Err(not_in_room(&request.room)));
     }
-    let message = ChatMessage { id: new_id(), room: request.room, from: me.member, body: request.body, sent_at: now() };
-    hub.messages_total.fetch_add(1, Ordering::Relaxed);
+    let new = NewMessage {
+        id: new_id(),
+        room: request.room,
+        from: me.member,
+        body: request.body,
+        sent_at: now(),
+        client_id: request.client_id,
+    };
     clock.reset();
-    // `to` leaves this connection out: it gets the message back in its ack instead.
-    if let Err(e) = socket.to(room_channel(&message.room)).emit(ChatMessage::NAME, &message).await {
-        tracing::warn!(error = %e, room = %message.room, "broadcast failed");
-    }
+    // Acknowledged only once committed: an ack means the message survives a crash.
+    let message = match hub.store.append(new).await {
+        Ok(Appended::New(message)) => {
+            hub.messages_total.fetch_add(1, Ordering::Relaxed);
+            // `to` leaves this connection out: it gets the message back in its ack instead.
+            if let Err(e) = socket.to(room_channel(&message.room)).emit(ChatMessage::NAME, &message).await {
+                tracing::warn!(error = %e, room = %message.room, "broadcast failed");
+            }
+            message
+        }
+        // A retry of a message already stored (and broadcast): the sender gets the original, nobody gets it twice.
+        Ok(Appended::Duplicate(message)) => message,
+        Err(e) => {
+            tracing::error!(error = %e, "message not stored");
+            let error = internal("Your message could not be saved. It will be sent again.");
+            return reply::<MessageAccepted>(ack, Err(error));
+        }
+    };
     reply(ack, Ok(MessageAccepted { message }));
 }
 
@@ -239,6 +279,29 @@ async fn on_private(
         tracing::warn!(error = %e, room = %message.room, "private message not delivered");
     }
     reply(ack, Ok(PrivateAccepted { message }));
+}
+
+async fn on_history(socket: SocketRef, State(hub): State<Hub>, TryData(request): TryData<LoadHistory>, ack: AckSender) {
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return reply::<HistoryPage>(ack, Err(invalid_payload(e))),
+    };
+    // Only members read a room: the same rule as for its live messages.
+    if !hub.presence.is_in(&request.room, socket.id) {
+        let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} to read it.", request.room));
+        return reply::<HistoryPage>(ack, Err(error));
+    }
+    match hub.store.before(request.room, request.before, HistoryPage::SIZE).await {
+        Ok(page) => reply(ack, Ok(HistoryPage { messages: page.messages, has_more: page.has_more })),
+        Err(e) => {
+            tracing::error!(error = %e, "history not read");
+            reply::<HistoryPage>(ack, Err(internal("Older messages could not be read. Try again in a moment.")));
+        }
+    }
+}
+
+fn internal(message: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Internal, message)
 }
 
 fn new_id() -> MessageId {

@@ -22,6 +22,7 @@ use socketioxide::extract::AckSender;
 
 use crate::limits::{Limiter, RateLimit};
 use crate::presence::Presence;
+use crate::store::MessageStore;
 
 /// Everything the handlers share, cheap to clone (socketioxide hands each handler its own copy).
 #[derive(Clone)]
@@ -35,15 +36,18 @@ pub struct HubState {
     pub messages_total: AtomicU64,
     /// The admin token; `None` disables the admin namespace.
     pub admin_token: Option<String>,
+    /// Where messages are kept.
+    pub store: Arc<dyn MessageStore>,
 }
 
 impl Hub {
-    pub fn new(rate_limit: RateLimit, admin_token: Option<String>) -> Self {
+    pub fn new(rate_limit: RateLimit, admin_token: Option<String>, store: Arc<dyn MessageStore>) -> Self {
         Self(Arc::new(HubState {
             presence: Presence::default(),
             limiter: Limiter::new(rate_limit),
             messages_total: AtomicU64::new(0),
             admin_token,
+            store,
         }))
     }
 }

@@ -55,7 +55,8 @@ async fn a_bad_admin_token_is_a_connect_error_and_the_chat_on_the_same_connectio
         other => panic!("expected a connect error, got {other:?}"),
     }
     join(&chat, "general").await;
-    let send = SendMessage { room: room("general"), body: MessageBody::parse("still chatting").unwrap() };
+    let send =
+        SendMessage { room: room("general"), body: MessageBody::parse("still chatting").unwrap(), client_id: None };
     within("a message after the refusal", chat.request(&send, PATIENCE)).await.unwrap();
 }
 
@@ -75,7 +76,7 @@ async fn admins_get_live_stats_of_connections_rooms_and_messages() {
     let app = app_with_admin().await;
     let (_a, ada) = app.member("Ada", "general").await;
     let (_b, _bob) = app.member("Bob", "general").await;
-    let send = SendMessage { room: room("general"), body: MessageBody::parse("hello").unwrap() };
+    let send = SendMessage { room: room("general"), body: MessageBody::parse("hello").unwrap(), client_id: None };
     within("a message", ada.request(&send, PATIENCE)).await.unwrap();
 
     let client = Client::builder(app.base_url()).connect();
@@ -116,7 +117,7 @@ async fn an_admin_removes_a_member_from_a_room_on_all_their_tabs() {
     assert_eq!((left.member.name.as_str(), left.reason), ("Ada", LeaveReason::Removed));
 
     // Out of the room: sending there is refused, and removing again finds nobody.
-    let send = SendMessage { room: room("general"), body: MessageBody::parse("I'm back").unwrap() };
+    let send = SendMessage { room: room("general"), body: MessageBody::parse("I'm back").unwrap(), client_id: None };
     let ack: AckResult<protocol::MessageAccepted> =
         within("the ack", tab2.emit_with_ack(&send, PATIENCE)).await.unwrap();
     assert_eq!(refusal(ack).code, ErrorCode::NotInRoom);

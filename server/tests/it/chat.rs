@@ -8,7 +8,7 @@ use sio_client::{Client, SocketEvent};
 use crate::helpers::{PATIENCE, next, refusal, spawn_app, within};
 
 fn send(room: &str, body: &str) -> SendMessage {
-    SendMessage { room: RoomName::parse(room).unwrap(), body: MessageBody::parse(body).unwrap() }
+    SendMessage { room: RoomName::parse(room).unwrap(), body: MessageBody::parse(body).unwrap(), client_id: None }
 }
 
 #[tokio::test]

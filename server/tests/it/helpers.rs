@@ -16,11 +16,21 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct TestApp {
     pub addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The database this helper made up for the test, removed with the app.
+    temporary_database: Option<std::path::PathBuf>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(path) = &self.temporary_database {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                // Best effort: a file that is not there is as good as removed.
+                let _ = std::fs::remove_file(file);
+            }
+        }
     }
 }
 
@@ -31,10 +41,16 @@ pub async fn spawn_app() -> TestApp {
 /// A server with these settings, on a free loopback port whatever `config.addr` says.
 pub async fn spawn_app_with(mut config: Config) -> TestApp {
     config.addr = Some("127.0.0.1:0".parse().unwrap());
+    let mut temporary_database = None;
+    if config.database == Config::default().database {
+        // A database of its own per test, in the system's temporary directory.
+        config.database = std::env::temp_dir().join(format!("causerie-test-{}.db", uuid::Uuid::new_v4()));
+        temporary_database = Some(config.database.clone());
+    }
     let app = Application::build(&config).await.expect("the app starts");
     let addr = app.local_addr().expect("the app has an address");
     let task = tokio::spawn(app.run_until_stopped());
-    TestApp { addr, task }
+    TestApp { addr, task, temporary_database }
 }
 
 impl TestApp {
@@ -78,7 +94,7 @@ impl TestApp {
 
 /// Joins `room`, failing the test if the server refuses.
 pub async fn join(socket: &Socket, room: &str) -> Joined {
-    let request = JoinRoom { room: RoomName::parse(room).unwrap() };
+    let request = JoinRoom { room: RoomName::parse(room).unwrap(), since: None };
     within("the join ack", socket.request(&request, PATIENCE)).await.expect("the join is accepted")
 }
 

@@ -30,7 +30,11 @@ async fn the_documented_javascript_example_joins_a_room_and_chats_through_socket
 
     let message = next("eve's message", &mut inbox).await;
     assert_eq!((message.from.name.as_str(), message.body.as_str()), ("Eve", "hello from JS"));
-    let bye = SendMessage { room: RoomName::parse("general").unwrap(), body: MessageBody::parse("bye").unwrap() };
+    let bye = SendMessage {
+        room: RoomName::parse("general").unwrap(),
+        body: MessageBody::parse("bye").unwrap(),
+        client_id: None,
+    };
     within("bob's goodbye", bob.request(&bye, PATIENCE)).await.unwrap();
 
     let output = within("the example to finish", child.wait_with_output()).await.unwrap();

@@ -20,7 +20,11 @@ async fn an_oversized_websocket_frame_closes_that_connection_only() {
     attacker.send_text(format!(r#"42["send",{{"room":"general","body":"{}"}}]"#, "x".repeat(10_000))).await;
     attacker.closed_by_server().await;
 
-    let send = SendMessage { room: RoomName::parse("general").unwrap(), body: MessageBody::parse("fine").unwrap() };
+    let send = SendMessage {
+        room: RoomName::parse("general").unwrap(),
+        body: MessageBody::parse("fine").unwrap(),
+        client_id: None,
+    };
     within("ada's message", ada.request(&send, PATIENCE)).await.unwrap();
 }
 

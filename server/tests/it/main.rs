@@ -6,6 +6,7 @@
 mod admin;
 mod chat;
 mod helpers;
+mod history;
 mod js_client;
 mod limits;
 mod pages;

@@ -14,7 +14,8 @@ struct Page {
 
 async fn get(uri: &str) -> Page {
     let options = LeptosOptions::builder().output_name("causerie").build();
-    let router = server::startup::router(options, &server::Config::default());
+    let store = std::sync::Arc::new(server::store::SqliteStore::in_memory().unwrap());
+    let router = server::startup::router(options, &server::Config::default(), store);
     // Browsers announce HTML for navigations; Leptos answers redirects with a real 302 only then.
     let request = Request::get(uri).header(header::ACCEPT, "text/html").body(Body::empty()).unwrap();
     let response = router.oneshot(request).await.expect("the router answers");

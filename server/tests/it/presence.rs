@@ -18,7 +18,9 @@ async fn a_name_in_use_in_the_room_is_refused_whatever_its_case_but_free_elsewhe
     let (_a, _ada) = app.member("Ada", "general").await;
     let (_i, impostor) = app.connect("ADA").await;
     let ack: AckResult<Joined> =
-        within("the ack", impostor.emit_with_ack(&JoinRoom { room: room("general") }, PATIENCE)).await.unwrap();
+        within("the ack", impostor.emit_with_ack(&JoinRoom { room: room("general"), since: None }, PATIENCE))
+            .await
+            .unwrap();
     let error = refusal(ack);
     assert_eq!(error.code, ErrorCode::NameInUse);
     assert!(error.message.starts_with("Name in use"), "{}", error.message);
@@ -45,7 +47,9 @@ async fn one_member_cannot_take_a_second_name_in_the_same_room() {
     let (_t1, _tab1) = app.tab("Ada", session, "general").await;
     let (_t2, tab2) = app.connect_with_session("Countess", Some(session)).await;
     let ack: AckResult<Joined> =
-        within("the ack", tab2.emit_with_ack(&JoinRoom { room: room("general") }, PATIENCE)).await.unwrap();
+        within("the ack", tab2.emit_with_ack(&JoinRoom { room: room("general"), since: None }, PATIENCE))
+            .await
+            .unwrap();
     let error = refusal(ack);
     assert_eq!(error.code, ErrorCode::NameInUse);
     assert!(error.message.contains("already in #general as Ada"), "{}", error.message);
@@ -78,7 +82,7 @@ async fn others_see_a_person_join_once_and_leave_only_when_their_last_tab_goes()
     // That notice implies both tabs are gone. Had closing the first tab been announced too, its notice would have
     // come first and the second would be queued by now, before this marker message.
     let mut inbox = bob.on::<protocol::ChatMessage>();
-    let marker = SendMessage { room: room("general"), body: MessageBody::parse("marker").unwrap() };
+    let marker = SendMessage { room: room("general"), body: MessageBody::parse("marker").unwrap(), client_id: None };
     within("the marker", carol.request(&marker, PATIENCE)).await.unwrap();
     next("the marker", &mut inbox).await;
     let second = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut leaves));
@@ -162,7 +166,7 @@ async fn a_private_message_reaches_the_recipient_and_the_senders_other_tabs_only
     assert_eq!(next("ada's other tab's copy", &mut ada_inbox).await, accepted.message);
 
     // Carol's connection is in order: a leaked private message would arrive before this public one.
-    let public = SendMessage { room: room("general"), body: MessageBody::parse("hello all").unwrap() };
+    let public = SendMessage { room: room("general"), body: MessageBody::parse("hello all").unwrap(), client_id: None };
     within("the public ack", bob.request(&public, PATIENCE)).await.unwrap();
     assert_eq!(next("carol's public message", &mut carol_public).await.body.as_str(), "hello all");
     // The client dispatches in arrival order, so anything that arrived before that message is already queued.
@@ -201,7 +205,7 @@ async fn typing_right_after_sending_a_message_is_shown_again() {
 
     ada.emit(&Typing { room: room("general") }).unwrap();
     next("the first notice", &mut bob_sees).await;
-    let send = SendMessage { room: room("general"), body: MessageBody::parse("done").unwrap() };
+    let send = SendMessage { room: room("general"), body: MessageBody::parse("done").unwrap(), client_id: None };
     within("the message", ada.request(&send, PATIENCE)).await.unwrap();
     // At once, well inside the server's typing throttle: a new message starts a new notice regardless.
     ada.emit(&Typing { room: room("general") }).unwrap();

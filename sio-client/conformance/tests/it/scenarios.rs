@@ -309,7 +309,9 @@ pub async fn acks_carry_the_answer_and_time_out_without_one(kind: Kind) {
     let started = tokio::time::Instant::now();
     let answer = socket.emit_with_ack::<_, EchoAck>(&NoAck {}, Duration::from_millis(300)).await;
     assert_eq!(answer, Err(AckError::Timeout));
-    assert!(started.elapsed() >= Duration::from_millis(300), "not before the timeout");
+    // The client's timer and this clock are not the same clock, and timers round to the millisecond: a margin
+    // keeps the check to what matters, that the answer is the timeout and not an immediate failure.
+    assert!(started.elapsed() >= Duration::from_millis(250), "not before the timeout: {:?}", started.elapsed());
 }
 
 async fn binary_round_trip(client: &Client) {

@@ -1,0 +1,300 @@
+//! The default store: an embedded SQLite file, in WAL mode, with the migrations in `server/migrations/`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use protocol::{ChatMessage, ClientId, DisplayName, Member, MemberId, MessageBody, MessageId, RoomName, UnixMillis};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Appended, MessageStore, NewMessage, Page, StoreError, StoreFuture};
+
+/// Every migration, in order. Each runs once, in a transaction, and is recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_messages.sql"))];
+
+/// A SQLite database. One connection: SQLite writes one transaction at a time anyway, and each call runs on
+/// Tokio's blocking pool so that the chat's tasks never wait on the disk.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it, and its directory, if needed) the database file at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        }
+        let connection = Connection::open(path)?;
+        // WAL: readers do not block the writer. FULL: a commit is on disk before `append` returns, so an
+        // acknowledged message survives a power cut, not just a crash.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        Self::ready(connection)
+    }
+
+    /// A database in memory, gone with the store: for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::ready(Connection::open_in_memory()?)
+    }
+
+    fn ready(mut connection: Connection) -> Result<Self, StoreError> {
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut connection)?;
+        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    /// Runs `work` with the connection on the blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let connection = self.connection.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                // A poisoned lock means a panic mid-call; SQLite rolled back whatever was open, so go on.
+                let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                work(&mut connection)
+            })
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+        })
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let transaction = connection.transaction()?;
+        let applied: Option<i64> = transaction
+            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |row| row.get(0))
+            .optional()?;
+        if applied.is_none() {
+            transaction.execute_batch(sql)?;
+            transaction
+                .execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())", [version])?;
+            tracing::info!(version, "applied a database migration");
+        }
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, room, seq, sender_id, sender_name, body, sent_at, client_id";
+
+/// A row in [`COLUMNS`] order, validated like anything else that arrives from outside.
+fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChatMessage, StoreError>> {
+    let text = |i: usize| row.get::<_, String>(i);
+    let (id, room, seq, sender_id, sender_name, body, sent_at, client_id) = (
+        text(0)?,
+        text(1)?,
+        row.get::<_, i64>(2)?,
+        text(3)?,
+        text(4)?,
+        text(5)?,
+        row.get::<_, i64>(6)?,
+        row.get::<_, Option<String>>(7)?,
+    );
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what} of message {id}: {e}"));
+    Ok((|| {
+        Ok(ChatMessage {
+            room: RoomName::parse(&room).map_err(|e| corrupt("room", &e))?,
+            seq: u64::try_from(seq).map_err(|e| corrupt("seq", &e))?,
+            from: Member {
+                id: MemberId(sender_id),
+                name: DisplayName::parse(&sender_name).map_err(|e| corrupt("sender", &e))?,
+            },
+            body: MessageBody::parse(&body).map_err(|e| corrupt("body", &e))?,
+            sent_at: UnixMillis(sent_at),
+            client_id: client_id.map(|c| ClientId::parse(&c)).transpose().map_err(|e| corrupt("client id", &e))?,
+            id: MessageId(id.clone()),
+        })
+    })())
+}
+
+/// Runs a query of whole messages.
+fn messages(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<ChatMessage>, StoreError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map(params, message)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Asks for one more row than `limit` to learn whether there are more; returns at most `limit`.
+fn page(mut messages: Vec<ChatMessage>, limit: usize) -> Page {
+    let has_more = messages.len() > limit;
+    messages.truncate(limit);
+    Page { messages, has_more }
+}
+
+impl MessageStore for SqliteStore {
+    fn append(&self, new: NewMessage) -> StoreFuture<'_, Appended> {
+        self.run(move |connection| {
+            // IMMEDIATE: take the write lock at once, so that reading the last seq and inserting the next one
+            // cannot interleave with another writer.
+            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(client_id) = &new.client_id {
+                let earlier = messages(
+                    &transaction,
+                    &format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND sender_id = ?2 AND client_id = ?3"),
+                    params![new.room.as_str(), new.from.id.0, client_id.as_str()],
+                )?;
+                if let Some(original) = earlier.into_iter().next() {
+                    return Ok(Appended::Duplicate(original));
+                }
+            }
+            let seq: i64 = transaction.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1",
+                [new.room.as_str()],
+                |row| row.get(0),
+            )?;
+            transaction.execute(
+                &format!("INSERT INTO messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    new.id.0,
+                    new.room.as_str(),
+                    seq,
+                    new.from.id.0,
+                    new.from.name.as_str(),
+                    new.body.as_str(),
+                    new.sent_at.0,
+                    new.client_id.as_ref().map(ClientId::as_str),
+                ],
+            )?;
+            transaction.commit()?;
+            let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
+            Ok(Appended::New(ChatMessage {
+                id: new.id,
+                room: new.room,
+                seq,
+                from: new.from,
+                body: new.body,
+                sent_at: new.sent_at,
+                client_id: new.client_id,
+            }))
+        })
+    }
+
+    fn latest(&self, room: RoomName, limit: usize) -> StoreFuture<'_, Page> {
+        self.run(move |connection| {
+            let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 ORDER BY seq DESC LIMIT ?2");
+            let mut newest_first = messages(connection, &sql, params![room.as_str(), limit as i64 + 1])?;
+            let has_more = newest_first.len() > limit;
+            newest_first.truncate(limit);
+            newest_first.reverse();
+            Ok(Page { messages: newest_first, has_more })
+        })
+    }
+
+    fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        self.run(move |connection| {
+            let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+            Ok(page(messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?, limit))
+        })
+    }
+
+    fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        self.run(move |connection| {
+            let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
+            let mut newest_first =
+                messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?;
+            let has_more = newest_first.len() > limit;
+            newest_first.truncate(limit);
+            newest_first.reverse();
+            Ok(Page { messages: newest_first, has_more })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(room: &str, from: &str, body: &str, client_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            id: MessageId(uuid::Uuid::new_v4().to_string()),
+            room: RoomName::parse(room).unwrap(),
+            from: Member { id: MemberId(from.to_lowercase()), name: DisplayName::parse(from).unwrap() },
+            body: MessageBody::parse(body).unwrap(),
+            sent_at: UnixMillis(1_700_000_000_000),
+            client_id: client_id.map(|c| ClientId::parse(c).unwrap()),
+        }
+    }
+
+    fn stored(appended: Appended) -> ChatMessage {
+        match appended {
+            Appended::New(message) => message,
+            Appended::Duplicate(message) => panic!("unexpected duplicate {message:?}"),
+        }
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_room_numbers_its_messages_from_one_without_gaps() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut seqs = Vec::new();
+        for (room, body) in [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3"), ("b", "2")] {
+            seqs.push((room, stored(store.append(new(room, "Ada", body, None)).await.unwrap()).seq));
+        }
+        assert_eq!(seqs, vec![("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_retried_client_id_returns_the_original_and_stores_nothing_new() {
+        let store = SqliteStore::in_memory().unwrap();
+        let original = stored(store.append(new("a", "Ada", "hello", Some("c-1"))).await.unwrap());
+        let again = store.append(new("a", "Ada", "hello", Some("c-1"))).await.unwrap();
+        assert_eq!(again, Appended::Duplicate(original.clone()));
+        // The same client id from someone else, or in another room, is another message.
+        assert_eq!(stored(store.append(new("a", "Bob", "hello", Some("c-1"))).await.unwrap()).seq, 2);
+        assert_eq!(stored(store.append(new("b", "Ada", "hello", Some("c-1"))).await.unwrap()).seq, 1);
+        assert_eq!(store.latest(room("a"), 10).await.unwrap().messages.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn pages_come_oldest_first_and_say_whether_there_is_more() {
+        let store = SqliteStore::in_memory().unwrap();
+        for i in 1..=5 {
+            store.append(new("a", "Ada", &format!("m{i}"), None)).await.unwrap();
+        }
+        let bodies = |page: &Page| page.messages.iter().map(|m| m.body.to_string()).collect::<Vec<_>>();
+        let latest = store.latest(room("a"), 2).await.unwrap();
+        assert_eq!((bodies(&latest), latest.has_more), (vec!["m4".into(), "m5".into()], true));
+        let after = store.after(room("a"), 2, 2).await.unwrap();
+        assert_eq!((bodies(&after), after.has_more), (vec!["m3".into(), "m4".into()], true));
+        let rest = store.after(room("a"), 4, 10).await.unwrap();
+        assert_eq!((bodies(&rest), rest.has_more), (vec!["m5".into()], false));
+        let before = store.before(room("a"), 3, 10).await.unwrap();
+        assert_eq!((bodies(&before), before.has_more), (vec!["m1".into(), "m2".into()], false));
+        assert_eq!(store.latest(room("empty"), 10).await.unwrap(), Page::default());
+    }
+
+    #[tokio::test]
+    async fn a_database_file_is_created_with_its_directory_and_survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("causerie-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("nested").join("chat.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap();
+        }
+        let reopened = SqliteStore::open(&path).unwrap();
+        let page = reopened.latest(room("a"), 10).await.unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].body.as_str(), "kept");
+        // Migrations ran once: reopening applied nothing twice and the dedup index is still there.
+        assert!(matches!(reopened.append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap(), Appended::Duplicate(_)));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

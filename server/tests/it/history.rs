@@ -1,0 +1,113 @@
+//! Durable messages: numbering, history on join, resuming after a gap, retries stored once, restarts.
+
+use protocol::{
+    AckResult, ChatMessage, ClientId, ErrorCode, HistoryPage, JoinRoom, LoadHistory, MessageAccepted, MessageBody,
+    RoomName, SendMessage,
+};
+use server::Config;
+
+use crate::helpers::{PATIENCE, join, next, refusal, spawn_app, spawn_app_with, within};
+
+fn room(name: &str) -> RoomName {
+    RoomName::parse(name).unwrap()
+}
+
+fn send(body: &str, client_id: Option<&str>) -> SendMessage {
+    SendMessage {
+        room: room("general"),
+        body: MessageBody::parse(body).unwrap(),
+        client_id: client_id.map(|id| ClientId::parse(id).unwrap()),
+    }
+}
+
+fn bodies(messages: &[ChatMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.body.as_str()).collect()
+}
+
+#[tokio::test]
+async fn messages_are_numbered_in_their_room_and_come_back_with_a_join() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    for (i, body) in ["one", "two", "three"].into_iter().enumerate() {
+        let accepted: MessageAccepted = within("the ack", ada.request(&send(body, None), PATIENCE)).await.unwrap();
+        assert_eq!(accepted.message.seq, i as u64 + 1);
+    }
+    let (_b, bob) = app.connect("Bob").await;
+    let joined = join(&bob, "general").await;
+    assert_eq!(bodies(&joined.history), vec!["one", "two", "three"]);
+    assert!(!joined.has_more);
+}
+
+#[tokio::test]
+async fn a_rejoin_with_since_gets_exactly_what_was_missed_in_order() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    for body in ["seen 1", "seen 2", "missed 3", "missed 4"] {
+        within("the ack", ada.request(&send(body, None), PATIENCE)).await.unwrap();
+    }
+    let (_b, bob) = app.connect("Bob").await;
+    let request = JoinRoom { room: room("general"), since: Some(2) };
+    let joined = within("the join", bob.request(&request, PATIENCE)).await.unwrap();
+    assert_eq!(bodies(&joined.history), vec!["missed 3", "missed 4"]);
+    assert_eq!(joined.history.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4]);
+}
+
+#[tokio::test]
+async fn a_retried_send_is_stored_and_delivered_once_and_acknowledged_with_the_original() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut inbox = bob.on::<ChatMessage>();
+
+    let first: MessageAccepted = within("the ack", ada.request(&send("once", Some("c-42")), PATIENCE)).await.unwrap();
+    let retry: MessageAccepted = within("the retry", ada.request(&send("once", Some("c-42")), PATIENCE)).await.unwrap();
+    assert_eq!(retry.message, first.message);
+    let marker: MessageAccepted = within("a marker", ada.request(&send("marker", None), PATIENCE)).await.unwrap();
+    assert_eq!(marker.message.seq, 2, "the retry took no number");
+
+    // Bob's connection is in order: a second copy would come before the marker.
+    assert_eq!(next("the message", &mut inbox).await.body.as_str(), "once");
+    assert_eq!(next("the marker", &mut inbox).await.body.as_str(), "marker");
+    let (_c, carol) = app.connect("Carol").await;
+    assert_eq!(bodies(&join(&carol, "general").await.history), vec!["once", "marker"]);
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_a_restart_of_the_server() {
+    let database = std::env::temp_dir().join(format!("causerie-restart-{}.db", uuid::Uuid::new_v4()));
+    let config = Config { database: database.clone(), ..Config::default() };
+    {
+        let app = spawn_app_with(config.clone()).await;
+        let (_a, ada) = app.member("Ada", "general").await;
+        within("the ack", ada.request(&send("before the restart", Some("c-1")), PATIENCE)).await.unwrap();
+    }
+    let app = spawn_app_with(config).await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let accepted: MessageAccepted = within("the ack", ada.request(&send("after", None), PATIENCE)).await.unwrap();
+    assert_eq!(accepted.message.seq, 2, "numbering goes on where it stopped");
+    let (_b, bob) = app.connect("Bob").await;
+    assert_eq!(bodies(&join(&bob, "general").await.history), vec!["before the restart", "after"]);
+    drop(app);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+}
+
+#[tokio::test]
+async fn older_messages_load_page_by_page_for_members_only() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    for i in 1..=3 {
+        within("the ack", ada.request(&send(&format!("m{i}"), None), PATIENCE)).await.unwrap();
+    }
+    let older: HistoryPage =
+        within("a page", ada.request(&LoadHistory { room: room("general"), before: 3 }, PATIENCE)).await.unwrap();
+    assert_eq!((bodies(&older.messages), older.has_more), (vec!["m1", "m2"], false));
+
+    let (_e, eve) = app.connect("Eve").await;
+    let ack: AckResult<HistoryPage> =
+        within("the ack", eve.emit_with_ack(&LoadHistory { room: room("general"), before: 3 }, PATIENCE))
+            .await
+            .unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::NotInRoom);
+}
