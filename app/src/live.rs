@@ -8,13 +8,146 @@ use futures::StreamExt;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
-    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, DisplayName, ErrorCode, JoinRoom,
+    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, JoinRoom,
     LOBBY_NAMESPACE, MemberId, MemberJoined, MemberLeft, MessageBody, PrivateMessage, RemoveMember, Removed, RoomName,
     RoomSummary, RoomsSnapshot, SendMessage, SendPrivate, Stats, Typing, TypingNotice,
 };
-use sio_client::{Client, ConnectionState, RequestError, Socket, SocketEvent};
+use sio_client::{AckError, Client, ConnectionState, RequestError, Socket, SocketEvent};
 
-use crate::pages::{AdminState, RoomState, Status};
+use crate::pages::{AdminState, Pending, RoomState, Status};
+
+/// A message that got no answer this many times in a row shows as failed, with a retry button.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// This tab's unacknowledged messages to one room, in order, mirrored in the browser's `localStorage` so that a
+/// reload (or a crash) keeps them. Each keeps its client id for good: however often it is sent, the server stores
+/// it once.
+#[derive(Clone)]
+struct Outbox {
+    room: RoomName,
+    state: RoomState,
+    entries: Arc<std::sync::Mutex<Vec<Pending>>>,
+    /// One flush at a time, so that messages go out in order.
+    flushing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outbox {
+    fn key(room: &RoomName) -> String {
+        format!("causerie.outbox.{}", room.as_str())
+    }
+
+    fn storage() -> Option<web_sys::Storage> {
+        window().local_storage().ok().flatten()
+    }
+
+    /// The outbox left by an earlier page of this room, shown at once as pending.
+    fn load(room: RoomName, state: RoomState) -> Self {
+        let entries: Vec<Pending> = Self::storage()
+            .and_then(|storage| storage.get_item(&Self::key(&room)).ok().flatten())
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        // Shown once the page is hydrated: the server rendered an empty conversation, and hydration must find
+        // exactly that.
+        let restored = entries.clone();
+        Effect::new(move |_| {
+            for pending in &restored {
+                state.set_pending(pending.clone());
+            }
+        });
+        Self { room, state, entries: Arc::new(std::sync::Mutex::new(entries)), flushing: Default::default() }
+    }
+
+    /// Runs `change` on the entries, then saves them and returns what `change` returned.
+    fn update<T>(&self, change: impl FnOnce(&mut Vec<Pending>) -> T) -> T {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = change(&mut entries);
+        if let Some(storage) = Self::storage() {
+            let saved = match serde_json::to_string(&*entries) {
+                Ok(json) if entries.is_empty() => storage.remove_item(&Self::key(&self.room)).map(|_| json),
+                Ok(json) => storage.set_item(&Self::key(&self.room), &json).map(|_| json),
+                Err(e) => Ok(e.to_string()),
+            };
+            if saved.is_err() {
+                leptos::logging::warn!("the outbox could not be saved in localStorage");
+            }
+        }
+        result
+    }
+
+    fn push(&self, pending: Pending) {
+        self.state.set_pending(pending.clone());
+        self.update(|entries| entries.push(pending));
+    }
+
+    fn first_unsent(&self) -> Option<Pending> {
+        self.update(|entries| entries.iter().find(|p| p.failed.is_none()).cloned())
+    }
+
+    fn sent(&self, client_id: &ClientId) {
+        self.update(|entries| entries.retain(|p| &p.client_id != client_id));
+    }
+
+    fn change(&self, client_id: &ClientId, how: impl FnOnce(&mut Pending)) {
+        let changed = self.update(|entries| {
+            entries.iter_mut().find(|p| &p.client_id == client_id).map(|pending| {
+                how(pending);
+                pending.clone()
+            })
+        });
+        if let Some(pending) = changed {
+            self.state.set_pending(pending);
+        }
+    }
+
+    /// Sends the unsent messages, oldest first, while the room is joined. Stops at the first one that gets no
+    /// answer for good; the next join (after a reconnection) calls this again.
+    fn flush(&self, socket: Socket) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.flushing.swap(true, SeqCst) {
+            return;
+        }
+        let outbox = self.clone();
+        spawn_local(async move {
+            while outbox.state.joined.get_untracked() {
+                let Some(next) = outbox.first_unsent() else { break };
+                let request = SendMessage {
+                    room: outbox.room.clone(),
+                    body: next.body.clone(),
+                    client_id: Some(next.client_id.clone()),
+                };
+                match socket.request(&request, REQUEST_TIMEOUT).await {
+                    Ok(accepted) => {
+                        outbox.sent(&next.client_id);
+                        outbox.state.add_message(accepted.message);
+                        outbox.state.error.try_set(None);
+                    }
+                    // The connection was replaced before this send: the rejoin flushes again.
+                    Err(RequestError::Rejected(error)) if error.code == ErrorCode::NotInRoom => break,
+                    // The server will not take it as it is: say why, and let the person retry.
+                    Err(RequestError::Rejected(error)) => {
+                        outbox.change(&next.client_id, |pending| pending.failed = Some(error.message));
+                    }
+                    // No answer in time: the same client id goes again (the server keeps one copy whatever
+                    // happened to the earlier attempts), up to a point.
+                    Err(RequestError::Ack(AckError::Timeout)) => {
+                        outbox.change(&next.client_id, |pending| {
+                            pending.attempts += 1;
+                            if pending.attempts >= MAX_ATTEMPTS {
+                                pending.failed = Some("the server did not answer. Check your connection.".to_owned());
+                            }
+                        });
+                    }
+                    // The connection went away: the rejoin after the reconnection flushes again.
+                    Err(RequestError::Ack(AckError::Closed | AckError::Emit(_))) => break,
+                    Err(RequestError::Ack(e)) => {
+                        outbox.change(&next.client_id, |pending| pending.failed = Some(e.to_string()));
+                    }
+                }
+            }
+            outbox.flushing.store(false, SeqCst);
+        });
+    }
+}
 
 /// How long a request may wait for the server's acknowledgement.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +210,7 @@ pub struct Chat {
     socket: Option<Socket>,
     room: RoomName,
     state: RoomState,
+    outbox: Outbox,
     /// When this tab last said it was typing: the page's clock in ms, as `f64` bits. (The browser has one thread;
     /// the atomic only makes `Chat` storable in Leptos's `Send` storage.)
     typing_sent_at: Arc<AtomicU64>,
@@ -85,11 +219,12 @@ pub struct Chat {
 impl Chat {
     pub fn connect(room: RoomName, name: DisplayName, state: RoomState) -> Self {
         let typing_sent_at = Arc::new(AtomicU64::new(0));
+        let outbox = Outbox::load(room.clone(), state);
         let client = match client() {
             Ok(client) => client,
             Err(reason) => {
                 state.status.set(Status::Offline(reason));
-                return Self { socket: None, room, state, typing_sent_at };
+                return Self { socket: None, room, state, outbox, typing_sent_at };
             }
         };
         // No session in `auth`: the browser's session cookie goes with the handshake, and the server reads it.
@@ -97,10 +232,11 @@ impl Chat {
             Ok(socket) => socket,
             Err(e) => {
                 state.status.set(Status::Offline(format!("could not prepare the connection: {e}")));
-                return Self { socket: None, room, state, typing_sent_at };
+                return Self { socket: None, room, state, outbox, typing_sent_at };
             }
         };
         watch_status(&client, state.status);
+        let join_outbox = outbox.clone();
 
         let mut lifecycle = socket.lifecycle();
         let join_socket = socket.clone();
@@ -120,6 +256,8 @@ impl Chat {
                                 }
                                 state.joined_as(joined.you, joined.members);
                                 state.error.try_set(None);
+                                // Whatever was written while away (or before a reload) goes out now, in order.
+                                join_outbox.flush(join_socket.clone());
                             }
                             Err(RequestError::Rejected(error)) if error.code == ErrorCode::NameInUse => {
                                 // The form explains it, and lets the person pick another name.
@@ -191,27 +329,28 @@ impl Chat {
 
         // Leaving the page closes the connection; the tasks above end with it.
         on_cleanup(move || client.close());
-        Self { socket: Some(socket), room, state, typing_sent_at }
+        Self { socket: Some(socket), room, state, outbox, typing_sent_at }
     }
 
-    /// Sends a message to the room; it is shown once the server accepted it.
+    /// Sends a message to the room: shown at once as "sending", and as sent once the server stored it. Kept (and
+    /// retried with the same client id) until then, across reconnections and reloads.
     pub fn send(&self, body: MessageBody) {
-        let Some(socket) = self.socket.clone() else { return };
-        let request = SendMessage { room: self.room.clone(), body, client_id: Some(client_id()) };
-        let state = self.state;
         self.typing_sent_at.store(0, Ordering::Relaxed);
-        spawn_local(async move {
-            match socket.request(&request, REQUEST_TIMEOUT).await {
-                Ok(accepted) => {
-                    state.add_message(accepted.message);
-                    // The newest outcome is what the person needs to see: a success clears an earlier failure.
-                    state.error.try_set(None);
-                }
-                Err(e) => {
-                    state.error.try_set(Some(format!("Not sent: {e}")));
-                }
-            }
+        self.outbox.push(Pending { client_id: client_id(), body, failed: None, attempts: 0 });
+        if let Some(socket) = self.socket.clone() {
+            self.outbox.flush(socket);
+        }
+    }
+
+    /// Tries a failed message again, under its original client id.
+    pub fn retry(&self, client_id: ClientId) {
+        self.outbox.change(&client_id, |pending| {
+            pending.failed = None;
+            pending.attempts = 0;
         });
+        if let Some(socket) = self.socket.clone() {
+            self.outbox.flush(socket);
+        }
     }
 
     /// Sends a private message to `to`, who must be in the room.

@@ -13,5 +13,7 @@ test("sending faster than the limit shows why a message was not sent", async ({ 
   }
   await room.say("one too many");
   await expect(page.getByRole("alert").filter({ hasText: "You are sending messages too fast." })).toBeVisible();
-  await expect(room.message("one too many")).toHaveCount(0);
+  // It stays on the page, marked as not sent, with a way to try again later.
+  await expect(room.message("one too many")).toHaveAttribute("data-delivery", "failed");
+  await expect(room.message("one too many").getByRole("button", { name: "Retry" })).toBeVisible();
 });

@@ -5,7 +5,9 @@ use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use protocol::{ChatMessage, DisplayName, LeaveReason, Member, MemberId, MessageBody, PrivateMessage, RoomName};
+use protocol::{
+    ChatMessage, ClientId, DisplayName, LeaveReason, Member, MemberId, MessageBody, PrivateMessage, RoomName,
+};
 
 use crate::urls::{encode_component, join_url};
 
@@ -51,6 +53,20 @@ pub enum Item {
         key: String,
         text: String,
     },
+    /// One of this person's messages the server has not acknowledged yet.
+    Pending(Pending),
+}
+
+/// A message on its way: shown at once as "sending", "failed" (with a retry button) when it cannot be sent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub client_id: ClientId,
+    pub body: MessageBody,
+    /// Why it failed for good, in words; `None` while it is still being sent.
+    pub failed: Option<String>,
+    /// Attempts that ended without an answer.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 impl Item {
@@ -59,6 +75,7 @@ impl Item {
             Item::Message(message) => message.id.0.clone(),
             Item::Private(message) => format!("p:{}", message.id.0),
             Item::Notice { key, .. } => key.clone(),
+            Item::Pending(pending) => format!("c:{}:{}", pending.client_id.as_str(), pending.failed.is_some()),
         }
     }
 
@@ -67,7 +84,7 @@ impl Item {
         match self {
             Item::Message(message) => Some(&message.from),
             Item::Private(message) => Some(&message.from),
-            Item::Notice { .. } => None,
+            Item::Notice { .. } | Item::Pending(_) => None,
         }
     }
 }
@@ -124,10 +141,26 @@ impl RoomState {
     }
 
     /// Adds a message unless it is already shown, in its room's order (`seq`): a replayed message that arrives
-    /// after a newer live one still lands in its place. Its author has stopped typing.
+    /// after a newer live one still lands in its place. Its author has stopped typing. If it is one of this
+    /// person's pending messages (same client id), it takes that one's place.
     pub fn add_message(&self, message: ChatMessage) {
         self.stopped_typing(&message.from.id);
-        self.items.try_update(|items| insert_in_order(items, message));
+        self.items.try_update(|items| {
+            if let Some(client_id) = &message.client_id {
+                items.retain(|item| !matches!(item, Item::Pending(p) if &p.client_id == client_id));
+            }
+            insert_in_order(items, message);
+        });
+    }
+
+    /// Shows (or updates) a pending message, at the end until it is sent.
+    pub fn set_pending(&self, pending: Pending) {
+        self.items.try_update(|items| {
+            match items.iter_mut().find(|item| matches!(item, Item::Pending(p) if p.client_id == pending.client_id)) {
+                Some(item) => *item = Item::Pending(pending),
+                None => items.push(Item::Pending(pending)),
+            }
+        });
     }
 
     /// The highest `seq` shown: what to resume after.
@@ -229,8 +262,11 @@ fn insert_in_order(items: &mut Vec<Item>, message: ChatMessage) {
     let after = items.iter().rposition(|item| matches!(item, Item::Message(m) if m.seq < message.seq));
     let newer_follows = items.iter().any(|item| matches!(item, Item::Message(m) if m.seq > message.seq));
     match (after, newer_follows) {
-        // The usual case: the newest message goes at the end, after any notices.
-        (_, false) => items.push(Item::Message(message)),
+        // The usual case: the newest message goes at the end, after any notices but before pending messages.
+        (_, false) => {
+            let at = items.iter().position(|item| matches!(item, Item::Pending(_))).unwrap_or(items.len());
+            items.insert(at, Item::Message(message));
+        }
         (Some(index), true) => items.insert(index + 1, Item::Message(message)),
         (None, true) => items.insert(0, Item::Message(message)),
     }
@@ -355,6 +391,12 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
         ev.prevent_default();
         send();
     };
+    let retry = Callback::new(move |client_id: ClientId| {
+        #[cfg(feature = "hydrate")]
+        chat.with_value(|chat| chat.retry(client_id));
+        #[cfg(not(feature = "hydrate"))]
+        let _ = client_id;
+    });
     // Enter sends; Shift+Enter starts a new line, as in every chat.
     let on_keydown = move |ev: KeyboardEvent| {
         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
@@ -420,7 +462,7 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
                 <div class="conversation">
                     <ol class="messages" data-testid="messages" aria-live="polite" node_ref=list on:scroll=on_scroll>
                         <For each=move || grouped(&state.items.read()) key=|(item, _)| item.key() let:entry>
-                            <Line item=entry.0 continued=entry.1 me=state.me />
+                            <Line item=entry.0 continued=entry.1 me=state.me retry />
                         </For>
                     </ol>
                     <Show when=move || unread.get()>
@@ -528,7 +570,26 @@ fn grouped(items: &[Item]) -> Vec<(Item, bool)> {
 }
 
 #[component]
-fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>) -> impl IntoView {
+fn PendingLine(pending: Pending, retry: Callback<ClientId>) -> impl IntoView {
+    let client_id = pending.client_id.clone();
+    let state = if pending.failed.is_some() { "failed" } else { "sending" };
+    view! {
+        <li class="message pending" data-testid="message" data-delivery=state>
+            <p class="body">{body(pending.body.as_str())}</p>
+            {match pending.failed {
+                None => view! { <span class="delivery">"Sending…"</span> }.into_any(),
+                Some(reason) => view! {
+                    <span class="delivery failed" role="alert">"Not sent: " {reason} " "
+                        <button type="button" class="link" on:click=move |_| retry.run(client_id.clone())>"Retry"</button>
+                    </span>
+                }.into_any(),
+            }}
+        </li>
+    }
+}
+
+#[component]
+fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callback<ClientId>) -> impl IntoView {
     match item {
         Item::Message(message) => view! {
             <li class="message" class:continued=continued data-testid="message">
@@ -556,6 +617,7 @@ fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>) -> impl IntoV
             .into_any()
         }
         Item::Notice { text, .. } => view! { <li class="system-notice" data-testid="notice">{text}</li> }.into_any(),
+        Item::Pending(pending) => view! { <PendingLine pending retry /> }.into_any(),
     }
 }
 

@@ -1,0 +1,53 @@
+import { expect, test } from "@playwright/test";
+import { RoomPage, unique, waitForHydration, withPeople } from "./fixtures/pages";
+import { RESTRICTED_SERVER } from "./fixtures/servers";
+
+// Long-polling only: going offline fails the next request at once, so the page knows it is offline.
+test.use({ baseURL: RESTRICTED_SERVER });
+
+test("a message written offline shows as sending and is delivered once when the browser is back", async ({
+  browser,
+}) => {
+  const room = unique("offline");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+
+    // The page is not told: the message goes into a dead network, and the client finds out on its own.
+    await ada.page.context().setOffline(true);
+    await ada.say("written on the train");
+    await expect(ada.message("written on the train")).toHaveAttribute("data-delivery", "sending");
+
+    await ada.page.context().setOffline(false);
+    await expect(bob.message("written on the train")).toHaveCount(1);
+    await expect(ada.message("written on the train")).not.toHaveAttribute("data-delivery", /.+/);
+    await expect(ada.message("written on the train")).toHaveCount(1);
+    // Delivered once: a later message follows it, and there is still one copy everywhere.
+    await bob.say("welcome back");
+    await expect(ada.message("welcome back")).toHaveCount(1);
+    await expect(bob.message("written on the train")).toHaveCount(1);
+  });
+});
+
+test("a message still pending when the page is reloaded is sent after the reload", async ({ browser }) => {
+  const room = unique("reload");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+
+    await ada.page.context().setOffline(true);
+    await ada.say("survives a reload");
+    await expect(ada.message("survives a reload")).toHaveAttribute("data-delivery", "sending");
+
+    // Close this page while offline and open the room again once online: the browser's storage kept it.
+    const context = ada.page.context();
+    await ada.page.close();
+    await context.setOffline(false);
+    const again = new RoomPage(await context.newPage());
+    await again.page.goto(`/r/${room}?name=Ada`);
+    await waitForHydration(again.page);
+    await expect(bob.message("survives a reload")).toHaveCount(1);
+    await expect(again.message("survives a reload")).toHaveCount(1);
+    await expect(again.message("survives a reload")).not.toHaveAttribute("data-delivery", /.+/);
+  });
+});
