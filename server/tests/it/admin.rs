@@ -2,22 +2,17 @@
 
 use protocol::{
     ADMIN_NAMESPACE, AckResult, AdminAuth, CHAT_NAMESPACE, ChatAuth, DisplayName, ErrorCode, LOBBY_NAMESPACE,
-    LeaveReason, MemberLeft, MemberRemoved, MessageBody, RemoveMember, Removed, RoomName, RoomsSnapshot, SendMessage,
-    Stats,
+    LeaveReason, MemberLeft, MemberRemoved, MessageBody, RemoveMember, Removed, RoomsSnapshot, SendMessage, Stats,
 };
 use server::Config;
 use sio_client::{Client, SocketEvent};
 
-use crate::helpers::{PATIENCE, TestApp, join, next, refusal, spawn_app_with, within};
+use crate::helpers::{PATIENCE, TestApp, join, next, refusal, room, spawn_app_with, within};
 
 const TOKEN: &str = "test-admin-token-123";
 
 async fn app_with_admin() -> TestApp {
     spawn_app_with(Config { admin_token: Some(TOKEN.into()), ..Config::default() }).await
-}
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).unwrap()
 }
 
 #[tokio::test]

@@ -92,6 +92,11 @@ impl TestApp {
     }
 }
 
+/// A room name the tests know to be valid.
+pub fn room(name: &str) -> RoomName {
+    RoomName::parse(name).unwrap()
+}
+
 /// Joins `room`, failing the test if the server refuses.
 pub async fn join(socket: &Socket, room: &str) -> Joined {
     let request = JoinRoom { room: RoomName::parse(room).unwrap(), since: None };

@@ -2,15 +2,11 @@
 
 use protocol::{
     AckResult, ChatMessage, ClientId, ErrorCode, HistoryPage, JoinRoom, LoadHistory, MessageAccepted, MessageBody,
-    RoomName, SendMessage,
+    SendMessage,
 };
 use server::Config;
 
-use crate::helpers::{PATIENCE, join, next, refusal, spawn_app, spawn_app_with, within};
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).unwrap()
-}
+use crate::helpers::{PATIENCE, join, next, refusal, room, spawn_app, spawn_app_with, within};
 
 fn send(body: &str, client_id: Option<&str>) -> SendMessage {
     SendMessage {

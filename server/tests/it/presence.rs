@@ -2,15 +2,11 @@
 
 use protocol::{
     AckResult, ErrorCode, JoinRoom, Joined, LeaveReason, MemberJoined, MemberLeft, MessageBody, PrivateAccepted,
-    PrivateMessage, RoomName, SendMessage, SendPrivate, Typing, TypingNotice,
+    PrivateMessage, SendMessage, SendPrivate, Typing, TypingNotice,
 };
 use server::Config;
 
-use crate::helpers::{PATIENCE, RawSocket, join, next, refusal, spawn_app, spawn_app_with, within};
-
-fn room(name: &str) -> RoomName {
-    RoomName::parse(name).unwrap()
-}
+use crate::helpers::{PATIENCE, RawSocket, join, next, refusal, room, spawn_app, spawn_app_with, within};
 
 #[tokio::test]
 async fn a_name_in_use_in_the_room_is_refused_whatever_its_case_but_free_elsewhere() {
