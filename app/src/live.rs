@@ -80,7 +80,9 @@ impl Outbox {
     }
 
     fn first_unsent(&self) -> Option<Pending> {
-        self.update(|entries| entries.iter().find(|p| p.failed.is_none()).cloned())
+        // A read: no need to write the outbox back to storage.
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.iter().find(|p| p.failed.is_none()).cloned()
     }
 
     fn sent(&self, client_id: &ClientId) {

@@ -169,6 +169,24 @@ fn spend(hub: &Hub, me: &Identity) -> Result<(), ErrorBody> {
     })
 }
 
+/// The checks every message passes, in this order: the sender's budget first (a flood of invalid payloads costs
+/// as much as a flood of messages), then the payload, then membership of the room it names.
+fn admit<T>(
+    hub: &Hub,
+    me: &Identity,
+    connection: socketioxide::socket::Sid,
+    request: Result<T, impl std::fmt::Display>,
+    room: impl FnOnce(&T) -> &protocol::RoomName,
+) -> Result<T, ErrorBody> {
+    spend(hub, me)?;
+    let request = request.map_err(invalid_payload)?;
+    let room = room(&request);
+    if !hub.presence.is_in(room, connection) {
+        return Err(not_in_room(room));
+    }
+    Ok(request)
+}
+
 fn not_in_room(room: &protocol::RoomName) -> ErrorBody {
     ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{room} before sending to it."))
 }
@@ -181,17 +199,10 @@ async fn on_send(
     TryData(request): TryData<SendMessage>,
     ack: AckSender,
 ) {
-    // Counted before anything else: a flood of invalid payloads costs as much as a flood of messages.
-    if let Err(refusal) = spend(&hub, &me) {
-        return reply::<MessageAccepted>(ack, Err(refusal));
-    }
-    let request = match request {
+    let request = match admit(&hub, &me, socket.id, request, |request: &SendMessage| &request.room) {
         Ok(request) => request,
-        Err(e) => return reply::<MessageAccepted>(ack, Err(invalid_payload(e))),
+        Err(refusal) => return reply::<MessageAccepted>(ack, Err(refusal)),
     };
-    if !hub.presence.is_in(&request.room, socket.id) {
-        return reply::<MessageAccepted>(ack, Err(not_in_room(&request.room)));
-    }
     let new = NewMessage {
         id: new_id(),
         room: request.room,
@@ -251,16 +262,10 @@ async fn on_private(
     TryData(request): TryData<SendPrivate>,
     ack: AckSender,
 ) {
-    if let Err(refusal) = spend(&hub, &me) {
-        return reply::<PrivateAccepted>(ack, Err(refusal));
-    }
-    let request = match request {
+    let request = match admit(&hub, &me, socket.id, request, |request: &SendPrivate| &request.room) {
         Ok(request) => request,
-        Err(e) => return reply::<PrivateAccepted>(ack, Err(invalid_payload(e))),
+        Err(refusal) => return reply::<PrivateAccepted>(ack, Err(refusal)),
     };
-    if !hub.presence.is_in(&request.room, socket.id) {
-        return reply::<PrivateAccepted>(ack, Err(not_in_room(&request.room)));
-    }
     if request.to == me.member.id {
         let error = ErrorBody::new(ErrorCode::InvalidPayload, "A private message goes to someone else.");
         return reply::<PrivateAccepted>(ack, Err(error));

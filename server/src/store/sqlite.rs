@@ -185,14 +185,8 @@ impl MessageStore for SqliteStore {
     }
 
     fn latest(&self, room: RoomName, limit: usize) -> StoreFuture<'_, Page> {
-        self.run(move |connection| {
-            let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 ORDER BY seq DESC LIMIT ?2");
-            let mut newest_first = messages(connection, &sql, params![room.as_str(), limit as i64 + 1])?;
-            let has_more = newest_first.len() > limit;
-            newest_first.truncate(limit);
-            newest_first.reverse();
-            Ok(Page { messages: newest_first, has_more })
-        })
+        // Every seq is below the largest one there can be.
+        self.before(room, u64::MAX, limit)
     }
 
     fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
@@ -205,12 +199,10 @@ impl MessageStore for SqliteStore {
     fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
         self.run(move |connection| {
             let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
-            let mut newest_first =
-                messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?;
-            let has_more = newest_first.len() > limit;
-            newest_first.truncate(limit);
-            newest_first.reverse();
-            Ok(Page { messages: newest_first, has_more })
+            let newest_first = messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?;
+            let mut page = page(newest_first, limit);
+            page.messages.reverse();
+            Ok(page)
         })
     }
 }
