@@ -3,7 +3,7 @@
 //! so it names the questions here. Answers reach the browser through `SharedValue`, so hydration sees exactly what
 //! the server rendered.
 
-use protocol::{DisplayName, RoomName, RoomSummary};
+use protocol::{DisplayName, HistoryPage, RoomName, RoomSummary};
 
 /// The server's answers to the pages' questions.
 #[cfg(feature = "ssr")]
@@ -18,12 +18,49 @@ pub trait Directory: Send + Sync + 'static {
 
     /// The active rooms, busiest first.
     fn rooms(&self) -> Vec<RoomSummary>;
+
+    /// The latest messages of `room` ([`HistoryPage::SIZE`] at most), or `None` if they cannot be read now.
+    fn latest_messages(&self, room: RoomName) -> LatestFuture;
 }
+
+/// What [`Directory::latest_messages`] returns: boxed, so that the directory stays a trait object.
+#[cfg(feature = "ssr")]
+pub type LatestFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<HistoryPage>> + Send>>;
 
 /// The [`Directory`] as Leptos context.
 #[cfg(feature = "ssr")]
 #[derive(Clone)]
 pub struct SharedDirectory(pub std::sync::Arc<dyn Directory>);
+
+/// Reads a room's latest messages for the room page. Made while rendering (where the server's context is), then
+/// awaited in the page's resource. In the browser it reads nothing: the page's data comes from the server's
+/// render, and the socket's join brings the rest.
+#[derive(Clone)]
+pub struct LatestMessages {
+    #[cfg(feature = "ssr")]
+    directory: Option<SharedDirectory>,
+}
+
+impl LatestMessages {
+    pub fn from_context() -> Self {
+        Self {
+            #[cfg(feature = "ssr")]
+            directory: leptos::prelude::use_context::<SharedDirectory>(),
+        }
+    }
+
+    /// The latest messages of `room`, or an empty page when there is none to read (or no valid room).
+    pub async fn read(self, room: Option<RoomName>) -> HistoryPage {
+        let empty = HistoryPage { messages: Vec::new(), has_more: false };
+        #[cfg(feature = "ssr")]
+        if let (Some(directory), Some(room)) = (self.directory, room) {
+            return directory.0.latest_messages(room).await.unwrap_or(empty);
+        }
+        #[cfg(not(feature = "ssr"))]
+        let _ = room;
+        empty
+    }
+}
 
 /// Why the visitor could not join `room` as `name`, asked of the server while it renders. In the browser it is
 /// `None`: the server's own answer arrives through the page's `SharedValue`, and the socket has the last word.

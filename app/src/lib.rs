@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 pub mod directory;
 #[cfg(feature = "hydrate")]
@@ -47,7 +47,9 @@ pub fn App() -> impl IntoView {
             <Router>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::JoinPage />
-                    <Route path=path!("/r/:room") view=pages::RoomPage />
+                    // Rendered whole once the room's latest messages are read: out-of-order streaming would
+                    // need JavaScript to put them in place.
+                    <Route path=path!("/r/:room") view=pages::RoomPage ssr=SsrMode::Async />
                     <Route path=path!("/admin") view=pages::AdminPage />
                 </Routes>
             </Router>

@@ -8,9 +8,9 @@ use futures::StreamExt;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
-    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, JoinRoom,
-    LOBBY_NAMESPACE, MemberId, MemberJoined, MemberLeft, MessageBody, PrivateMessage, RemoveMember, Removed, RoomName,
-    RoomSummary, RoomsSnapshot, SendMessage, SendPrivate, Stats, Typing, TypingNotice,
+    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, HistoryFrom,
+    JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberId, MemberJoined, MemberLeft, MessageBody, PrivateMessage,
+    RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendMessage, SendPrivate, Stats, Typing, TypingNotice,
 };
 use sio_client::{AckError, Client, ConnectionState, RequestError, Socket, SocketEvent};
 
@@ -46,8 +46,8 @@ impl Outbox {
             .and_then(|storage| storage.get_item(&Self::key(&room)).ok().flatten())
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default();
-        // Shown once the page is hydrated: the server rendered an empty conversation, and hydration must find
-        // exactly that.
+        // Shown once the page is hydrated: the server rendered no pending messages, and hydration must find exactly
+        // what it rendered.
         let restored = entries.clone();
         Effect::new(move |_| {
             for pending in &restored {
@@ -207,6 +207,31 @@ fn on_each<E: protocol::Event + 'static>(socket: &Socket, mut apply: impl FnMut(
     });
 }
 
+/// Loads the rest of what was missed, page by page, after the join brought the first [`protocol::Joined::MAX_HISTORY`]
+/// (up to `after`). It pages from its own cursor, not from the newest message shown: live messages keep arriving
+/// meanwhile, and paging after them would skip the gap.
+async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after: u64) {
+    loop {
+        let request = LoadHistory { room: room.clone(), from: HistoryFrom::After(after) };
+        match socket.request(&request, REQUEST_TIMEOUT).await {
+            Ok(page) => {
+                let Some(last) = page.messages.last().map(|m| m.seq) else { return };
+                after = last;
+                for message in page.messages {
+                    state.add_message(message);
+                }
+                if !page.has_more {
+                    return;
+                }
+            }
+            Err(e) => {
+                state.error.try_set(Some(format!("Some missed messages could not be loaded: {e}")));
+                return;
+            }
+        }
+    }
+}
+
 /// One room's connection. The connection closes when the page is left.
 pub struct Chat {
     socket: Option<Socket>,
@@ -250,14 +275,27 @@ impl Chat {
                     // again each time the namespace connects, unless an admin removed this person.
                     SocketEvent::Connected { .. } if !state.removed.get_untracked() => {
                         // After a reconnection, ask for what was missed: everything after the last message shown.
-                        let join = JoinRoom { room: join_room.clone(), since: state.last_seq() };
+                        let since = state.last_seq();
+                        let join = JoinRoom { room: join_room.clone(), since };
                         match join_socket.request(&join, REQUEST_TIMEOUT).await {
                             Ok(joined) => {
+                                // Without `since`, `has_more` speaks of older messages; with it, of newer ones.
+                                let missed_more = match since {
+                                    None => {
+                                        state.has_older.try_set(joined.has_more);
+                                        false
+                                    }
+                                    Some(_) => joined.has_more,
+                                };
+                                let resume_after = joined.history.last().map(|m| m.seq);
                                 for message in joined.history {
                                     state.add_message(message);
                                 }
                                 state.joined_as(joined.you, joined.members);
                                 state.error.try_set(None);
+                                if missed_more && let Some(after) = resume_after {
+                                    catch_up(&join_socket, &join_room, state, after).await;
+                                }
                                 // Whatever was written while away (or before a reload) goes out now, in order.
                                 join_outbox.flush(join_socket.clone());
                             }
@@ -353,6 +391,31 @@ impl Chat {
         if let Some(socket) = self.socket.clone() {
             self.outbox.flush(socket);
         }
+    }
+
+    /// Loads the page of messages before the oldest one shown.
+    pub fn load_older(&self) {
+        let (Some(socket), Some(before)) = (self.socket.clone(), self.state.first_seq()) else { return };
+        let state = self.state;
+        if state.loading_older.get_untracked() {
+            return;
+        }
+        state.loading_older.set(true);
+        let request = LoadHistory { room: self.room.clone(), from: HistoryFrom::Before(before) };
+        spawn_local(async move {
+            match socket.request(&request, REQUEST_TIMEOUT).await {
+                Ok(page) => {
+                    for message in page.messages {
+                        state.add_message(message);
+                    }
+                    state.has_older.try_set(page.has_more);
+                }
+                Err(e) => {
+                    state.error.try_set(Some(format!("Older messages could not be loaded: {e}")));
+                }
+            }
+            state.loading_older.try_set(false);
+        });
     }
 
     /// Sends a private message to `to`, who must be in the room.

@@ -1,5 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { JoinPage, RoomPage, unique } from "./fixtures/pages";
+import { seedMessages } from "./fixtures/seed";
 
 // This file runs in the "no-javascript" project: the browser never loads the WASM bundle.
 
@@ -41,4 +42,14 @@ test("without JavaScript, a name in use is refused on the form and the lobby lis
   } finally {
     await context.close();
   }
+});
+
+test("without JavaScript, the room page shows the conversation so far", async ({ page, baseURL }) => {
+  const room = unique("nojs-history");
+  await seedMessages(baseURL!, room, ["first, stored", "second, stored"]);
+  await page.goto(`/r/${room}?name=Reader`);
+  await expect(page.getByTestId("messages").locator(".message .body")).toHaveText([
+    "first, stored",
+    "second, stored",
+  ]);
 });

@@ -128,13 +128,56 @@ impl Joined {
     pub const MAX_HISTORY: usize = 100;
 }
 
-/// Client → server: older messages of a joined room, for scrolling back.
+/// Client → server: a page of a joined room's messages: older ones when scrolling back (`before`), or newer ones
+/// when resuming after more than [`Joined::MAX_HISTORY`] were missed (`after`). On the wire it is
+/// `{"room", "before": seq}` or `{"room", "after": seq}`; anything else is refused with a clear error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "LoadHistoryWire", into = "LoadHistoryWire")]
 pub struct LoadHistory {
     pub room: RoomName,
-    /// Messages before this `seq` (the oldest the client has).
-    pub before: u64,
+    pub from: HistoryFrom,
+}
+
+/// Which way a [`LoadHistory`] pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryFrom {
+    /// The last messages before this `seq` (the oldest the client has).
+    Before(u64),
+    /// The first messages after this `seq` (the newest the client has).
+    After(u64),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadHistoryWire {
+    room: RoomName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<u64>,
+}
+
+impl TryFrom<LoadHistoryWire> for LoadHistory {
+    type Error = &'static str;
+
+    fn try_from(wire: LoadHistoryWire) -> Result<Self, Self::Error> {
+        let from = match (wire.before, wire.after) {
+            (Some(seq), None) => HistoryFrom::Before(seq),
+            (None, Some(seq)) => HistoryFrom::After(seq),
+            _ => return Err("give either `before` or `after`: the seq to page back or forward from"),
+        };
+        Ok(Self { room: wire.room, from })
+    }
+}
+
+impl From<LoadHistory> for LoadHistoryWire {
+    fn from(request: LoadHistory) -> Self {
+        let (before, after) = match request.from {
+            HistoryFrom::Before(seq) => (Some(seq), None),
+            HistoryFrom::After(seq) => (None, Some(seq)),
+        };
+        Self { room: request.room, before, after }
+    }
 }
 
 impl Event for LoadHistory {
@@ -150,7 +193,7 @@ impl Request for LoadHistory {
 #[serde(rename_all = "camelCase")]
 pub struct HistoryPage {
     pub messages: Vec<ChatMessage>,
-    /// Whether even older messages exist.
+    /// Whether more exist in the direction asked: older ones for `before`, newer ones for `after`.
     pub has_more: bool,
 }
 
@@ -546,6 +589,19 @@ mod tests {
         assert_eq!(serde_json::to_value(&auth).unwrap(), json!({"name": "Ada"}));
         let err = serde_json::from_value::<ChatAuth>(json!({"name": "Ada", "session": "x"})).unwrap_err();
         assert!(err.to_string().contains("session token"), "{err}");
+    }
+
+    #[test]
+    fn a_history_request_pages_either_back_or_forward_and_never_both() {
+        let room = RoomName::parse("general").unwrap();
+        let back: LoadHistory = serde_json::from_value(json!({"room": "general", "before": 12})).unwrap();
+        assert_eq!(back, LoadHistory { room: room.clone(), from: HistoryFrom::Before(12) });
+        let forward = LoadHistory { room, from: HistoryFrom::After(3) };
+        assert_eq!(serde_json::to_value(&forward).unwrap(), json!({"room": "general", "after": 3}));
+        for bad in [json!({"room": "general"}), json!({"room": "general", "before": 1, "after": 2})] {
+            let err = serde_json::from_value::<LoadHistory>(bad).unwrap_err();
+            assert!(err.to_string().contains("either `before` or `after`"), "{err}");
+        }
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use app::directory::{Directory, SharedDirectory};
+use app::directory::{Directory, LatestFuture, SharedDirectory};
 use app::{App, shell};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
-use protocol::{DisplayName, Member, RoomName, RoomSummary, SessionToken};
+use protocol::{DisplayName, HistoryPage, Member, RoomName, RoomSummary, SessionToken};
 use socketioxide::{SocketIo, SocketIoBuilder, TransportType};
 use tokio::net::TcpListener;
 
@@ -61,6 +61,20 @@ impl Directory for Hub {
 
     fn rooms(&self) -> Vec<RoomSummary> {
         self.presence.summaries()
+    }
+
+    fn latest_messages(&self, room: RoomName) -> LatestFuture {
+        let store = Arc::clone(&self.store);
+        Box::pin(async move {
+            match store.latest(room.clone(), HistoryPage::SIZE).await {
+                Ok(page) => Some(HistoryPage { messages: page.messages, has_more: page.has_more }),
+                Err(e) => {
+                    // The page renders without them; the browser's join reads them again.
+                    tracing::error!(error = %e, %room, "history not read for the room page");
+                    None
+                }
+            }
+        })
     }
 }
 

@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use protocol::{
-    ChatMessage, ClientId, DisplayName, LeaveReason, Member, MemberId, MessageBody, PrivateMessage, RoomName,
+    ChatMessage, ClientId, DisplayName, HistoryPage, LeaveReason, Member, MemberId, MessageBody, PrivateMessage,
+    RoomName,
 };
 
 use crate::urls::{encode_component, join_url};
@@ -79,6 +80,14 @@ impl Item {
         }
     }
 
+    /// Its place in the room, for stored messages.
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Item::Message(message) => Some(message.seq),
+            _ => None,
+        }
+    }
+
     /// Who wrote it, for grouping and for autoscroll after one's own message.
     fn author(&self) -> Option<&Member> {
         match self {
@@ -112,13 +121,22 @@ pub struct RoomState {
     pub typing: RwSignal<Vec<(Member, f64)>>,
     /// An admin removed this person: the page stops rejoining.
     pub removed: RwSignal<bool>,
+    /// The room has messages older than the first one shown.
+    pub has_older: RwSignal<bool>,
+    /// A page of older messages is on its way.
+    pub loading_older: RwSignal<bool>,
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 impl RoomState {
-    fn new() -> Self {
+    /// The state of a room whose latest messages are `first` (as the server rendered them).
+    fn new(first: HistoryPage) -> Self {
+        let mut items = Vec::with_capacity(first.messages.len());
+        for message in first.messages {
+            insert_in_order(&mut items, message);
+        }
         Self {
-            items: RwSignal::new(Vec::new()),
+            items: RwSignal::new(items),
             status: RwSignal::new(Status::Connecting),
             joined: RwSignal::new(false),
             error: RwSignal::new(None),
@@ -126,6 +144,8 @@ impl RoomState {
             members: RwSignal::new(Vec::new()),
             typing: RwSignal::new(Vec::new()),
             removed: RwSignal::new(false),
+            has_older: RwSignal::new(first.has_more),
+            loading_older: RwSignal::new(false),
         }
     }
 
@@ -165,9 +185,12 @@ impl RoomState {
 
     /// The highest `seq` shown: what to resume after.
     pub fn last_seq(&self) -> Option<u64> {
-        self.items.with_untracked(|items| {
-            items.iter().filter_map(|item| if let Item::Message(m) = item { Some(m.seq) } else { None }).max()
-        })
+        self.items.with_untracked(|items| items.iter().filter_map(Item::seq).max())
+    }
+
+    /// The lowest `seq` shown: what older pages load before.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.items.with_untracked(|items| items.iter().filter_map(Item::seq).min())
     }
 
     pub fn add_private(&self, message: PrivateMessage) {
@@ -294,13 +317,29 @@ pub fn RoomPage() -> impl IntoView {
     let query = use_query_map();
     let room = Memo::new(move |_| params.read().get("room").and_then(|r| RoomName::parse(&r).ok()));
     let name = Memo::new(move |_| query.read().get("name").and_then(|n| DisplayName::parse(&n).ok()));
+    // The room's latest messages, read by the server while it renders. The route renders in `SsrMode::Async`: the
+    // HTML waits for them, so that the first paint (and a reader without JavaScript) has the conversation, and the
+    // browser gets the same page, with them, to hydrate.
+    let reader = crate::directory::LatestMessages::from_context();
+    let latest = Resource::new(move || room.get(), move |room| reader.clone().read(room));
     move || match (room.get(), name.get()) {
         // Asked of the server while rendering (the browser never gets a page it would refuse): a name someone else
         // holds here goes back to the form, which says so.
         (Some(room), Some(name)) if crate::directory::join_problem(&room, &name).is_some() => {
             view! { <Redirect path=join_url(&room, &name, Some("name_in_use")) /> }.into_any()
         }
-        (Some(room), Some(name)) => view! { <ChatRoom room name /> }.into_any(),
+        (Some(room), Some(name)) => view! {
+            <Suspense fallback=|| ()>
+                {move || {
+                    let (room, name) = (room.clone(), name.clone());
+                    Suspend::new(async move {
+                        let first = latest.await;
+                        view! { <ChatRoom room name first /> }
+                    })
+                }}
+            </Suspense>
+        }
+        .into_any(),
         // No usable name: the join form asks for one, with the room filled in.
         (Some(room), None) => {
             view! { <Redirect path=format!("/?room={}", encode_component(room.as_str())) /> }.into_any()
@@ -319,15 +358,22 @@ pub fn RoomPage() -> impl IntoView {
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 const AT_BOTTOM_PX: i32 = 48;
 
+/// Within this many pixels of the top, older messages load.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const LOAD_OLDER_WITHIN_PX: i32 = 200;
+
 #[component]
-fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
-    let state = RoomState::new();
+fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoView {
+    let state = RoomState::new(first);
     let handoff = SharedValue::new(|| crate::directory::handoff_link(&crate::room_url(&room, &name))).into_inner();
     let draft = RwSignal::new(String::new());
     let private_to = RwSignal::new(None::<Member>);
     let list = NodeRef::<leptos::html::Ol>::new();
     let at_bottom = RwSignal::new(true);
     let unread = RwSignal::new(false);
+    // While older messages load: how far the reader was from the end, so that they stay where they were reading
+    // when the page grows above them.
+    let keep_from_end = StoredValue::new(None::<i32>);
 
     #[cfg(feature = "hydrate")]
     let chat = StoredValue::new(crate::live::Chat::connect(room.clone(), name.clone(), state));
@@ -338,34 +384,58 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
         }
         unread.set(false);
     };
-    // After each change to the conversation: follow it if the reader was at the end (or just wrote), else offer a
-    // button. Effects run after the DOM is updated, and only in the browser.
-    Effect::new(move |previous: Option<usize>| {
-        let (count, mine) = state.items.with(|items| {
+    // After each change to the conversation: when something new came last, follow it if the reader was at the end
+    // (or just wrote), else offer a button; when older messages came first, keep the reader's place. Effects run
+    // after the DOM is updated, and only in the browser: the first run shows the end of the server's history.
+    Effect::new(move |previous: Option<Option<String>>| {
+        let (last, mine) = state.items.with(|items| {
             let me = state.me.get_untracked();
             (
-                items.len(),
+                items.last().map(Item::key),
                 items
                     .last()
                     .and_then(Item::author)
                     .is_some_and(|author| Some(&author.id) == me.as_ref().map(|m| &m.id)),
             )
         });
-        if previous.is_some_and(|before| count > before) {
-            if at_bottom.get_untracked() || mine {
-                scroll_to_end();
-            } else {
-                unread.set(true);
+        match previous {
+            None => scroll_to_end(),
+            Some(before) if before != last => {
+                if at_bottom.get_untracked() || mine {
+                    scroll_to_end();
+                } else {
+                    unread.set(true);
+                }
+            }
+            Some(_) => {
+                if let (Some(list), Some(from_end)) = (list.get_untracked(), keep_from_end.get_value()) {
+                    list.set_scroll_top(list.scroll_height() - from_end);
+                    keep_from_end.set_value(None);
+                }
             }
         }
-        count
+        last
     });
+    let load_older = move || {
+        if !state.has_older.get_untracked() || state.loading_older.get_untracked() {
+            return;
+        }
+        if let Some(list) = list.get_untracked() {
+            keep_from_end.set_value(Some(list.scroll_height() - list.scroll_top()));
+        }
+        #[cfg(feature = "hydrate")]
+        chat.with_value(|chat| chat.load_older());
+    };
     let on_scroll = move |_| {
         if let Some(list) = list.get_untracked() {
             let bottom = list.scroll_height() - list.scroll_top() - list.client_height() <= AT_BOTTOM_PX;
             at_bottom.set(bottom);
             if bottom {
                 unread.set(false);
+            }
+            // Near the top: the next older page comes before the reader reaches the end of this one.
+            if list.scroll_top() <= LOAD_OLDER_WITHIN_PX && state.joined.get_untracked() {
+                load_older();
             }
         }
     };
@@ -461,6 +531,19 @@ fn ChatRoom(room: RoomName, name: DisplayName) -> impl IntoView {
             <div class="room-body">
                 <div class="conversation">
                     <ol class="messages" data-testid="messages" aria-live="polite" node_ref=list on:scroll=on_scroll>
+                        <Show when=move || state.has_older.get()>
+                            <li class="older">
+                                <button
+                                    type="button"
+                                    class="link"
+                                    data-testid="load-older"
+                                    disabled=move || !state.joined.get() || state.loading_older.get()
+                                    on:click=move |_| load_older()
+                                >
+                                    {move || if state.loading_older.get() { "Loading older messages…" } else { "Load older messages" }}
+                                </button>
+                            </li>
+                        </Show>
                         <For each=move || grouped(&state.items.read()) key=|(item, _)| item.key() let:entry>
                             <Line item=entry.0 continued=entry.1 me=state.me retry />
                         </For>

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{
-    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryPage, JoinRoom, Joined, LeaveReason,
-    LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted, PrivateMessage,
-    SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
+    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryFrom, HistoryPage, JoinRoom, Joined,
+    LeaveReason, LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted,
+    PrivateMessage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
@@ -17,8 +17,6 @@ use super::{Hub, invalid_payload, member_channel, reply, room_channel};
 use crate::presence::{Arrival, JoinRefused};
 use crate::store::{Appended, NewMessage};
 
-/// How many of a room's latest messages come with a first join.
-const HISTORY_ON_JOIN: usize = 50;
 use crate::session;
 
 /// Who a chat connection is, set by [`authenticate`] before the connection is accepted.
@@ -135,7 +133,7 @@ async fn on_join(
     // the client drops by `seq`, but never zero times.
     let history = match since {
         Some(seq) => hub.store.after(room.clone(), seq, Joined::MAX_HISTORY).await,
-        None => hub.store.latest(room.clone(), HISTORY_ON_JOIN).await,
+        None => hub.store.latest(room.clone(), HistoryPage::SIZE).await,
     };
     match history {
         Ok(page) => {
@@ -296,11 +294,15 @@ async fn on_history(socket: SocketRef, State(hub): State<Hub>, TryData(request):
         let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} to read it.", request.room));
         return reply::<HistoryPage>(ack, Err(error));
     }
-    match hub.store.before(request.room, request.before, HistoryPage::SIZE).await {
+    let page = match request.from {
+        HistoryFrom::Before(seq) => hub.store.before(request.room, seq, HistoryPage::SIZE).await,
+        HistoryFrom::After(seq) => hub.store.after(request.room, seq, HistoryPage::SIZE).await,
+    };
+    match page {
         Ok(page) => reply(ack, Ok(HistoryPage { messages: page.messages, has_more: page.has_more })),
         Err(e) => {
             tracing::error!(error = %e, "history not read");
-            reply::<HistoryPage>(ack, Err(internal("Older messages could not be read. Try again in a moment.")));
+            reply::<HistoryPage>(ack, Err(internal("Messages could not be read. Try again in a moment.")));
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Durable messages: numbering, history on join, resuming after a gap, retries stored once, restarts.
 
 use protocol::{
-    AckResult, ChatMessage, ClientId, ErrorCode, HistoryPage, JoinRoom, LoadHistory, MessageAccepted, MessageBody,
-    SendMessage,
+    AckResult, ChatMessage, ClientId, ErrorCode, HistoryFrom, HistoryPage, JoinRoom, Joined, LoadHistory,
+    MessageAccepted, MessageBody, SendMessage,
 };
 use server::Config;
 
@@ -14,6 +14,10 @@ fn send(body: &str, client_id: Option<&str>) -> SendMessage {
         body: MessageBody::parse(body).unwrap(),
         client_id: client_id.map(|id| ClientId::parse(id).unwrap()),
     }
+}
+
+fn older_than(seq: u64) -> LoadHistory {
+    LoadHistory { room: room("general"), from: HistoryFrom::Before(seq) }
 }
 
 fn bodies(messages: &[ChatMessage]) -> Vec<&str> {
@@ -96,14 +100,29 @@ async fn older_messages_load_page_by_page_for_members_only() {
     for i in 1..=3 {
         within("the ack", ada.request(&send(&format!("m{i}"), None), PATIENCE)).await.unwrap();
     }
-    let older: HistoryPage =
-        within("a page", ada.request(&LoadHistory { room: room("general"), before: 3 }, PATIENCE)).await.unwrap();
+    let older: HistoryPage = within("a page", ada.request(&older_than(3), PATIENCE)).await.unwrap();
     assert_eq!((bodies(&older.messages), older.has_more), (vec!["m1", "m2"], false));
 
     let (_e, eve) = app.connect("Eve").await;
-    let ack: AckResult<HistoryPage> =
-        within("the ack", eve.emit_with_ack(&LoadHistory { room: room("general"), before: 3 }, PATIENCE))
-            .await
-            .unwrap();
+    let ack: AckResult<HistoryPage> = within("the ack", eve.emit_with_ack(&older_than(3), PATIENCE)).await.unwrap();
     assert_eq!(refusal(ack).code, ErrorCode::NotInRoom);
+}
+
+#[tokio::test]
+async fn a_client_that_missed_more_than_a_join_carries_pages_forward_to_the_newest() {
+    let app = spawn_app_with(Config { message_burst: 500, ..Config::default() }).await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    for i in 1..=130 {
+        within("the ack", ada.request(&send(&format!("m{i}"), None), PATIENCE)).await.unwrap();
+    }
+    let (_b, bob) = app.connect("Bob").await;
+    let joined: Joined =
+        within("the join", bob.request(&JoinRoom { room: room("general"), since: Some(5) }, PATIENCE)).await.unwrap();
+    let seqs: Vec<u64> = joined.history.iter().map(|m| m.seq).collect();
+    assert_eq!((seqs, joined.has_more), ((6..=105).collect::<Vec<_>>(), true));
+
+    let forward = LoadHistory { room: room("general"), from: HistoryFrom::After(105) };
+    let page: HistoryPage = within("the next page", bob.request(&forward, PATIENCE)).await.unwrap();
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!((seqs, page.has_more), ((106..=130).collect::<Vec<_>>(), false));
 }

@@ -109,7 +109,10 @@ async fn the_first_page_load_issues_a_long_lived_http_only_session_cookie() {
 }
 
 mod live {
-    use crate::helpers::{http_request, spawn_app};
+    use protocol::{HistoryPage, MessageBody, SendMessage};
+    use server::Config;
+
+    use crate::helpers::{PATIENCE, http_request, room, spawn_app, spawn_app_with, within};
 
     const ADA: &str = "ada-session-token-0001";
 
@@ -137,6 +140,25 @@ mod live {
         assert!(form.contains("location: /r/general?name=Ada"), "{form}");
         let room = http_request(&app, "GET", "/r/general?name=Ada", &headers, "").await;
         assert!(room.starts_with("HTTP/1.1 200"), "{room}");
+    }
+
+    #[tokio::test]
+    async fn the_room_page_is_rendered_with_the_latest_messages_and_offers_older_ones() {
+        let app = spawn_app_with(Config { message_burst: 100, ..Config::default() }).await;
+        let (_a, ada) = app.member("Ada", "general").await;
+        for i in 1..=(HistoryPage::SIZE + 2) {
+            let send = SendMessage {
+                room: room("general"),
+                body: MessageBody::parse(&format!("message number {i:03}")).unwrap(),
+                client_id: None,
+            };
+            within("the ack", ada.request(&send, PATIENCE)).await.unwrap();
+        }
+        let page = http_request(&app, "GET", "/r/general?name=Bob", &[("Accept", "text/html")], "").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("message number 003") && page.contains("message number 052"), "{page}");
+        assert!(!page.contains("message number 002"), "only the latest page is rendered: {page}");
+        assert!(page.contains("Load older messages"), "{page}");
     }
 
     #[tokio::test]
