@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{DisplayName, MessageBody, RoomName, SessionToken};
+use crate::{DisplayName, ImageKind, ImageRef, MessageBody, RoomName, SessionToken};
+
+/// A request that carries one binary attachment after its JSON payload: the event's arguments are the payload,
+/// then the bytes (sent as a Socket.IO binary attachment, over WebSocket and long-polling alike).
+pub trait BinaryRequest: Request {}
 
 /// A Socket.IO event with a typed payload.
 pub trait Event: Serialize + DeserializeOwned {
@@ -221,6 +225,33 @@ impl Request for SendMessage {
     type Response = MessageAccepted;
 }
 
+/// Client → server: share an image in a room the sender has joined. Two arguments: this object, then the image's
+/// bytes as a binary attachment (`socket.emit("image", {room, contentType, caption}, bytes, ack)` in JavaScript).
+/// The server checks the bytes against `content_type` and [`crate::MAX_IMAGE_BYTES`], stores the image, and
+/// answers like [`SendMessage`]: the room gets a [`ChatMessage`] whose `image` says where to fetch it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendImage {
+    pub room: RoomName,
+    pub content_type: ImageKind,
+    /// Shown under the image and used as its text alternative. The browser uses the file's name when the person
+    /// wrote nothing.
+    pub caption: MessageBody,
+    /// As in [`SendMessage::client_id`]: a retry is stored once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+}
+
+impl Event for SendImage {
+    const NAME: &'static str = "image";
+}
+
+impl Request for SendImage {
+    type Response = MessageAccepted;
+}
+
+impl BinaryRequest for SendImage {}
+
 /// The answer to [`SendMessage`]: the message as the room will see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -242,6 +273,9 @@ pub struct ChatMessage {
     /// The sender's [`SendMessage::client_id`], if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<ClientId>,
+    /// The image shared with this message (see [`SendImage`]); `body` is then its caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRef>,
 }
 
 impl Event for ChatMessage {
@@ -562,6 +596,7 @@ mod tests {
             body: MessageBody::parse("hello").unwrap(),
             sent_at: UnixMillis(1_700_000_000_000),
             client_id: None,
+            image: None,
         };
         assert_eq!(
             serde_json::to_value(&message).unwrap(),

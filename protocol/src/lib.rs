@@ -15,7 +15,9 @@
 //! ```
 
 mod events;
+mod image;
 mod values;
 
 pub use events::*;
+pub use image::*;
 pub use values::*;

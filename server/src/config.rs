@@ -48,8 +48,9 @@ pub struct Config {
     #[arg(long, env = "CAUSERIE_PING_TIMEOUT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub ping_timeout: u64,
 
-    /// Largest packet a client may send, in bytes; a bigger one closes its connection
-    #[arg(long, env = "CAUSERIE_MAX_PAYLOAD", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1024..))]
+    /// Largest packet a client may send, in bytes; a bigger one closes its connection. The default leaves room
+    /// for a 2 MiB image sent over long-polling (base64)
+    #[arg(long, env = "CAUSERIE_MAX_PAYLOAD", default_value_t = 3_000_000, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_payload: u64,
 
     /// Mark the session cookie `Secure`: set this when clients reach the server over HTTPS
@@ -98,7 +99,7 @@ impl Default for Config {
             admin_token: None,
             ping_interval: 25_000,
             ping_timeout: 20_000,
-            max_payload: 100_000,
+            max_payload: 3_000_000,
             secure_cookies: false,
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod limits;
+pub mod media;
 pub mod presence;
 pub mod realtime;
 pub mod session;

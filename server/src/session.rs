@@ -62,7 +62,13 @@ pub async fn ensure(secure: bool, mut request: Request, next: Next) -> Response 
         .get_all(SET_COOKIE)
         .iter()
         .any(|value| value.to_str().is_ok_and(|cookie| cookie.starts_with(&format!("{COOKIE_NAME}="))));
-    if issued && !sets_session {
+    // Nor does a response any cache may keep for everyone (an image): it must never carry someone's session.
+    let public = response
+        .headers()
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|cache| cache.split(',').any(|directive| directive.trim() == "public"));
+    if issued && !sets_session && !public {
         set_cookie(&mut response, &token, secure);
     }
     // Pages are per visitor (the room page carries the device link): no shared cache may keep them.

@@ -17,12 +17,12 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, Transport};
 use crate::realtime::{self, Hub};
-use crate::session;
 use crate::store::{MessageStore, SqliteStore};
+use crate::{media, session};
 
 /// The whole HTTP application. Needs a Tokio runtime: the realtime side starts its background tasks here.
 pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn MessageStore>) -> Router {
-    let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), store);
+    let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
     let builder = SocketIo::builder()
         .with_state(hub.clone())
         .ping_interval(Duration::from_millis(config.ping_interval))
@@ -41,6 +41,7 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
             axum::routing::get(session::claim_page)
                 .post(move |headers, form| session::claim(secure_cookies, headers, form)),
         )
+        .route("/media/{id}", axum::routing::get(move |id, headers| media::serve(store, id, headers)))
         .leptos_routes_with_context(&leptos_options, routes, move || provide_context(directory.clone()), {
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())

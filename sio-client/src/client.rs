@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use protocol::{AckResult, ErrorBody, Event, Request};
+use protocol::{AckResult, BinaryRequest, ErrorBody, Event, Request};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -241,6 +241,14 @@ pub struct Socket {
     commands: mpsc::UnboundedSender<Command>,
 }
 
+/// An acknowledgement's first argument, decoded as `T`.
+fn first_argument<T: serde::de::DeserializeOwned>(answer: RawEvent) -> Result<T, AckError> {
+    let Some(first) = answer.args.into_iter().next() else {
+        return Err(AckError::Decode("the acknowledgement carries no data".into()));
+    };
+    serde_json::from_value(first).map_err(|e| AckError::Decode(e.to_string()))
+}
+
 impl Socket {
     pub fn namespace(&self) -> &str {
         &self.nsp
@@ -309,15 +317,27 @@ impl Socket {
     ) -> Result<T, AckError> {
         let args = vec![serde_json::to_value(event).map_err(|e| AckError::Encode(e.to_string()))?];
         let answer = self.emit_raw_with_ack(E::NAME, args, Vec::new(), timeout).await?;
-        let Some(first) = answer.args.into_iter().next() else {
-            return Err(AckError::Decode("the acknowledgement carries no data".into()));
-        };
-        serde_json::from_value(first).map_err(|e| AckError::Decode(e.to_string()))
+        first_argument(answer)
     }
 
     /// Sends a [`Request`] and returns the server's typed answer, or its typed refusal.
     pub async fn request<R: Request>(&self, request: &R, timeout: Duration) -> Result<R::Response, RequestError> {
         let answer: AckResult<R::Response> = self.emit_with_ack(request, timeout).await?;
+        answer.into_result().map_err(RequestError::Rejected)
+    }
+
+    /// Sends a [`BinaryRequest`] with its bytes as a binary attachment (the event's second argument), and returns
+    /// the server's typed answer, or its typed refusal.
+    pub async fn request_with_binary<R: BinaryRequest>(
+        &self,
+        request: &R,
+        binary: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<R::Response, RequestError> {
+        let payload = serde_json::to_value(request).map_err(|e| AckError::Encode(e.to_string()))?;
+        let args = vec![payload, serde_json::json!({ "_placeholder": true, "num": 0 })];
+        let answer = self.emit_raw_with_ack(R::NAME, args, vec![binary], timeout).await?;
+        let answer: AckResult<R::Response> = first_argument(answer)?;
         answer.into_result().map_err(RequestError::Rejected)
     }
 

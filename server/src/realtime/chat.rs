@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{
-    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryFrom, HistoryPage, JoinRoom, Joined,
-    LeaveReason, LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted,
-    PrivateMessage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
+    CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryFrom, HistoryPage, ImageKind, JoinRoom,
+    Joined, LeaveReason, LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted,
+    PrivateMessage, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
@@ -15,7 +15,7 @@ use socketioxide::handler::ConnectHandler;
 
 use super::{Hub, invalid_payload, member_channel, reply, room_channel};
 use crate::presence::{Arrival, JoinRefused};
-use crate::store::{Appended, NewMessage};
+use crate::store::{Appended, NewImage, NewMessage};
 
 use crate::session;
 
@@ -76,6 +76,7 @@ async fn on_connect(socket: SocketRef) {
     socket.extensions.insert(TypingClock::default());
     socket.on(JoinRoom::NAME, on_join);
     socket.on(SendMessage::NAME, on_send);
+    socket.on(SendImage::NAME, on_image);
     socket.on(Typing::NAME, on_typing);
     socket.on(SendPrivate::NAME, on_private);
     socket.on(LoadHistory::NAME, on_history);
@@ -208,9 +209,63 @@ async fn on_send(
         body: request.body,
         sent_at: now(),
         client_id: request.client_id,
+        image: None,
     };
+    publish(&socket, &hub, &clock, new, ack).await;
+}
+
+/// The largest width or height accepted, in pixels: beyond it an image is more likely a decompression bomb than a
+/// photo.
+const MAX_IMAGE_SIDE: usize = 16_384;
+
+async fn on_image(
+    socket: SocketRef,
+    State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
+    Extension(clock): Extension<TypingClock>,
+    TryData(request): TryData<(SendImage, bytes::Bytes)>,
+    ack: AckSender,
+) {
+    let request = request
+        .map_err(|e| format!("{e} (an image is two arguments: its details, then its bytes as a binary attachment)"));
+    let (request, bytes) = match admit(&hub, &me, socket.id, request, |(request, _): &(SendImage, _)| &request.room) {
+        Ok(request) => request,
+        Err(refusal) => return reply::<MessageAccepted>(ack, Err(refusal)),
+    };
+    let image = match checked_image(request.content_type, bytes) {
+        Ok(image) => image,
+        Err(reason) => return reply::<MessageAccepted>(ack, Err(ErrorBody::new(ErrorCode::InvalidPayload, reason))),
+    };
+    let new = NewMessage {
+        id: new_id(),
+        room: request.room,
+        from: me.member,
+        body: request.caption,
+        sent_at: now(),
+        client_id: request.client_id,
+        image: Some(image),
+    };
+    publish(&socket, &hub, &clock, new, ack).await;
+}
+
+/// Checks an image's bytes whatever the client said (its kind, its size) and reads its dimensions.
+fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImage, String> {
+    let kind = protocol::check_image(declared, &bytes).map_err(|e| e.to_string())?;
+    let size = imagesize::blob_size(&bytes).map_err(|_| "That image is damaged: its dimensions cannot be read.")?;
+    if size.width == 0 || size.height == 0 || size.width > MAX_IMAGE_SIDE || size.height > MAX_IMAGE_SIDE {
+        return Err(format!(
+            "That image is {}×{} pixels; each side must be between 1 and {MAX_IMAGE_SIDE}.",
+            size.width, size.height
+        ));
+    }
+    let side = |pixels: usize| u32::try_from(pixels).map_err(|_| "That image is too large.".to_owned());
+    Ok(NewImage { id: new_id().0, kind, width: side(size.width)?, height: side(size.height)?, bytes })
+}
+
+/// Stores a message, then sends it to the room and acknowledges it to its sender: acknowledged only once
+/// committed, so that an ack means the message survives a crash.
+async fn publish(socket: &SocketRef, hub: &Hub, clock: &TypingClock, new: NewMessage, ack: AckSender) {
     clock.reset();
-    // Acknowledged only once committed: an ack means the message survives a crash.
     let message = match hub.store.append(new).await {
         Ok(Appended::New(message)) => {
             hub.messages_total.fetch_add(1, Ordering::Relaxed);

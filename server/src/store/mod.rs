@@ -9,7 +9,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
-use protocol::{ChatMessage, ClientId, Member, MessageBody, MessageId, RoomName, UnixMillis};
+use protocol::{ChatMessage, ClientId, ImageKind, ImageRef, Member, MessageBody, MessageId, RoomName, UnixMillis};
 
 pub use sqlite::SqliteStore;
 
@@ -25,6 +25,43 @@ pub struct NewMessage {
     pub body: MessageBody,
     pub sent_at: UnixMillis,
     pub client_id: Option<ClientId>,
+    /// The image it shares, stored in the same transaction.
+    pub image: Option<NewImage>,
+}
+
+/// An image to store with its message, already checked (kind, size, dimensions).
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub id: String,
+    pub kind: ImageKind,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: bytes::Bytes,
+}
+
+impl NewImage {
+    /// How messages refer to it once stored.
+    pub fn reference(&self) -> ImageRef {
+        ImageRef {
+            url: image_url(&self.id),
+            content_type: self.kind,
+            size: self.bytes.len() as u64,
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// A stored image, as served over HTTP.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub kind: ImageKind,
+    pub bytes: Vec<u8>,
+}
+
+/// Where an image is served (see `crate::media`).
+pub fn image_url(id: &str) -> String {
+    format!("/media/{id}")
 }
 
 /// The outcome of [`MessageStore::append`].
@@ -70,4 +107,7 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// The last `limit` messages of `room` before `seq`; `has_more` when older ones exist.
     fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page>;
+
+    /// The image stored under `id`, if any.
+    fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>>;
 }

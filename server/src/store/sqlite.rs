@@ -3,13 +3,17 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use protocol::{ChatMessage, ClientId, DisplayName, Member, MemberId, MessageBody, MessageId, RoomName, UnixMillis};
+use protocol::{
+    ChatMessage, ClientId, DisplayName, ImageKind, ImageRef, Member, MemberId, MessageBody, MessageId, RoomName,
+    UnixMillis,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Appended, MessageStore, NewMessage, Page, StoreError, StoreFuture};
+use super::{Appended, MessageStore, NewMessage, Page, StoreError, StoreFuture, StoredImage, image_url};
 
 /// Every migration, in order. Each runs once, in a transaction, and is recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_messages.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/0001_messages.sql")), (2, include_str!("../../migrations/0002_images.sql"))];
 
 /// A SQLite database. One connection: SQLite writes one transaction at a time anyway, and each call runs on
 /// Tokio's blocking pool so that the chat's tasks never wait on the disk.
@@ -82,9 +86,12 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const COLUMNS: &str = "id, room, seq, sender_id, sender_name, body, sent_at, client_id";
+/// Whole messages with their image's details (not its bytes); queries add `WHERE` on `m`.
+const SELECT: &str = "SELECT m.id, m.room, m.seq, m.sender_id, m.sender_name, m.body, m.sent_at, m.client_id, \
+                      i.id, i.content_type, i.size, i.width, i.height \
+                      FROM messages m LEFT JOIN images i ON i.id = m.image_id";
 
-/// A row in [`COLUMNS`] order, validated like anything else that arrives from outside.
+/// A row of [`SELECT`], validated like anything else that arrives from outside.
 fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChatMessage, StoreError>> {
     let text = |i: usize| row.get::<_, String>(i);
     let (id, room, seq, sender_id, sender_name, body, sent_at, client_id) = (
@@ -97,9 +104,26 @@ fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChatMessage, Stor
         row.get::<_, i64>(6)?,
         row.get::<_, Option<String>>(7)?,
     );
+    let image = match row.get::<_, Option<String>>(8)? {
+        None => None,
+        Some(image_id) => {
+            Some((image_id, text(9)?, row.get::<_, i64>(10)?, row.get::<_, i64>(11)?, row.get::<_, i64>(12)?))
+        }
+    };
     let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what} of message {id}: {e}"));
     Ok((|| {
+        let image = match image {
+            None => None,
+            Some((image_id, content_type, size, width, height)) => Some(ImageRef {
+                url: image_url(&image_id),
+                content_type: ImageKind::from_content_type(&content_type).map_err(|e| corrupt("image", &e))?,
+                size: u64::try_from(size).map_err(|e| corrupt("image size", &e))?,
+                width: u32::try_from(width).map_err(|e| corrupt("image width", &e))?,
+                height: u32::try_from(height).map_err(|e| corrupt("image height", &e))?,
+            }),
+        };
         Ok(ChatMessage {
+            image,
             room: RoomName::parse(&room).map_err(|e| corrupt("room", &e))?,
             seq: u64::try_from(seq).map_err(|e| corrupt("seq", &e))?,
             from: Member {
@@ -145,7 +169,7 @@ impl MessageStore for SqliteStore {
             if let Some(client_id) = &new.client_id {
                 let earlier = messages(
                     &transaction,
-                    &format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND sender_id = ?2 AND client_id = ?3"),
+                    &format!("{SELECT} WHERE m.room = ?1 AND m.sender_id = ?2 AND m.client_id = ?3"),
                     params![new.room.as_str(), new.from.id.0, client_id.as_str()],
                 )?;
                 if let Some(original) = earlier.into_iter().next() {
@@ -157,8 +181,22 @@ impl MessageStore for SqliteStore {
                 [new.room.as_str()],
                 |row| row.get(0),
             )?;
+            if let Some(image) = &new.image {
+                transaction.execute(
+                    "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        image.id,
+                        image.kind.content_type(),
+                        image.bytes.len() as i64,
+                        image.width,
+                        image.height,
+                        image.bytes.as_ref()
+                    ],
+                )?;
+            }
             transaction.execute(
-                &format!("INSERT INTO messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     new.id.0,
                     new.room.as_str(),
@@ -168,6 +206,7 @@ impl MessageStore for SqliteStore {
                     new.body.as_str(),
                     new.sent_at.0,
                     new.client_id.as_ref().map(ClientId::as_str),
+                    new.image.as_ref().map(|image| image.id.as_str()),
                 ],
             )?;
             transaction.commit()?;
@@ -180,6 +219,7 @@ impl MessageStore for SqliteStore {
                 body: new.body,
                 sent_at: new.sent_at,
                 client_id: new.client_id,
+                image: new.image.map(|image| image.reference()),
             }))
         })
     }
@@ -191,18 +231,33 @@ impl MessageStore for SqliteStore {
 
     fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
         self.run(move |connection| {
-            let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+            let sql = format!("{SELECT} WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3");
             Ok(page(messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?, limit))
         })
     }
 
     fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
         self.run(move |connection| {
-            let sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
+            let sql = format!("{SELECT} WHERE m.room = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3");
             let newest_first = messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?;
             let mut page = page(newest_first, limit);
             page.messages.reverse();
             Ok(page)
+        })
+    }
+
+    fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>> {
+        self.run(move |connection| {
+            let row = connection
+                .prepare_cached("SELECT content_type, bytes FROM images WHERE id = ?1")?
+                .query_row([&id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))
+                .optional()?;
+            row.map(|(content_type, bytes)| {
+                let kind = ImageKind::from_content_type(&content_type)
+                    .map_err(|e| StoreError::Corrupt(format!("type of image {id}: {e}")))?;
+                Ok(StoredImage { kind, bytes })
+            })
+            .transpose()
         })
     }
 }
@@ -219,6 +274,7 @@ mod tests {
             body: MessageBody::parse(body).unwrap(),
             sent_at: UnixMillis(1_700_000_000_000),
             client_id: client_id.map(|c| ClientId::parse(c).unwrap()),
+            image: None,
         }
     }
 
@@ -288,5 +344,36 @@ mod tests {
         // Migrations ran once: reopening applied nothing twice and the dedup index is still there.
         assert!(matches!(reopened.append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap(), Appended::Duplicate(_)));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+    use crate::store::NewImage;
+
+    #[tokio::test]
+    async fn an_image_is_stored_with_its_message_once_and_read_back_whole() {
+        let store = SqliteStore::in_memory().unwrap();
+        let bytes = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n-not-really-pixels");
+        let image = NewImage { id: "img-1".into(), kind: ImageKind::Png, width: 3, height: 2, bytes: bytes.clone() };
+        let new = NewMessage {
+            id: MessageId("m-1".into()),
+            room: RoomName::parse("a").unwrap(),
+            from: Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() },
+            body: MessageBody::parse("cat.png").unwrap(),
+            sent_at: UnixMillis(1),
+            client_id: Some(ClientId::parse("c-1").unwrap()),
+            image: Some(image),
+        };
+        let Appended::New(message) = store.append(new.clone()).await.unwrap() else { panic!("a duplicate") };
+        let reference = message.image.clone().unwrap();
+        assert_eq!((reference.url.as_str(), reference.size, reference.width), ("/media/img-1", bytes.len() as u64, 3));
+        // A retry under the same client id stores no second image (the image's id would collide if it tried).
+        assert_eq!(store.append(new).await.unwrap(), Appended::Duplicate(message.clone()));
+        assert_eq!(store.latest(RoomName::parse("a").unwrap(), 10).await.unwrap().messages, vec![message]);
+        let stored = store.image("img-1".into()).await.unwrap().unwrap();
+        assert_eq!((stored.kind, stored.bytes.as_slice()), (ImageKind::Png, bytes.as_ref()));
+        assert!(store.image("nope".into()).await.unwrap().is_none());
     }
 }

@@ -103,8 +103,6 @@ pub async fn join(socket: &Socket, room: &str) -> Joined {
     within("the join ack", socket.request(&request, PATIENCE)).await.expect("the join is accepted")
 }
 
-impl TestApp {}
-
 /// Awaits `future`, failing the test with `what` if it takes longer than [`PATIENCE`].
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(PATIENCE, future).await {

@@ -7,6 +7,7 @@ mod admin;
 mod chat;
 mod helpers;
 mod history;
+mod images;
 mod js_client;
 mod limits;
 mod pages;
