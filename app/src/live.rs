@@ -9,12 +9,13 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
     ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, HistoryFrom,
-    JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberId, MemberJoined, MemberLeft, MessageBody, PrivateMessage,
-    RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendMessage, SendPrivate, Stats, Typing, TypingNotice,
+    ImageKind, JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberId, MemberJoined, MemberLeft, MessageBody, PrivateMessage,
+    RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendImage, SendMessage, SendPrivate, Stats, Typing,
+    TypingNotice,
 };
 use sio_client::{AckError, Client, ConnectionState, RequestError, Socket, SocketEvent};
 
-use crate::pages::{AdminState, Pending, RoomState, Status};
+use crate::pages::{AdminState, Pending, PendingImage, RoomState, Status};
 
 /// A message that got no answer this many times in a row shows as failed, with a retry button.
 const MAX_ATTEMPTS: u32 = 3;
@@ -62,8 +63,10 @@ impl Outbox {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = change(&mut entries);
         if let Some(storage) = Self::storage() {
-            let saved = match serde_json::to_string(&*entries) {
-                Ok(json) if entries.is_empty() => storage.remove_item(&Self::key(&self.room)).map(|_| json),
+            // Images stay in memory: they would not fit in the browser's storage.
+            let kept: Vec<&Pending> = entries.iter().filter(|pending| pending.image.is_none()).collect();
+            let saved = match serde_json::to_string(&kept) {
+                Ok(json) if kept.is_empty() => storage.remove_item(&Self::key(&self.room)).map(|_| json),
                 Ok(json) => storage.set_item(&Self::key(&self.room), &json).map(|_| json),
                 Err(e) => Ok(e.to_string()),
             };
@@ -112,12 +115,26 @@ impl Outbox {
         spawn_local(async move {
             while outbox.state.joined.get_untracked() {
                 let Some(next) = outbox.first_unsent() else { break };
-                let request = SendMessage {
-                    room: outbox.room.clone(),
-                    body: next.body.clone(),
-                    client_id: Some(next.client_id.clone()),
+                let answer = match &next.image {
+                    None => {
+                        let request = SendMessage {
+                            room: outbox.room.clone(),
+                            body: next.body.clone(),
+                            client_id: Some(next.client_id.clone()),
+                        };
+                        socket.request(&request, REQUEST_TIMEOUT).await
+                    }
+                    Some(image) => {
+                        let request = SendImage {
+                            room: outbox.room.clone(),
+                            content_type: image.kind,
+                            caption: next.body.clone(),
+                            client_id: Some(next.client_id.clone()),
+                        };
+                        socket.request_with_binary(&request, image.bytes.to_vec(), IMAGE_TIMEOUT).await
+                    }
                 };
-                match socket.request(&request, REQUEST_TIMEOUT).await {
+                match answer {
                     Ok(accepted) => {
                         outbox.sent(&next.client_id);
                         outbox.state.add_message(accepted.message);
@@ -153,6 +170,23 @@ impl Outbox {
 
 /// How long a request may wait for the server's acknowledgement.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an image may take to upload and be acknowledged: megabytes take a while on a slow link.
+const IMAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads a file the person picked, pasted or dropped, and checks it as an image (type, size, contents) before
+/// anything is sent, so that a refusal is explained at once, in the same words the server would use.
+pub async fn read_image(file: &web_sys::File) -> Result<(ImageKind, Vec<u8>), String> {
+    let not_an_image = || format!("“{}” is not a PNG, JPEG, GIF or WebP image.", file.name());
+    let kind = ImageKind::from_content_type(&file.type_()).map_err(|_| not_an_image())?;
+    protocol::check_image_size(file.size() as usize).map_err(|e| e.to_string())?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|_| format!("“{}” could not be read.", file.name()))?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    protocol::check_image(kind, &bytes).map_err(|e| e.to_string())?;
+    Ok((kind, bytes))
+}
 
 fn status_of(state: &ConnectionState) -> Status {
     match state {
@@ -376,7 +410,23 @@ impl Chat {
     /// retried with the same client id) until then, across reconnections and reloads.
     pub fn send(&self, body: MessageBody) {
         self.typing_sent_at.store(0, Ordering::Relaxed);
-        self.outbox.push(Pending { client_id: client_id(), body, failed: None, attempts: 0 });
+        self.outbox.push(Pending { client_id: client_id(), body, failed: None, attempts: 0, image: None });
+        if let Some(socket) = self.socket.clone() {
+            self.outbox.flush(socket);
+        }
+    }
+
+    /// Shares an image with the room, with `caption`: shown at once with its preview, and sent like a message
+    /// (in order, retried under one client id).
+    pub fn send_image(&self, kind: ImageKind, bytes: Vec<u8>, caption: MessageBody, preview: String) {
+        let image = PendingImage { kind, bytes: Arc::new(bytes), preview };
+        self.outbox.push(Pending {
+            client_id: client_id(),
+            body: caption,
+            failed: None,
+            attempts: 0,
+            image: Some(image),
+        });
         if let Some(socket) = self.socket.clone() {
             self.outbox.flush(socket);
         }

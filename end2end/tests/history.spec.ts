@@ -49,15 +49,19 @@ test.describe("after more than a join's worth of missed messages", () => {
       await seedMessages(baseURL!, room, ["before the break"], 3);
       await expect(bob.message("before the break")).toHaveCount(1);
 
+      // Offline, a long poll may hang rather than fail; Bob's own message fails its request at once, and the
+      // page knows it is offline.
       await bob.page.context().setOffline(true);
+      await bob.say("back soon");
       await expect(bob.status).not.toHaveAttribute("data-state", "connected");
       // The restricted server lets each person send 3 at once: many people send 130 messages meanwhile.
       const missed = numbered("missed", 130);
       await seedMessages(baseURL!, room, missed, 3);
       await bob.page.context().setOffline(false);
 
+      // Everything missed, in order, then Bob's message, sent once he had caught up.
       const shown = bob.page.getByTestId("messages").locator(".message .body");
-      await expect(shown).toHaveText(["before the break", ...missed], { timeout: 20_000 });
+      await expect(shown).toHaveText(["before the break", ...missed, "back soon"], { timeout: 20_000 });
     });
   });
 });

@@ -32,6 +32,16 @@ impl ImageKind {
         }
     }
 
+    /// Its name in words: "PNG", "JPEG", "GIF", "WebP".
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Png => "PNG",
+            ImageKind::Jpeg => "JPEG",
+            ImageKind::Gif => "GIF",
+            ImageKind::Webp => "WebP",
+        }
+    }
+
     /// The kind a `Content-Type` (or a browser file's `type`) names.
     pub fn from_content_type(content_type: &str) -> Result<Self, ImageError> {
         let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -68,9 +78,9 @@ pub enum ImageError {
     TooLarge { size: usize },
     #[error("That file is empty.")]
     Empty,
-    #[error("That file is called {declared} but its contents are not a PNG, JPEG, GIF or WebP image.")]
+    #[error("That file says it is a {} image, but its contents are not a PNG, JPEG, GIF or WebP image.", .declared.name())]
     NotAnImage { declared: ImageKind },
-    #[error("That file is called {declared} but its contents are {actual}.")]
+    #[error("That file says it is a {} image, but its contents are a {} image.", .declared.name(), .actual.name())]
     Mismatch { declared: ImageKind, actual: ImageKind },
 }
 
@@ -135,7 +145,7 @@ mod tests {
         let err = check_image(ImageKind::Gif, b"<svg onload=alert(1)>").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "That file is called image/gif but its contents are not a PNG, JPEG, GIF or WebP image."
+            "That file says it is a GIF image, but its contents are not a PNG, JPEG, GIF or WebP image."
         );
         assert_eq!(ImageKind::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageKind::Webp));
         assert_eq!(ImageKind::sniff(b"GIF89a"), Some(ImageKind::Gif));

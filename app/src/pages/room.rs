@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use protocol::{
-    ChatMessage, ClientId, DisplayName, HistoryPage, LeaveReason, Member, MemberId, MessageBody, PrivateMessage,
-    RoomName,
+    ChatMessage, ClientId, DisplayName, HistoryPage, ImageKind, ImageRef, LeaveReason, Member, MemberId, MessageBody,
+    PrivateMessage, RoomName,
 };
 
 use crate::urls::{encode_component, join_url};
@@ -68,6 +68,32 @@ pub struct Pending {
     /// Attempts that ended without an answer.
     #[serde(default)]
     pub attempts: u32,
+    /// The image it shares, if any (`body` is then its caption). Kept in memory only: images are too large for
+    /// the browser's storage, so an unsent image does not survive a reload.
+    #[serde(skip)]
+    pub image: Option<PendingImage>,
+}
+
+/// An image on its way, with a local preview of it.
+#[derive(Clone)]
+pub struct PendingImage {
+    pub kind: ImageKind,
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    /// A `blob:` URL of the picked file, shown until the server's copy replaces it.
+    pub preview: String,
+}
+
+impl PartialEq for PendingImage {
+    fn eq(&self, other: &Self) -> bool {
+        // The preview URL is unique to the file read: no need to compare megabytes.
+        self.preview == other.preview
+    }
+}
+
+impl std::fmt::Debug for PendingImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingImage({}, {} bytes)", self.kind, self.bytes.len())
+    }
 }
 
 impl Item {
@@ -474,6 +500,73 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
             send();
         }
     };
+    // An image picked, pasted or dropped: checked here first, then shared with the draft (or else the file's name)
+    // as its caption.
+    #[cfg(feature = "hydrate")]
+    let share_file = move |file: web_sys::File| {
+        if private_to.get_untracked().is_some() {
+            state.error.set(Some("Images go to the whole room: close the private message first.".to_owned()));
+            return;
+        }
+        let draft_text = draft.get_untracked();
+        leptos::task::spawn_local(async move {
+            let (kind, bytes) = match crate::live::read_image(&file).await {
+                Ok(image) => image,
+                Err(reason) => {
+                    state.error.try_set(Some(reason));
+                    return;
+                }
+            };
+            let from_draft = MessageBody::parse(&draft_text).ok();
+            if from_draft.is_some() {
+                draft.try_set(String::new());
+            }
+            let caption = from_draft.or_else(|| MessageBody::parse(&file.name()).ok());
+            let Some(caption) = caption.or_else(|| MessageBody::parse("image").ok()) else { return };
+            let preview = web_sys::Url::create_object_url_with_blob(&file).unwrap_or_default();
+            state.error.try_set(None);
+            chat.try_with_value(|chat| chat.send_image(kind, bytes, caption, preview));
+        });
+    };
+    let on_pick = move |ev: leptos::ev::Event| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast as _;
+            if let Some(input) = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlInputElement>().ok()) {
+                if let Some(file) = input.files().and_then(|files| files.get(0)) {
+                    share_file(file);
+                }
+                // Cleared, so that picking the same file again is a change too.
+                input.set_value("");
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    let on_paste = move |ev: leptos::ev::ClipboardEvent| {
+        #[cfg(feature = "hydrate")]
+        if let Some(file) = ev.clipboard_data().and_then(|data| data.files()).and_then(|files| files.get(0)) {
+            // A pasted image is shared; pasted text goes into the draft as usual.
+            ev.prevent_default();
+            share_file(file);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    let dragging = RwSignal::new(false);
+    let on_dragover = move |ev: leptos::ev::DragEvent| {
+        // Without this the browser would open the dropped file itself, leaving the chat.
+        ev.prevent_default();
+        dragging.set(true);
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        dragging.set(false);
+        #[cfg(feature = "hydrate")]
+        if let Some(file) = ev.data_transfer().and_then(|data| data.files()).and_then(|files| files.get(0)) {
+            share_file(file);
+        }
+    };
     let on_input = move |ev: leptos::ev::Event| {
         draft.set(event_target_value(&ev));
         #[cfg(feature = "hydrate")]
@@ -504,7 +597,18 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                 prop:value=move || draft.get()
                 on:input=on_input
                 on:keydown=on_keydown
+                on:paste=on_paste
             ></textarea>
+            <label class="attach" title="Share an image: pick one, paste one, or drop one on the conversation">
+                "Add image"
+                <input
+                    type="file"
+                    class="visually-hidden"
+                    accept=ImageKind::ALL.map(ImageKind::content_type).join(",")
+                    data-testid="image-input"
+                    on:change=on_pick
+                />
+            </label>
             <button type="submit" disabled=move || !state.joined.get()>"Send"</button>
         </form>
     }
@@ -529,7 +633,14 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                 <p class="notice">"Live chat needs JavaScript. Turn it on to see and send messages."</p>
             </noscript>
             <div class="room-body">
-                <div class="conversation">
+                <div
+                    class="conversation"
+                    class:dragging=move || dragging.get()
+                    data-testid="conversation"
+                    on:dragover=on_dragover
+                    on:dragleave=move |_| dragging.set(false)
+                    on:drop=on_drop
+                >
                     <ol class="messages" data-testid="messages" aria-live="polite" node_ref=list on:scroll=on_scroll>
                         <Show when=move || state.has_older.get()>
                             <li class="older">
@@ -656,8 +767,12 @@ fn grouped(items: &[Item]) -> Vec<(Item, bool)> {
 fn PendingLine(pending: Pending, retry: Callback<ClientId>) -> impl IntoView {
     let client_id = pending.client_id.clone();
     let state = if pending.failed.is_some() { "failed" } else { "sending" };
+    let preview = pending.image.map(|image| {
+        view! { <img class="image" src=image.preview alt=pending.body.to_string() data-testid="image" /> }
+    });
     view! {
         <li class="message pending" data-testid="message" data-delivery=state>
+            {preview}
             <p class="body">{body(pending.body.as_str())}</p>
             {match pending.failed {
                 None => view! { <span class="delivery">"Sending…"</span> }.into_any(),
@@ -674,14 +789,18 @@ fn PendingLine(pending: Pending, retry: Callback<ClientId>) -> impl IntoView {
 #[component]
 fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callback<ClientId>) -> impl IntoView {
     match item {
-        Item::Message(message) => view! {
-            <li class="message" class:continued=continued data-testid="message">
-                <span class="from">{message.from.name.to_string()}</span>
-                <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
-                <p class="body">{body(message.body.as_str())}</p>
-            </li>
+        Item::Message(message) => {
+            let image = message.image.map(|image| image_view(image, message.body.to_string()));
+            view! {
+                <li class="message" class:continued=continued data-testid="message">
+                    <span class="from">{message.from.name.to_string()}</span>
+                    <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
+                    {image}
+                    <p class="body">{body(message.body.as_str())}</p>
+                </li>
+            }
+            .into_any()
         }
-        .into_any(),
         Item::Private(message) => {
             let outgoing = me.get_untracked().is_some_and(|me| me.id == message.from.id);
             let label = if outgoing {
@@ -701,6 +820,37 @@ fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callba
         }
         Item::Notice { text, .. } => view! { <li class="system-notice" data-testid="notice">{text}</li> }.into_any(),
         Item::Pending(pending) => view! { <PendingLine pending retry /> }.into_any(),
+    }
+}
+
+/// Images show within this box (CSS pixels), never larger than they are.
+const IMAGE_BOX: (u32, u32) = (360, 270);
+
+/// The size to show a `width` × `height` image at: within [`IMAGE_BOX`], in proportion.
+fn fitted(width: u32, height: u32) -> (u32, u32) {
+    let scale =
+        f64::min(1.0, f64::min(IMAGE_BOX.0 as f64 / width.max(1) as f64, IMAGE_BOX.1 as f64 / height.max(1) as f64));
+    ((width as f64 * scale).round().max(1.0) as u32, (height as f64 * scale).round().max(1.0) as u32)
+}
+
+/// A shared image, inline at a size known before it loads (so the conversation does not jump), opening whole
+/// in a new tab.
+fn image_view(image: ImageRef, caption: String) -> impl IntoView + use<> {
+    let (width, height) = fitted(image.width, image.height);
+    let (src, href) = (image.url.clone(), image.url);
+    view! {
+        <a class="image-link" href=href target="_blank" rel="noopener">
+            <img
+                class="image"
+                src=src
+                alt=caption
+                width=width
+                height=height
+                loading="lazy"
+                decoding="async"
+                data-testid="image"
+            />
+        </a>
     }
 }
 
@@ -747,6 +897,7 @@ mod tests {
             sent_at: UnixMillis(at_ms),
             seq: id.parse().unwrap_or(0),
             client_id: None,
+            image: None,
         })
     }
 
@@ -792,6 +943,14 @@ mod tests {
             Item::Message(m) => m,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn images_are_shown_within_the_box_in_proportion_and_never_enlarged() {
+        assert_eq!(fitted(720, 270), (360, 135));
+        assert_eq!(fitted(100, 1000), (27, 270));
+        assert_eq!(fitted(40, 30), (40, 30));
+        assert_eq!(fitted(0, 0), (1, 1));
     }
 
     #[test]

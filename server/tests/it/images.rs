@@ -105,7 +105,7 @@ async fn an_image_that_is_not_what_it_claims_too_large_or_missing_is_refused_in_
     let (_a, ada) = app.member("Ada", "general").await;
     let jpeg = refused(&ada, vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16]).await;
     assert_eq!(jpeg.code, ErrorCode::InvalidPayload);
-    assert_eq!(jpeg.message, "That file is called image/png but its contents are image/jpeg.");
+    assert_eq!(jpeg.message, "That file says it is a PNG image, but its contents are a JPEG image.");
 
     let script = refused(&ada, b"<svg onload=alert(1)>".to_vec()).await;
     assert!(script.message.contains("not a PNG, JPEG, GIF or WebP image"), "{}", script.message);

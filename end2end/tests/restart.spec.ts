@@ -1,0 +1,74 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { rmSync } from "node:fs";
+import { expect, test } from "@playwright/test";
+import { type RoomPage, unique, withPeople } from "./fixtures/pages";
+
+// A server of this spec's own, so that it can be killed without disturbing the other specs.
+const PORT = 3004;
+const BASE = `http://127.0.0.1:${PORT}`;
+
+function start(database: string): ChildProcess {
+  return spawn(
+    "../target/release/causerie",
+    ["--addr", `127.0.0.1:${PORT}`, "--site-root", "../target/site", "--database", database],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+}
+
+/** Resolves once the server answers HTTP. */
+async function answering(): Promise<void> {
+  await expect
+    .poll(async () => (await fetch(BASE).catch(() => null))?.ok ?? false, { timeout: 30_000 })
+    .toBe(true);
+}
+
+function bodies(person: RoomPage) {
+  return person.page.getByTestId("messages").locator(".message .body");
+}
+
+test("the server killed with SIGKILL and restarted mid-conversation: nothing lost, nothing twice", async ({
+  browser,
+}) => {
+  test.setTimeout(90_000);
+  const database = `../target/e2e/restart-${unique("db")}.db`;
+  let server = start(database);
+  try {
+    await answering();
+    const room = unique("restart");
+    await withPeople(browser, 2, async ([ada, bob]) => {
+      await ada.enter(room, "Ada", BASE);
+      await bob.enter(room, "Bob", BASE);
+      await ada.say("one");
+      await expect(bob.message("one")).toHaveCount(1);
+      await bob.say("two");
+      await expect(ada.message("two")).toHaveCount(1);
+
+      // No shutdown, no flush: the process is gone at once, as in a crash or an OOM kill.
+      server.kill("SIGKILL");
+      await once(server, "exit");
+      await expect(ada.status).not.toHaveAttribute("data-state", "connected");
+      await expect(bob.status).not.toHaveAttribute("data-state", "connected");
+      await ada.say("written while the server was down");
+      await expect(ada.message("written while the server was down")).toHaveAttribute("data-delivery", "sending");
+
+      server = start(database);
+      await answering();
+      // Both reconnect on their own, resume after what they have, and Ada's pending message goes out once.
+      const expected = ["one", "two", "written while the server was down"];
+      await expect(bodies(bob)).toHaveText(expected, { timeout: 30_000 });
+      await expect(bodies(ada)).toHaveText(expected, { timeout: 30_000 });
+      await expect(ada.message("written while the server was down")).not.toHaveAttribute("data-delivery", /.+/);
+
+      await bob.say("after the restart");
+      await expect(bodies(ada)).toHaveText([...expected, "after the restart"]);
+
+      // A fresh page gets the same conversation from the database, once each.
+      await bob.page.reload();
+      await expect(bodies(bob)).toHaveText([...expected, "after the restart"]);
+    });
+  } finally {
+    server.kill("SIGKILL");
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database}${suffix}`, { force: true });
+  }
+});
