@@ -86,6 +86,8 @@ setup_test_tools() {
   npm_ci_if_needed "$ROOT/end2end"
   # The reference Node.js Socket.IO server that sio-client's conformance tests run against.
   npm_ci_if_needed "$ROOT/sio-client/conformance/peers/node"
+  # The Node.js Socket.IO chat server that the benchmark's smoke run compares Causerie with.
+  npm_ci_if_needed "$ROOT/bench/peers/node"
   # npm's socket.io-client, for the JavaScript example of docs/events.md, which a server test runs.
   npm_ci_if_needed "$ROOT/docs/examples"
 }

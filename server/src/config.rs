@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "CAUSERIE_DATABASE", default_value = "causerie.db")]
     pub database: PathBuf,
 
+    /// Keep messages in memory only, not in --database: they are lost when the server stops. For benchmarks and
+    /// trials; a chat people rely on should not use it
+    #[arg(long, env = "CAUSERIE_IN_MEMORY")]
+    pub in_memory: bool,
+
     /// Token for the admin page (/admin). Without one, the admin namespace refuses everybody
     #[arg(long, env = "CAUSERIE_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
     pub admin_token: Option<String>,
@@ -96,6 +101,7 @@ impl Default for Config {
             message_burst: 10,
             messages_per_second: 2.0,
             database: PathBuf::from("causerie.db"),
+            in_memory: false,
             admin_token: None,
             ping_interval: 25_000,
             ping_timeout: 20_000,

@@ -4,6 +4,9 @@
 //! keeps one message per (room, sender, client id): a retried send gets the original back. The chat acknowledges
 //! a send only after [`MessageStore::append`] returned, that is after the commit.
 
+#[cfg(test)]
+mod contract;
+pub mod memory;
 pub mod sqlite;
 
 use std::future::Future;
@@ -11,6 +14,7 @@ use std::pin::Pin;
 
 use protocol::{ChatMessage, ClientId, ImageKind, ImageRef, Member, MessageBody, MessageId, RoomName, UnixMillis};
 
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// What a store method returns: boxed, so that the chat can hold any store as `Arc<dyn MessageStore>`.
@@ -88,6 +92,8 @@ pub enum StoreError {
     Database(#[from] rusqlite::Error),
     #[error("a stored value is invalid: {0}")]
     Corrupt(String),
+    #[error("the transaction holding this message failed: {0}")]
+    Batch(String),
     #[error("the database worker stopped: {0}")]
     Worker(String),
     #[error("could not prepare the database at {path}: {source}")]

@@ -15,12 +15,23 @@ use super::{Appended, MessageStore, NewMessage, Page, StoreError, StoreFuture, S
 const MIGRATIONS: &[(i64, &str)] =
     &[(1, include_str!("../../migrations/0001_messages.sql")), (2, include_str!("../../migrations/0002_images.sql"))];
 
-/// A SQLite database. One connection: SQLite writes one transaction at a time anyway, and each call runs on
-/// Tokio's blocking pool so that the chat's tasks never wait on the disk.
+/// A SQLite database. One connection: SQLite writes one transaction at a time anyway, and reads run on Tokio's
+/// blocking pool so that the chat's tasks never wait on the disk.
+///
+/// Writes go through one writer thread that commits in groups: every message that arrived while the previous
+/// commit was on its way to the disk goes into the next transaction, so a burst costs one `fsync`, not one per
+/// message, and each sender is still answered only once its message is committed.
 #[derive(Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<Write>,
 }
+
+/// A message for the writer thread, and where to send the outcome once committed.
+type Write = (NewMessage, tokio::sync::oneshot::Sender<Result<Appended, StoreError>>);
+
+/// At most this many messages go into one transaction, so that the first of a huge burst is not kept waiting.
+const MAX_BATCH: usize = 256;
 
 impl SqliteStore {
     /// Opens (creating it, and its directory, if needed) the database file at `path` and migrates it.
@@ -45,7 +56,14 @@ impl SqliteStore {
     fn ready(mut connection: Connection) -> Result<Self, StoreError> {
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut connection)?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)) })
+        let connection = Arc::new(Mutex::new(connection));
+        let (writer, writes) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&connection);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_batches(&shared, &writes))
+            .map_err(|source| StoreError::Open { path: "(writer thread)".into(), source })?;
+        Ok(Self { connection, writer })
     }
 
     /// Runs `work` with the connection on the blocking pool.
@@ -160,67 +178,131 @@ fn page(mut messages: Vec<ChatMessage>, limit: usize) -> Page {
     Page { messages, has_more }
 }
 
-impl MessageStore for SqliteStore {
-    fn append(&self, new: NewMessage) -> StoreFuture<'_, Appended> {
-        self.run(move |connection| {
-            // IMMEDIATE: take the write lock at once, so that reading the last seq and inserting the next one
-            // cannot interleave with another writer.
-            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if let Some(client_id) = &new.client_id {
-                let earlier = messages(
-                    &transaction,
-                    &format!("{SELECT} WHERE m.room = ?1 AND m.sender_id = ?2 AND m.client_id = ?3"),
-                    params![new.room.as_str(), new.from.id.0, client_id.as_str()],
-                )?;
-                if let Some(original) = earlier.into_iter().next() {
-                    return Ok(Appended::Duplicate(original));
+/// The writer thread: waits for a message, takes whatever else is already queued, and commits them all in one
+/// transaction. Ends when every [`SqliteStore`] handle is gone.
+fn write_batches(connection: &Mutex<Connection>, writes: &std::sync::mpsc::Receiver<Write>) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        // Readers share this connection: they wait for the commit, never see half a batch.
+        let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (outcomes, replies) = commit_batch(&mut connection, batch);
+        drop(connection);
+        match outcomes {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    // The sender may have given up waiting (its connection closed); the message is stored anyway.
+                    let _ = reply.send(outcome);
                 }
             }
-            let seq: i64 = transaction.query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1",
-                [new.room.as_str()],
-                |row| row.get(0),
-            )?;
-            if let Some(image) = &new.image {
-                transaction.execute(
-                    "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        image.id,
-                        image.kind.content_type(),
-                        image.bytes.len() as i64,
-                        image.width,
-                        image.height,
-                        image.bytes.as_ref()
-                    ],
-                )?;
+            Err(e) => {
+                tracing::error!(error = %e, "a batch of messages was not committed");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Batch(e.to_string())));
+                }
             }
-            transaction.execute(
-                "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    new.id.0,
-                    new.room.as_str(),
-                    seq,
-                    new.from.id.0,
-                    new.from.name.as_str(),
-                    new.body.as_str(),
-                    new.sent_at.0,
-                    new.client_id.as_ref().map(ClientId::as_str),
-                    new.image.as_ref().map(|image| image.id.as_str()),
-                ],
-            )?;
-            transaction.commit()?;
-            let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
-            Ok(Appended::New(ChatMessage {
-                id: new.id,
-                room: new.room,
-                seq,
-                from: new.from,
-                body: new.body,
-                sent_at: new.sent_at,
-                client_id: new.client_id,
-                image: new.image.map(|image| image.reference()),
-            }))
+        }
+    }
+}
+
+type Replies = Vec<tokio::sync::oneshot::Sender<Result<Appended, StoreError>>>;
+
+/// One transaction for the whole batch; a savepoint per message, so that one that fails (rolled back alone) does
+/// not take the others with it.
+fn commit_batch(
+    connection: &mut Connection,
+    batch: Vec<Write>,
+) -> (Result<Vec<Result<Appended, StoreError>>, StoreError>, Replies) {
+    let (messages, replies): (Vec<NewMessage>, Replies) = batch.into_iter().unzip();
+    let outcomes = (|| {
+        // IMMEDIATE: take the write lock at once, so that reading the last seq and inserting the next one cannot
+        // interleave with another writer (another process on the same file).
+        let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for new in messages {
+            let savepoint = transaction.savepoint()?;
+            let outcome = insert(&savepoint, new);
+            if outcome.is_ok() {
+                savepoint.commit()?;
+            }
+            outcomes.push(outcome);
+        }
+        transaction.commit()?;
+        Ok(outcomes)
+    })();
+    (outcomes, replies)
+}
+
+/// Stores one message inside the batch's transaction (see [`write_batches`]).
+fn insert(transaction: &Connection, new: NewMessage) -> Result<Appended, StoreError> {
+    if let Some(client_id) = &new.client_id {
+        let earlier = messages(
+            transaction,
+            &format!("{SELECT} WHERE m.room = ?1 AND m.sender_id = ?2 AND m.client_id = ?3"),
+            params![new.room.as_str(), new.from.id.0, client_id.as_str()],
+        )?;
+        if let Some(original) = earlier.into_iter().next() {
+            return Ok(Appended::Duplicate(original));
+        }
+    }
+    let seq: i64 = transaction.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1",
+        [new.room.as_str()],
+        |row| row.get(0),
+    )?;
+    if let Some(image) = &new.image {
+        transaction.execute(
+            "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                image.id,
+                image.kind.content_type(),
+                image.bytes.len() as i64,
+                image.width,
+                image.height,
+                image.bytes.as_ref()
+            ],
+        )?;
+    }
+    transaction.execute(
+        "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            new.id.0,
+            new.room.as_str(),
+            seq,
+            new.from.id.0,
+            new.from.name.as_str(),
+            new.body.as_str(),
+            new.sent_at.0,
+            new.client_id.as_ref().map(ClientId::as_str),
+            new.image.as_ref().map(|image| image.id.as_str()),
+        ],
+    )?;
+    let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
+    Ok(Appended::New(ChatMessage {
+        id: new.id,
+        room: new.room,
+        seq,
+        from: new.from,
+        body: new.body,
+        sent_at: new.sent_at,
+        client_id: new.client_id,
+        image: new.image.map(|image| image.reference()),
+    }))
+}
+
+impl MessageStore for SqliteStore {
+    fn append(&self, new: NewMessage) -> StoreFuture<'_, Appended> {
+        let writer = self.writer.clone();
+        Box::pin(async move {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            writer.send((new, reply)).map_err(|_| StoreError::Worker("the writer thread stopped".into()))?;
+            answer.await.map_err(|_| StoreError::Worker("the writer thread dropped a message".into()))?
         })
     }
 
@@ -265,69 +347,13 @@ impl MessageStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn new(room: &str, from: &str, body: &str, client_id: Option<&str>) -> NewMessage {
-        NewMessage {
-            id: MessageId(uuid::Uuid::new_v4().to_string()),
-            room: RoomName::parse(room).unwrap(),
-            from: Member { id: MemberId(from.to_lowercase()), name: DisplayName::parse(from).unwrap() },
-            body: MessageBody::parse(body).unwrap(),
-            sent_at: UnixMillis(1_700_000_000_000),
-            client_id: client_id.map(|c| ClientId::parse(c).unwrap()),
-            image: None,
-        }
-    }
-
-    fn stored(appended: Appended) -> ChatMessage {
-        match appended {
-            Appended::New(message) => message,
-            Appended::Duplicate(message) => panic!("unexpected duplicate {message:?}"),
-        }
-    }
+    use crate::store::contract::new;
 
     fn room(name: &str) -> RoomName {
         RoomName::parse(name).unwrap()
     }
 
-    #[tokio::test]
-    async fn each_room_numbers_its_messages_from_one_without_gaps() {
-        let store = SqliteStore::in_memory().unwrap();
-        let mut seqs = Vec::new();
-        for (room, body) in [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3"), ("b", "2")] {
-            seqs.push((room, stored(store.append(new(room, "Ada", body, None)).await.unwrap()).seq));
-        }
-        assert_eq!(seqs, vec![("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)]);
-    }
-
-    #[tokio::test]
-    async fn a_retried_client_id_returns_the_original_and_stores_nothing_new() {
-        let store = SqliteStore::in_memory().unwrap();
-        let original = stored(store.append(new("a", "Ada", "hello", Some("c-1"))).await.unwrap());
-        let again = store.append(new("a", "Ada", "hello", Some("c-1"))).await.unwrap();
-        assert_eq!(again, Appended::Duplicate(original.clone()));
-        // The same client id from someone else, or in another room, is another message.
-        assert_eq!(stored(store.append(new("a", "Bob", "hello", Some("c-1"))).await.unwrap()).seq, 2);
-        assert_eq!(stored(store.append(new("b", "Ada", "hello", Some("c-1"))).await.unwrap()).seq, 1);
-        assert_eq!(store.latest(room("a"), 10).await.unwrap().messages.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn pages_come_oldest_first_and_say_whether_there_is_more() {
-        let store = SqliteStore::in_memory().unwrap();
-        for i in 1..=5 {
-            store.append(new("a", "Ada", &format!("m{i}"), None)).await.unwrap();
-        }
-        let bodies = |page: &Page| page.messages.iter().map(|m| m.body.to_string()).collect::<Vec<_>>();
-        let latest = store.latest(room("a"), 2).await.unwrap();
-        assert_eq!((bodies(&latest), latest.has_more), (vec!["m4".into(), "m5".into()], true));
-        let after = store.after(room("a"), 2, 2).await.unwrap();
-        assert_eq!((bodies(&after), after.has_more), (vec!["m3".into(), "m4".into()], true));
-        let rest = store.after(room("a"), 4, 10).await.unwrap();
-        assert_eq!((bodies(&rest), rest.has_more), (vec!["m5".into()], false));
-        let before = store.before(room("a"), 3, 10).await.unwrap();
-        assert_eq!((bodies(&before), before.has_more), (vec!["m1".into(), "m2".into()], false));
-        assert_eq!(store.latest(room("empty"), 10).await.unwrap(), Page::default());
-    }
+    crate::store::contract::store_contract!(SqliteStore::in_memory().unwrap());
 
     #[tokio::test]
     async fn a_database_file_is_created_with_its_directory_and_survives_reopening() {
@@ -344,36 +370,5 @@ mod tests {
         // Migrations ran once: reopening applied nothing twice and the dedup index is still there.
         assert!(matches!(reopened.append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap(), Appended::Duplicate(_)));
         std::fs::remove_dir_all(dir).unwrap();
-    }
-}
-
-#[cfg(test)]
-mod image_tests {
-    use super::*;
-    use crate::store::NewImage;
-
-    #[tokio::test]
-    async fn an_image_is_stored_with_its_message_once_and_read_back_whole() {
-        let store = SqliteStore::in_memory().unwrap();
-        let bytes = bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n-not-really-pixels");
-        let image = NewImage { id: "img-1".into(), kind: ImageKind::Png, width: 3, height: 2, bytes: bytes.clone() };
-        let new = NewMessage {
-            id: MessageId("m-1".into()),
-            room: RoomName::parse("a").unwrap(),
-            from: Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() },
-            body: MessageBody::parse("cat.png").unwrap(),
-            sent_at: UnixMillis(1),
-            client_id: Some(ClientId::parse("c-1").unwrap()),
-            image: Some(image),
-        };
-        let Appended::New(message) = store.append(new.clone()).await.unwrap() else { panic!("a duplicate") };
-        let reference = message.image.clone().unwrap();
-        assert_eq!((reference.url.as_str(), reference.size, reference.width), ("/media/img-1", bytes.len() as u64, 3));
-        // A retry under the same client id stores no second image (the image's id would collide if it tried).
-        assert_eq!(store.append(new).await.unwrap(), Appended::Duplicate(message.clone()));
-        assert_eq!(store.latest(RoomName::parse("a").unwrap(), 10).await.unwrap().messages, vec![message]);
-        let stored = store.image("img-1".into()).await.unwrap().unwrap();
-        assert_eq!((stored.kind, stored.bytes.as_slice()), (ImageKind::Png, bytes.as_ref()));
-        assert!(store.image("nope".into()).await.unwrap().is_none());
     }
 }

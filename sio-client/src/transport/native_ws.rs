@@ -1,7 +1,7 @@
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use super::TransportError;
 use crate::Frame;
@@ -12,7 +12,9 @@ pub struct WsTransport {
 
 impl WsTransport {
     pub async fn connect(url: &str) -> Result<Self, TransportError> {
-        let (ws, _response) = connect_async(url).await.map_err(|e| TransportError(e.to_string()))?;
+        // Nagle off: small frames go out at once instead of waiting for the previous one's ACK.
+        let (ws, _response) =
+            connect_async_with_config(url, None, true).await.map_err(|e| TransportError(e.to_string()))?;
         Ok(Self { ws })
     }
 

@@ -1,0 +1,132 @@
+// The reference peer of Causerie's benchmark: a Node.js Socket.IO 4.x chat server with Causerie's events and room
+// semantics (docs/events.md), keeping everything in memory. The same load generator drives it and Causerie.
+//
+//   namespace "/"   auth {name, session?}: refused with connect_error when the name is missing or too long.
+//     "join" {room, since?}        joins; ack {ok: {room, you, members, history, hasMore}}; others get
+//                                  "member_joined" when a member's first connection enters.
+//     "send" {room, body, clientId?}
+//                                  stores the message with the room's next seq (a repeated clientId from the same
+//                                  member returns the original); broadcasts "message" to the room except the
+//                                  sender; ack {ok: {message}}. Errors: {error: {code, message}}.
+//
+// Environment: PORT (0: any free port). Prints "listening <port>" once it accepts connections.
+"use strict";
+const http = require("http");
+const crypto = require("crypto");
+const { Server } = require("socket.io");
+
+const MAX_NAME = 32;
+const MAX_BODY = 2000;
+const MAX_HISTORY = 100;
+const PAGE = 50;
+
+const server = http.createServer();
+const io = new Server(server, { maxHttpBufferSize: 3e6 });
+
+// room name -> {messages: [ChatMessage], members: Map<memberId, {member, sockets: Set<sid>}>, sent: Map<key, seq>}
+const rooms = new Map();
+
+function room(name) {
+  let r = rooms.get(name);
+  if (!r) {
+    r = { messages: [], members: new Map(), sent: new Map() };
+    rooms.set(name, r);
+  }
+  return r;
+}
+
+function text(value, max) {
+  if (typeof value !== "string") return null;
+  const trimmed = value.trim();
+  return trimmed.length >= 1 && [...trimmed].length <= max ? trimmed : null;
+}
+
+const error = (code, message) => ({ error: { code, message } });
+
+io.use((socket, next) => {
+  const name = text(socket.handshake.auth && socket.handshake.auth.name, MAX_NAME);
+  if (!name) return next(new Error("Invalid sign-in: a display name of 1 to 32 characters is needed"));
+  const session = socket.handshake.auth.session;
+  const id = crypto
+    .createHash("sha256")
+    .update(typeof session === "string" ? session : socket.id)
+    .digest("hex")
+    .slice(0, 16);
+  socket.data.member = { id, name };
+  socket.data.rooms = new Set();
+  next();
+});
+
+io.on("connection", (socket) => {
+  const me = socket.data.member;
+
+  socket.on("join", (request, ack) => {
+    if (typeof ack !== "function") return;
+    const name = text(request && request.room, MAX_NAME);
+    if (!name) return ack(error("invalid_payload", "Invalid request: a room name of 1 to 32 characters"));
+    const r = room(name);
+    let entry = r.members.get(me.id);
+    const entered = !entry;
+    if (!entry) {
+      entry = { member: me, sockets: new Set() };
+      r.members.set(me.id, entry);
+    }
+    entry.sockets.add(socket.id);
+    socket.data.rooms.add(name);
+    socket.join(name);
+    if (entered) socket.to(name).emit("member_joined", { room: name, member: me });
+    const since = Number.isInteger(request.since) ? request.since : null;
+    let history, hasMore;
+    if (since === null) {
+      history = r.messages.slice(-PAGE);
+      hasMore = r.messages.length > PAGE;
+    } else {
+      history = r.messages.slice(since, since + MAX_HISTORY);
+      hasMore = r.messages.length > since + MAX_HISTORY;
+    }
+    const members = [...r.members.values()].map((e) => e.member);
+    ack({ ok: { room: name, you: me, members, history, hasMore } });
+  });
+
+  socket.on("send", (request, ack) => {
+    if (typeof ack !== "function") return;
+    const name = request && request.room;
+    if (!socket.data.rooms.has(name)) return ack(error("not_in_room", `Join #${name} before sending to it.`));
+    const body = text(request.body, MAX_BODY);
+    if (!body) return ack(error("invalid_payload", "Invalid request: a message of 1 to 2000 characters"));
+    const r = room(name);
+    const clientId = typeof request.clientId === "string" ? request.clientId : undefined;
+    const key = clientId && `${me.id}\u0000${clientId}`;
+    if (key && r.sent.has(key)) return ack({ ok: { message: r.messages[r.sent.get(key) - 1] } });
+    const message = {
+      id: crypto.randomUUID(),
+      room: name,
+      seq: r.messages.length + 1,
+      from: me,
+      body,
+      sentAt: Date.now(),
+    };
+    if (clientId) message.clientId = clientId;
+    r.messages.push(message);
+    if (key) r.sent.set(key, message.seq);
+    socket.to(name).emit("message", message);
+    ack({ ok: { message } });
+  });
+
+  socket.on("disconnect", () => {
+    for (const name of socket.data.rooms) {
+      const r = rooms.get(name);
+      const entry = r && r.members.get(me.id);
+      if (!entry) continue;
+      entry.sockets.delete(socket.id);
+      if (entry.sockets.size === 0) {
+        r.members.delete(me.id);
+        socket.to(name).emit("member_left", { room: name, member: me, reason: "left" });
+      }
+    }
+  });
+});
+
+server.listen(Number(process.env.PORT || 0), "127.0.0.1", () => {
+  console.log(`listening ${server.address().port}`);
+});

@@ -1,0 +1,131 @@
+//! Causerie's benchmark: one load generator, built on `sio-client`, driving Causerie (in memory and with SQLite)
+//! and the reference Node.js Socket.IO server under identical load, one after the other in one run, and writing
+//! what it measured to `docs/benchmarks.md`. See `docs/benchmarks.md` for how to run it and what it found.
+
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+pub mod target;
+pub mod users;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scenarios::{DurableResult, FanoutConfig, FanoutResult, IdleResult, PageResult, StormResult, WasmSize};
+pub use target::{Launcher, Target};
+
+/// What to run, and how big.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub targets: Vec<Target>,
+    pub fanout: FanoutConfig,
+    pub idle_connections: u32,
+    pub idle_for: Duration,
+    pub storm_clients: u32,
+    pub storm_per_room: u32,
+    pub durable_users: u32,
+    pub durable_for: Duration,
+    pub page_requests: u32,
+    pub wasm: Option<PathBuf>,
+}
+
+impl Options {
+    /// The full run of issue #6: minutes per target.
+    pub fn full() -> Self {
+        Self {
+            targets: vec![Target::Causerie, Target::CauserieSqlite, Target::Node],
+            fanout: FanoutConfig {
+                rooms: 20,
+                users_per_room: 10,
+                step: Duration::from_secs(5),
+                rates: vec![250, 500, 1000, 2000, 3000, 4000, 6000, 8000, 12_000, 16_000, 24_000, 32_000],
+                stop_p99_ms: 100.0,
+            },
+            idle_connections: 10_000,
+            idle_for: Duration::from_secs(5),
+            storm_clients: 5_000,
+            storm_per_room: 50,
+            durable_users: 50,
+            durable_for: Duration::from_secs(5),
+            page_requests: 1_000,
+            wasm: Some(PathBuf::from("target/site/pkg/causerie.wasm")),
+        }
+    }
+
+    /// Every scenario, tiny: for the test command, so that the benchmark cannot rot. Its figures mean nothing.
+    pub fn smoke() -> Self {
+        Self {
+            targets: vec![Target::Causerie, Target::CauserieSqlite, Target::Node],
+            fanout: FanoutConfig {
+                rooms: 2,
+                users_per_room: 3,
+                step: Duration::from_millis(300),
+                rates: vec![20, 40],
+                stop_p99_ms: f64::INFINITY,
+            },
+            idle_connections: 20,
+            idle_for: Duration::from_millis(100),
+            storm_clients: 12,
+            storm_per_room: 4,
+            durable_users: 3,
+            durable_for: Duration::from_millis(200),
+            page_requests: 5,
+            wasm: None,
+        }
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub machine: report::Machine,
+    pub options: Options,
+    pub fanout: Vec<FanoutResult>,
+    pub idle: Vec<IdleResult>,
+    pub storm: Vec<StormResult>,
+    pub durable: Vec<DurableResult>,
+    pub page: Option<PageResult>,
+    pub wasm: Option<WasmSize>,
+}
+
+/// Runs every scenario against every target, one server at a time.
+pub async fn run(launcher: &Launcher, options: &Options) -> anyhow::Result<Report> {
+    let mut report = Report {
+        machine: report::Machine::read(launcher),
+        options: options.clone(),
+        fanout: Vec::new(),
+        idle: Vec::new(),
+        storm: Vec::new(),
+        durable: Vec::new(),
+        page: None,
+        wasm: None,
+    };
+    for &target in &options.targets {
+        eprintln!("{}: fan-out under rising load", target.label());
+        report.fanout.push(scenarios::fanout(launcher, target, &options.fanout).await?);
+    }
+    for &target in &options.targets {
+        eprintln!("{}: {} idle connections", target.label(), options.idle_connections);
+        let idle = scenarios::idle(launcher, target, options.idle_connections, options.idle_for).await?;
+        eprintln!("  {:.0} bytes per connection", idle.bytes_per_connection);
+        report.idle.push(idle);
+    }
+    for &target in &options.targets {
+        eprintln!("{}: a storm of {} clients, and a restart", target.label(), options.storm_clients);
+        let storm = scenarios::storm(launcher, target, options.storm_clients, options.storm_per_room).await?;
+        eprintln!("  all joined in {:.2} s, all back in {:.2} s", storm.seconds_all_joined, storm.seconds_all_back);
+        report.storm.push(storm);
+    }
+    for &target in &options.targets {
+        eprintln!("{}: send → ack", target.label());
+        report.durable.push(scenarios::durable(launcher, target, options.durable_users, options.durable_for).await?);
+    }
+    if options.targets.iter().any(|t| matches!(t, Target::Causerie | Target::CauserieSqlite)) {
+        eprintln!("Causerie: the join page, rendered on the server");
+        report.page = Some(scenarios::page(launcher, "/", options.page_requests).await?);
+    }
+    if let Some(wasm) = &options.wasm {
+        report.wasm = Some(scenarios::wasm_size(wasm)?);
+    }
+    Ok(report)
+}

@@ -1,0 +1,102 @@
+//! `causerie-bench run` runs the comparison and writes `docs/benchmarks.md`; `causerie-bench serve …` is how it
+//! starts Causerie (the `causerie` binary's own code, with the same flags).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use causerie_bench::{Launcher, Options, Target};
+use clap::Parser as _;
+
+/// Causerie's benchmark against the reference Node.js Socket.IO server.
+#[derive(Debug, clap::Parser)]
+#[command(name = "causerie-bench")]
+enum Command {
+    /// Runs every scenario against every target and writes the report.
+    Run(Run),
+    /// Runs the Causerie server with `causerie`'s flags (what the benchmark starts for each Causerie target).
+    #[command(disable_help_flag = true)]
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Run {
+    /// Tiny sizes, to check that every scenario works; the figures mean nothing
+    #[arg(long)]
+    smoke: bool,
+    /// Targets to run, comma-separated [default: all]
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<Target>,
+    /// Idle connections to hold open
+    #[arg(long)]
+    idle: Option<u32>,
+    /// Clients in the connect storm
+    #[arg(long)]
+    storm: Option<u32>,
+    /// The release WASM bundle whose size to report
+    #[arg(long)]
+    wasm: Option<PathBuf>,
+    /// Pin the servers to these CPUs (`taskset -c`), leaving the others to the load generator
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// Where to write the report; its chart goes next to it as `<name>-fanout.svg`
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Databases and server logs
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Command::parse() {
+        Command::Serve { args } => {
+            let config = server::Config::parse_from(std::iter::once("causerie".to_owned()).chain(args));
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the Tokio runtime")?
+                .block_on(server::run(config))
+        }
+        Command::Run(run) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the Tokio runtime")?;
+            runtime.block_on(run_all(run))
+        }
+    }
+}
+
+async fn run_all(run: Run) -> anyhow::Result<()> {
+    let mut options = if run.smoke { Options::smoke() } else { Options::full() };
+    if !run.targets.is_empty() {
+        options.targets = run.targets;
+    }
+    if let Some(idle) = run.idle {
+        options.idle_connections = idle;
+    }
+    if let Some(storm) = run.storm {
+        options.storm_clients = storm;
+    }
+    if run.wasm.is_some() {
+        options.wasm = run.wasm;
+    }
+    let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
+    let launcher = Launcher::new(exe, run.work_dir, run.server_cpus)?;
+    let report = causerie_bench::run(&launcher, &options).await?;
+    let stem = run.out.file_stem().and_then(|s| s.to_str()).unwrap_or("benchmarks").to_owned();
+    let chart = format!("{stem}-fanout.svg");
+    if let Some(dir) = run.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&run.out, report.markdown(&chart)).with_context(|| format!("writing {}", run.out.display()))?;
+    let svg = run.out.with_file_name(&chart);
+    std::fs::write(&svg, report.svg()).with_context(|| format!("writing {}", svg.display()))?;
+    let json = run.out.with_extension("json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report.json())?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    eprintln!("Wrote {}, {} and {}", run.out.display(), svg.display(), json.display());
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! `docs/benchmarks.md` and its chart, written from a [`Report`].
+
+use std::fmt::Write as _;
+
+use crate::scenarios::FanoutResult;
+use crate::target::{Launcher, Target};
+use crate::{Report, scenarios};
+
+/// Where the figures come from.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub rustc: String,
+    pub node: String,
+    pub socket_io: String,
+    pub commit: String,
+    pub date: String,
+    pub server_cpus: Option<String>,
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl Machine {
+    pub fn read(launcher: &Launcher) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        let socket_io =
+            std::fs::read_to_string(launcher.node_peer.with_file_name("node_modules/socket.io/package.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|json| json.get("version").and_then(|v| v.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "unknown".to_owned());
+        Machine {
+            cpu: field(&cpuinfo, "model name"),
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            memory: field(&meminfo, "MemTotal"),
+            kernel: output("uname", &["-sr"]),
+            rustc: output("rustc", &["--version"]),
+            node: output("node", &["--version"]),
+            socket_io,
+            commit: output("git", &["rev-parse", "--short", "HEAD"]),
+            date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            server_cpus: launcher.server_cpus.clone(),
+        }
+    }
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.1} KiB", bytes / 1024.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
+
+fn ratio(ours: f64, theirs: f64) -> String {
+    if theirs > 0.0 && ours.is_finite() { format!("{:.2}×", ours / theirs) } else { "n/a".to_owned() }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "**met**" } else { "not met" }
+}
+
+impl Report {
+    fn fanout_of(&self, target: Target) -> Option<&FanoutResult> {
+        self.fanout.iter().find(|f| f.target == target)
+    }
+
+    fn best(&self, target: Target) -> Option<&scenarios::FanoutStep> {
+        self.fanout_of(target).and_then(|f| f.best(self.options.fanout.stop_p99_ms))
+    }
+
+    /// Causerie's p99 at the step where Node reached its maximum, and Node's p99 there.
+    fn p99_at_node_max(&self, target: Target) -> Option<(f64, f64)> {
+        let node = self.best(Target::Node)?;
+        let ours = self.fanout_of(target)?.steps.iter().find(|s| s.sends_per_second == node.sends_per_second)?;
+        Some((ours.latency.p99, node.latency.p99))
+    }
+
+    /// Every figure as JSON, to compare runs side by side (`jq`, `diff`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "machine": self.machine,
+            "fanout": self.fanout,
+            "idle": self.idle,
+            "storm": self.storm,
+            "durable": self.durable,
+            "page": self.page,
+            "wasm": self.wasm,
+        })
+    }
+
+    /// The Markdown page; `chart` is the SVG's file name, next to the page.
+    pub fn markdown(&self, chart: &str) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let o = &self.options;
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Written by `scripts/bench` (the load generator in `bench/`) on {}, at commit `{}`. Do not edit by hand: \
+             run it again.\n",
+            m.date, m.commit
+        );
+        let _ = writeln!(md, "## Machine\n");
+        let _ = writeln!(md, "| | |\n|---|---|");
+        let _ = writeln!(md, "| CPU | {} ({} cores) |", m.cpu, m.cores);
+        let _ = writeln!(md, "| Memory | {} |", m.memory);
+        let _ = writeln!(md, "| Kernel | {} |", m.kernel);
+        let _ = writeln!(md, "| Rust | {} |", m.rustc);
+        let _ = writeln!(md, "| Node.js | {}, Socket.IO {} |", m.node, m.socket_io);
+        let pinning = match &m.server_cpus {
+            Some(cpus) => format!("server on CPU {cpus}, load generator on the others (`taskset`)"),
+            None => "none: server and load generator share every core".to_owned(),
+        };
+        let _ = writeln!(md, "| Pinning | {pinning} |\n");
+
+        let _ = writeln!(md, "## Targets\n");
+        let _ = writeln!(md, "| Goal (issue #6) | Reached | |\n|---|---|---|");
+        let causerie = self.best(Target::Causerie);
+        let node = self.best(Target::Node);
+        if let (Some(ours), Some(theirs)) = (causerie, node) {
+            let r = ours.deliveries_per_second / theirs.deliveries_per_second;
+            let _ = writeln!(
+                md,
+                "| ≥ 4× Node's maximum deliveries/s at p99 ≤ {} ms | {:.0} vs {:.0} deliveries/s: {r:.2}× | {} |",
+                o.fanout.stop_p99_ms,
+                ours.deliveries_per_second,
+                theirs.deliveries_per_second,
+                met(r >= 4.0)
+            );
+        }
+        if let Some((ours, theirs)) = self.p99_at_node_max(Target::Causerie) {
+            let _ = writeln!(
+                md,
+                "| p99 ≤ ¼ of Node's at Node's maximum load | {ours:.1} ms vs {theirs:.1} ms: {} | {} |",
+                ratio(ours, theirs),
+                met(ours <= theirs / 4.0)
+            );
+        }
+        for idle in self.idle.iter().filter(|i| i.target != Target::Node) {
+            let _ = writeln!(
+                md,
+                "| ≤ 20 KiB of RSS per idle WebSocket connection ({}, {} connections) | {} | {} |",
+                idle.target.label(),
+                idle.connections,
+                kib(idle.bytes_per_connection),
+                met(idle.bytes_per_connection <= 20.0 * 1024.0)
+            );
+        }
+        for storm in self.storm.iter().filter(|s| s.target == Target::CauserieSqlite) {
+            let ok = storm.back == storm.clients && storm.seconds_all_back <= 5.0 && storm.lost_after == 0;
+            let _ = writeln!(
+                md,
+                "| After a connect storm and a restart, all {} clients back within 5 s, nothing lost ({}) | {}/{} \
+                 back in {:.2} s; {} lost; {}/{} acknowledged messages kept | {} |",
+                storm.clients,
+                storm.target.label(),
+                storm.back,
+                storm.clients,
+                storm.seconds_all_back,
+                storm.lost_after,
+                storm.kept_after_restart,
+                storm.acked_before,
+                met(ok)
+            );
+        }
+        if let Some(wasm) = &self.wasm {
+            let _ = writeln!(
+                md,
+                "| Release WASM ≤ 300 KB gzipped | {} bytes gzipped ({} raw) | {} |",
+                wasm.gzip_bytes,
+                wasm.bytes,
+                met(wasm.gzip_bytes <= 300_000)
+            );
+        }
+        if let Some(page) = &self.page {
+            let _ = writeln!(
+                md,
+                "| Join page rendered in ≤ 2 ms | p50 {:.2} ms, p99 {:.2} ms (`GET {}`, {} bytes, over loopback) | {} |",
+                page.latency.p50,
+                page.latency.p99,
+                page.path,
+                page.bytes,
+                met(page.latency.p99 <= 2.0)
+            );
+        }
+
+        let _ = writeln!(md, "\n## Causerie / Node\n");
+        let _ =
+            writeln!(md, "| Measure | Causerie, in memory | Causerie, SQLite | Node.js | Ratio (in memory / Node) |");
+        let _ = writeln!(md, "|---|---|---|---|---|");
+        let by = |target: Target| self.best(target).map(|s| s.deliveries_per_second);
+        let cell = |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.1}{unit}"));
+        let row = |md: &mut String, name: &str, values: [Option<f64>; 3], unit: &str| {
+            let r = match (values[0], values[2]) {
+                (Some(ours), Some(theirs)) => ratio(ours, theirs),
+                _ => "n/a".to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {r} |",
+                cell(values[0], unit),
+                cell(values[1], unit),
+                cell(values[2], unit)
+            );
+        };
+        let targets = [Target::Causerie, Target::CauserieSqlite, Target::Node];
+        row(&mut md, "Maximum deliveries/s at p99 ≤ 100 ms", targets.map(by), "");
+        row(
+            &mut md,
+            "p99 at Node's maximum load (ms)",
+            targets.map(|t| {
+                if t == Target::Node {
+                    self.best(t).map(|s| s.latency.p99)
+                } else {
+                    self.p99_at_node_max(t).map(|(ours, _)| ours)
+                }
+            }),
+            "",
+        );
+        let idle = |t: Target| self.idle.iter().find(|i| i.target == t).map(|i| i.bytes_per_connection / 1024.0);
+        row(&mut md, "RSS per idle connection (KiB)", targets.map(idle), "");
+        let storm = |t: Target| self.storm.iter().find(|s| s.target == t);
+        row(&mut md, "Connect storm: all joined (s)", targets.map(|t| storm(t).map(|s| s.seconds_all_joined)), "");
+        row(&mut md, "After a restart: all back (s)", targets.map(|t| storm(t).map(|s| s.seconds_all_back)), "");
+        let durable = |t: Target| self.durable.iter().find(|d| d.target == t);
+        row(&mut md, "Send → ack, one user: p50 (ms)", targets.map(|t| durable(t).map(|d| d.single.p50)), "");
+        row(
+            &mut md,
+            &format!("Send → ack, {} users at once: acks/s", self.options.durable_users),
+            targets.map(|t| durable(t).map(|d| d.concurrent_per_second)),
+            "",
+        );
+
+        let _ = writeln!(md, "\n## 1. Fan-out under rising load\n");
+        let _ = writeln!(
+            md,
+            "{} rooms × {} users, all on WebSocket; every message goes to the {} others in its room. Each step \
+             sends at a fixed total rate for {:.0} s, each user on its own schedule (not waiting for acks), and \
+             stops once p99 passes {} ms or a message goes missing. Latency is from the sender's send to a \
+             receiver's decode, for every delivery.\n",
+            o.fanout.rooms,
+            o.fanout.users_per_room,
+            o.fanout.users_per_room.saturating_sub(1),
+            o.fanout.step.as_secs_f64(),
+            o.fanout.stop_p99_ms
+        );
+        let _ = writeln!(md, "![p99 latency against deliveries per second]({chart})\n");
+        for result in &self.fanout {
+            let _ = writeln!(
+                md,
+                "**{}**: {} connections, joined in p50 {:.1} ms / p99 {:.1} ms.\n",
+                result.target.label(),
+                result.connections,
+                result.connect.p50,
+                result.connect.p99
+            );
+            let _ = writeln!(
+                md,
+                "| sends/s | deliveries/s | p50 | p99 | p99.9 | ack p99 | lost | dup | server CPU | server RSS |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+            for s in &result.steps {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.0}% | {} |",
+                    s.sends_per_second,
+                    s.deliveries_per_second,
+                    s.latency.p50,
+                    s.latency.p99,
+                    s.latency.p999,
+                    s.ack.p99,
+                    s.lost,
+                    s.duplicates,
+                    s.cpu_percent,
+                    mib(s.rss_bytes)
+                );
+            }
+            let _ = writeln!(md);
+        }
+
+        let _ = writeln!(md, "## 2. Idle connections\n");
+        let _ = writeln!(
+            md,
+            "WebSocket clients, each signed in and in a room of 100, then idle (heartbeats only). RSS per connection \
+             is the server's growth from one connection to all of them, divided by their number.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| Target | connections | RSS before | RSS after | per connection | connecting all | idle CPU |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        for i in &self.idle {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
+                i.target.label(),
+                i.connections,
+                mib(i.rss_before),
+                mib(i.rss_after),
+                kib(i.bytes_per_connection),
+                i.seconds_to_connect_all,
+                i.idle_cpu_percent
+            );
+        }
+
+        let _ = writeln!(md, "\n## 3. Connect storm and restart\n");
+        let _ = writeln!(
+            md,
+            "{} clients start at once, as browsers do (long-polling, then the upgrade to WebSocket), in rooms of {}. \
+             Each room's first user sends one message and gets its ack. The server is then killed (SIGKILL) and \
+             started again on the same port; the clients reconnect on their own (sio-client's defaults, as in the \
+             app: 1 s backoff, up to 5 s, ±50%) and join again. Then each room's first user sends again.\n",
+            o.storm_clients, o.storm_per_room
+        );
+        let _ =
+            writeln!(md, "| Target | all joined | all back after restart | back | acked before, kept | lost after |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        for s in &self.storm {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} s | {:.2} s | {}/{} | {}/{} | {} of {} |",
+                s.target.label(),
+                s.seconds_all_joined,
+                s.seconds_all_back,
+                s.back,
+                s.clients,
+                s.kept_after_restart,
+                s.acked_before,
+                s.lost_after,
+                s.expected_after
+            );
+        }
+
+        let _ = writeln!(md, "\n## 4. Send → ack\n");
+        let _ = writeln!(
+            md,
+            "Each user sends, waits for the ack, and sends again, for {:.0} s: first one user alone, then {} users \
+             at once. With SQLite, an ack means the message is committed (`synchronous=FULL`); commits are grouped.\n",
+            o.durable_for.as_secs_f64(),
+            o.durable_users
+        );
+        let _ = writeln!(
+            md,
+            "| Target | one user: p50 | p99 | acks/s | {} users: p50 | p99 | acks/s | failed |",
+            o.durable_users
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        for d in &self.durable {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {} |",
+                d.target.label(),
+                d.single.p50,
+                d.single.p99,
+                d.single_per_second,
+                d.concurrent.p50,
+                d.concurrent.p99,
+                d.concurrent_per_second,
+                d.failed
+            );
+        }
+        if let Some(page) = &self.page {
+            let _ = writeln!(md, "\n## 5. The join page\n");
+            let _ = writeln!(
+                md,
+                "`GET {}` {} times in a row over one kept-alive loopback connection, timed at the client: p50 {:.2} ms, \
+                 p99 {:.2} ms, p99.9 {:.2} ms, {} bytes of HTML.",
+                page.path, page.latency.count, page.latency.p50, page.latency.p99, page.latency.p999, page.bytes
+            );
+        }
+        md
+    }
+
+    /// p99 latency (log scale) against deliveries per second, one line per target.
+    pub fn svg(&self) -> String {
+        let (width, height) = (720.0, 420.0);
+        let (left, right, top, bottom) = (70.0, 20.0, 30.0, 50.0);
+        let max_x =
+            self.fanout.iter().flat_map(|f| &f.steps).map(|s| s.deliveries_per_second).fold(1.0_f64, f64::max) * 1.05;
+        let (min_y, max_y) = (0.1_f64, 10_000.0_f64);
+        let x = |v: f64| left + (v / max_x) * (width - left - right);
+        let y = |ms: f64| {
+            let ms = ms.clamp(min_y, max_y);
+            top + (1.0 - (ms.log10() - min_y.log10()) / (max_y.log10() - min_y.log10())) * (height - top - bottom)
+        };
+        let mut svg = String::new();
+        let _ = writeln!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="18" text-anchor="middle" font-size="14">p99 delivery latency against deliveries per second</text>"#,
+            width / 2.0
+        );
+        for ms in [0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0] {
+            let yy = y(ms);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{ms} ms</text>"##,
+                width - right,
+                left - 6.0,
+                yy + 4.0
+            );
+        }
+        let limit = y(self.options.fanout.stop_p99_ms);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{limit:.1}" x2="{:.1}" y2="{limit:.1}" stroke="#c00" stroke-dasharray="4 4"/>"##,
+            width - right
+        );
+        for i in 0..=5 {
+            let v = max_x * f64::from(i) / 5.0;
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.0}k</text>"#,
+                x(v),
+                height - bottom + 18.0,
+                v / 1000.0
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">deliveries per second</text>"#,
+            (left + width - right) / 2.0,
+            height - 10.0
+        );
+        let colours = ["#1f77b4", "#2ca02c", "#d62728"];
+        for (n, result) in self.fanout.iter().enumerate() {
+            let colour = colours[n % colours.len()];
+            let points: Vec<String> = result
+                .steps
+                .iter()
+                .map(|s| format!("{:.1},{:.1}", x(s.deliveries_per_second), y(s.latency.p99)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                points.join(" ")
+            );
+            for point in &points {
+                let (px, py) = point.split_once(',').unwrap_or(("0", "0"));
+                let _ = writeln!(svg, r#"<circle cx="{px}" cy="{py}" r="3" fill="{colour}"/>"#);
+            }
+            let ly = top + 16.0 * n as f64 + 10.0;
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="12" height="3" fill="{colour}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                left + 12.0,
+                ly - 4.0,
+                left + 30.0,
+                ly,
+                result.target.label()
+            );
+        }
+        let _ = writeln!(svg, "</svg>");
+        svg
+    }
+}

@@ -1,0 +1,498 @@
+//! The scenarios of issue #6, each run against one server: fan-out under rising load, idle connections, a connect
+//! storm with a restart, durable sends, and the join page's server-side rendering.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use protocol::RoomName;
+use serde::Serialize;
+use sio_client::{SocketEvent, TransportKind};
+
+use crate::stats::{Latency, Samples};
+use crate::target::{Launcher, Server, Target};
+use crate::users::{Probe, Recorder, User, now_micros, receive, wait_until};
+
+/// Browsers' way: long-polling first, then the upgrade to WebSocket.
+const BROWSER_TRANSPORTS: &[TransportKind] = &[TransportKind::Polling, TransportKind::WebSocket];
+const WEBSOCKET_ONLY: &[TransportKind] = &[TransportKind::WebSocket];
+
+fn room(name: &str) -> anyhow::Result<RoomName> {
+    RoomName::parse(name).with_context(|| format!("room name {name:?}"))
+}
+
+/// Opens `count` users in rooms of `per_room`, `concurrency` at a time, each joined; returns them with the time
+/// each took from opening to its join's answer.
+async fn connect_users(
+    url: &str,
+    count: u32,
+    per_room: u32,
+    transports: &[TransportKind],
+    concurrency: usize,
+    prefix: &str,
+) -> anyhow::Result<(Vec<User>, Samples)> {
+    let mut users = Vec::with_capacity(count as usize);
+    let mut connect = Samples::default();
+    let indices: Vec<u32> = (0..count).collect();
+    for wave in indices.chunks(concurrency.max(1)) {
+        let joins = wave.iter().map(|&index| async move {
+            let started = Instant::now();
+            let user = User::open(url, index, &room(&format!("{prefix}{}", index / per_room.max(1)))?, transports)?;
+            user.join(None).await.with_context(|| format!("user {index} joining"))?;
+            anyhow::Ok((user, started.elapsed()))
+        });
+        for joined in futures::future::join_all(joins).await {
+            let (user, took) = joined?;
+            connect.record(took);
+            users.push(user);
+        }
+    }
+    Ok((users, connect))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Fan-out under rising load
+
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    pub rooms: u32,
+    pub users_per_room: u32,
+    pub step: Duration,
+    /// Messages sent per second, all users together, one step each, until the p99 passes `stop_p99_ms`.
+    pub rates: Vec<u32>,
+    pub stop_p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutStep {
+    pub sends_per_second: u32,
+    pub offered_deliveries_per_second: f64,
+    pub deliveries_per_second: f64,
+    pub latency: Latency,
+    pub ack: Latency,
+    pub accepted: u64,
+    pub failed: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+impl FanoutStep {
+    /// Every message delivered once, none refused, p99 within the limit.
+    pub fn within(&self, p99_ms: f64) -> bool {
+        self.lost == 0 && self.failed == 0 && self.duplicates == 0 && self.latency.p99 <= p99_ms
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutResult {
+    pub target: Target,
+    pub connections: u32,
+    pub connect: Latency,
+    pub steps: Vec<FanoutStep>,
+}
+
+impl FanoutResult {
+    /// The highest step with every message delivered and p99 within `p99_ms`.
+    pub fn best(&self, p99_ms: f64) -> Option<&FanoutStep> {
+        self.steps.iter().filter(|s| s.within(p99_ms)).max_by(|a, b| {
+            a.deliveries_per_second.partial_cmp(&b.deliveries_per_second).unwrap_or(std::cmp::Ordering::Equal)
+        })
+    }
+}
+
+pub async fn fanout(launcher: &Launcher, target: Target, config: &FanoutConfig) -> anyhow::Result<FanoutResult> {
+    let server = Server::start(launcher, target).await?;
+    let total = config.rooms * config.users_per_room;
+    let (mut users, connect) =
+        connect_users(&server.url(), total, config.users_per_room, WEBSOCKET_ONLY, 200, "fanout-").await?;
+    let recorder = Arc::new(Recorder::default());
+    let receivers: Vec<_> = users.iter_mut().filter_map(|user| receive(user, recorder.clone())).collect();
+    let users: Vec<Arc<User>> = users.into_iter().map(Arc::new).collect();
+    let mut steps = Vec::new();
+    for (step, &rate) in (0u32..).zip(&config.rates) {
+        let result = fanout_step(&server, &users, &recorder, step, rate, config).await?;
+        eprintln!(
+            "  {:>6} sends/s: {:>9.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, cpu {:.0}%",
+            rate, result.deliveries_per_second, result.latency.p50, result.latency.p99, result.lost, result.cpu_percent
+        );
+        let stop = !result.within(config.stop_p99_ms);
+        steps.push(result);
+        if stop {
+            break;
+        }
+    }
+    drop(users);
+    for receiver in receivers {
+        receiver.abort();
+    }
+    Ok(FanoutResult { target, connections: total, connect: connect.summary(), steps })
+}
+
+async fn fanout_step(
+    server: &Server,
+    users: &[Arc<User>],
+    recorder: &Arc<Recorder>,
+    step: u32,
+    rate: u32,
+    config: &FanoutConfig,
+) -> anyhow::Result<FanoutStep> {
+    let count = users.len() as f64;
+    // Each user sends every `interval`, the users' phases spread evenly over it.
+    let interval = Duration::from_secs_f64(count / f64::from(rate.max(1)));
+    let sends_each = ((config.step.as_secs_f64() / interval.as_secs_f64()).round() as u32).max(1);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let acks = Arc::new(std::sync::Mutex::new(Samples::default()));
+    let before = server.usage()?;
+    let started = tokio::time::Instant::now();
+    let senders: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let (user, accepted, failed, acks) = (user.clone(), accepted.clone(), failed.clone(), acks.clone());
+            let phase = interval.mul_f64(i as f64 / count);
+            tokio::spawn(async move {
+                let mut pending = Vec::with_capacity(sends_each as usize);
+                for n in 0..sends_each {
+                    tokio::time::sleep_until(started + phase + interval * n).await;
+                    let probe = Probe { step, sent_micros: now_micros(), sender: user.index, n };
+                    let (user, accepted, failed, acks) = (user.clone(), accepted.clone(), failed.clone(), acks.clone());
+                    // Sent without waiting for the previous ack: the offered load does not slow down with the server.
+                    pending.push(tokio::spawn(async move {
+                        let sent = Instant::now();
+                        match user.send(probe.body()).await {
+                            Ok(_) => {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                                acks.lock().unwrap_or_else(|p| p.into_inner()).record(sent.elapsed());
+                            }
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                }
+                futures::future::join_all(pending).await;
+            })
+        })
+        .collect();
+    for sender in futures::future::join_all(senders).await {
+        sender.context("a sender task failed")?;
+    }
+    let per_message = u64::from(config.users_per_room.saturating_sub(1));
+    let expected = accepted.load(Ordering::Relaxed) * per_message;
+    wait_until(Duration::from_secs(10), || recorder.unique(step) >= expected).await;
+    let after = server.usage()?;
+    let received = recorder.take(step);
+    let elapsed = received
+        .last_at
+        .map(|at| at.saturating_duration_since(started.into_std()))
+        .unwrap_or(config.step)
+        .max(config.step / 2);
+    let ack = acks.lock().unwrap_or_else(|p| p.into_inner()).summary();
+    Ok(FanoutStep {
+        sends_per_second: rate,
+        offered_deliveries_per_second: f64::from(rate) * per_message as f64,
+        deliveries_per_second: received.unique as f64 / elapsed.as_secs_f64(),
+        latency: received.latencies.summary(),
+        ack,
+        accepted: accepted.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        lost: expected.saturating_sub(received.unique),
+        duplicates: received.duplicates,
+        cpu_percent: after.cpu_percent_since(&before),
+        rss_bytes: after.rss_bytes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Idle connections
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleResult {
+    pub target: Target,
+    pub connections: u32,
+    pub rss_before: u64,
+    pub rss_after: u64,
+    pub bytes_per_connection: f64,
+    pub connect: Latency,
+    pub seconds_to_connect_all: f64,
+    /// The server's CPU use while everyone sat idle, in percent of one core (heartbeats, timers).
+    pub idle_cpu_percent: f64,
+}
+
+pub async fn idle(
+    launcher: &Launcher,
+    target: Target,
+    connections: u32,
+    idle_for: Duration,
+) -> anyhow::Result<IdleResult> {
+    let server = Server::start(launcher, target).await?;
+    // One connection first, so that the baseline includes whatever the first connection initialises.
+    let (warm, _) = connect_users(&server.url(), 1, 1, WEBSOCKET_ONLY, 1, "warm-").await?;
+    let before = server.usage()?;
+    let started = Instant::now();
+    let (users, connect) = connect_users(&server.url(), connections, 100, WEBSOCKET_ONLY, 500, "idle-").await?;
+    let seconds_to_connect_all = started.elapsed().as_secs_f64();
+    // Idle: nobody sends anything, heartbeats only.
+    let quiet_from = server.usage()?;
+    tokio::time::sleep(idle_for).await;
+    let after = server.usage()?;
+    drop(users);
+    drop(warm);
+    Ok(IdleResult {
+        target,
+        connections,
+        rss_before: before.rss_bytes,
+        rss_after: after.rss_bytes,
+        bytes_per_connection: after.rss_bytes.saturating_sub(before.rss_bytes) as f64 / f64::from(connections.max(1)),
+        connect: connect.summary(),
+        seconds_to_connect_all,
+        idle_cpu_percent: after.cpu_percent_since(&quiet_from),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. Connect storm, and again after a restart
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StormResult {
+    pub target: Target,
+    pub clients: u32,
+    /// From all clients starting at once to the last one joined.
+    pub seconds_all_joined: f64,
+    /// From the restarted server accepting connections to the last client joined again.
+    pub seconds_all_back: f64,
+    pub back: u32,
+    /// Messages acknowledged before the restart, one per room, and how many of them the rooms still had.
+    pub acked_before: u32,
+    pub kept_after_restart: u32,
+    /// Messages sent after everyone was back: deliveries expected, and missing.
+    pub expected_after: u64,
+    pub lost_after: u64,
+}
+
+pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: u32) -> anyhow::Result<StormResult> {
+    let mut server = Server::start(launcher, target).await?;
+    let url = server.url();
+    let recorder = Arc::new(Recorder::default());
+    let (joins_tx, mut joins) = futures::channel::mpsc::unbounded::<(u32, Instant, Option<protocol::Joined>)>();
+    let mut users = Vec::with_capacity(clients as usize);
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    // Everyone at once, browser-style (long-polling, then WebSocket). Each user joins its room on every connect,
+    // as the app does: the first time, and again after each reconnection.
+    for index in 0..clients {
+        let mut user =
+            User::open(&url, index, &room(&format!("storm-{}", index / per_room.max(1)))?, BROWSER_TRANSPORTS)?;
+        tasks.extend(receive(&mut user, recorder.clone()));
+        let mut lifecycle = user.take_lifecycle().context("a user's lifecycle")?;
+        let user = Arc::new(user);
+        let joins_tx = joins_tx.clone();
+        let me = user.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = lifecycle.next().await {
+                if let SocketEvent::Connected { .. } = event {
+                    let joined = me.join(None).await.ok();
+                    let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
+                }
+            }
+        }));
+        users.push(user);
+    }
+    let deadline = Duration::from_secs(120);
+    let first = collect_joins(&mut joins, clients, started, deadline).await;
+    if first.len() < clients as usize {
+        bail!("{}: only {} of {clients} clients joined within {deadline:?}", target.label(), first.len());
+    }
+    let seconds_all_joined = first.iter().map(|(_, at, _)| at.duration_since(started)).max().unwrap_or_default();
+
+    // One acknowledged message per room, then a crash.
+    let leaders: Vec<&Arc<User>> = users.iter().filter(|u| u.index % per_room.max(1) == 0).collect();
+    let mut acked_before = 0;
+    for leader in &leaders {
+        if leader.send(Probe { step: 0, sent_micros: now_micros(), sender: leader.index, n: 0 }.body()).await.is_ok() {
+            acked_before += 1;
+        }
+    }
+    let back_from = server.restart().await?;
+    let back = collect_joins(&mut joins, clients, back_from, deadline).await;
+    let seconds_all_back =
+        back.iter().map(|(_, at, _)| at.saturating_duration_since(back_from)).max().unwrap_or_default();
+    let kept_after_restart = back
+        .iter()
+        .filter(|(index, _, _)| index % per_room.max(1) == 0)
+        .filter(|(_, _, joined)| {
+            joined.as_ref().is_some_and(|joined| {
+                joined.history.iter().any(|m| Probe::parse(m.body.as_str()).is_some_and(|p| p.step == 0))
+            })
+        })
+        .count() as u32;
+
+    // Then everyone talks again: nothing sent now may go missing.
+    let mut accepted = 0u64;
+    for leader in &leaders {
+        if leader.send(Probe { step: 1, sent_micros: now_micros(), sender: leader.index, n: 0 }.body()).await.is_ok() {
+            accepted += 1;
+        }
+    }
+    let expected_after = accepted * u64::from(per_room.saturating_sub(1));
+    wait_until(Duration::from_secs(10), || recorder.unique(1) >= expected_after).await;
+    let lost_after = expected_after.saturating_sub(recorder.unique(1)) + (leaders.len() as u64 - accepted);
+    drop(users);
+    for task in tasks {
+        task.abort();
+    }
+    Ok(StormResult {
+        target,
+        clients,
+        seconds_all_joined: seconds_all_joined.as_secs_f64(),
+        seconds_all_back: seconds_all_back.as_secs_f64(),
+        back: back.len() as u32,
+        acked_before,
+        kept_after_restart,
+        expected_after,
+        lost_after,
+    })
+}
+
+/// Collects the first successful join of each of `clients` users after `since`, until all are in or `deadline`.
+async fn collect_joins(
+    joins: &mut futures::channel::mpsc::UnboundedReceiver<(u32, Instant, Option<protocol::Joined>)>,
+    clients: u32,
+    since: Instant,
+    deadline: Duration,
+) -> Vec<(u32, Instant, Option<protocol::Joined>)> {
+    let mut seen = std::collections::HashMap::new();
+    let until = tokio::time::Instant::from_std(since + deadline);
+    while seen.len() < clients as usize {
+        match tokio::time::timeout_at(until, joins.next()).await {
+            Ok(Some((index, at, Some(joined)))) if at >= since => {
+                seen.entry(index).or_insert((index, at, Some(joined)));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    seen.into_values().collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Durable sends
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DurableResult {
+    pub target: Target,
+    /// One user sending one message at a time: each send waits for the previous ack.
+    pub single: Latency,
+    pub single_per_second: f64,
+    /// Many users doing the same at once.
+    pub users: u32,
+    pub concurrent: Latency,
+    pub concurrent_per_second: f64,
+    pub failed: u64,
+}
+
+pub async fn durable(
+    launcher: &Launcher,
+    target: Target,
+    users: u32,
+    run_for: Duration,
+) -> anyhow::Result<DurableResult> {
+    let server = Server::start(launcher, target).await?;
+    let (alone, _) = connect_users(&server.url(), 1, 1, WEBSOCKET_ONLY, 1, "alone-").await?;
+    let (single, single_count, mut failed) = closed_loop(&alone, run_for).await;
+    let (many, _) = connect_users(&server.url(), users, 10, WEBSOCKET_ONLY, 200, "durable-").await?;
+    let (concurrent, concurrent_count, failed_many) = closed_loop(&many, run_for).await;
+    failed += failed_many;
+    Ok(DurableResult {
+        target,
+        single: single.summary(),
+        single_per_second: single_count as f64 / run_for.as_secs_f64(),
+        users,
+        concurrent: concurrent.summary(),
+        concurrent_per_second: concurrent_count as f64 / run_for.as_secs_f64(),
+        failed,
+    })
+}
+
+/// Every user sends, waits for the ack, sends again, for `run_for`. Returns the ack latencies, the count, failures.
+async fn closed_loop(users: &[User], run_for: Duration) -> (Samples, u64, u64) {
+    let until = Instant::now() + run_for;
+    let loops = users.iter().map(|user| async move {
+        let (mut samples, mut failed, mut n) = (Samples::default(), 0u64, 0u32);
+        while Instant::now() < until {
+            let sent = Instant::now();
+            match user.send(Probe { step: 9, sent_micros: now_micros(), sender: user.index, n }.body()).await {
+                Ok(_) => samples.record(sent.elapsed()),
+                Err(_) => failed += 1,
+            }
+            n += 1;
+        }
+        (samples, failed)
+    });
+    let mut all = Samples::default();
+    let mut failed = 0;
+    for (samples, f) in futures::future::join_all(loops).await {
+        all.extend(samples);
+        failed += f;
+    }
+    let count = all.len() as u64;
+    (all, count, failed)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 5. The join page, rendered on the server
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PageResult {
+    pub path: String,
+    pub latency: Latency,
+    pub bytes: usize,
+}
+
+pub async fn page(launcher: &Launcher, path: &str, requests: u32) -> anyhow::Result<PageResult> {
+    use http_body_util::BodyExt as _;
+    let server = Server::start(launcher, Target::Causerie).await?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("{}{path}", server.url()).parse().context("the page's address")?;
+    let mut samples = Samples::default();
+    let mut bytes = 0;
+    // The first request warms up connections and caches; it is not counted.
+    for i in 0..=requests {
+        let started = Instant::now();
+        let response = client.get(uri.clone()).await.context("requesting the page")?;
+        if !response.status().is_success() {
+            bail!("GET {path} answered {}", response.status());
+        }
+        let body = response.into_body().collect().await.context("reading the page")?.to_bytes();
+        if i > 0 {
+            samples.record(started.elapsed());
+        }
+        bytes = body.len();
+    }
+    Ok(PageResult { path: path.to_owned(), latency: samples.summary(), bytes })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 6. The browser's download
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WasmSize {
+    pub path: String,
+    pub bytes: u64,
+    pub gzip_bytes: u64,
+}
+
+pub fn wasm_size(path: &std::path::Path) -> anyhow::Result<WasmSize> {
+    use std::io::Write as _;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(&bytes)?;
+    let gzip_bytes = gzip.finish()?.len() as u64;
+    Ok(WasmSize { path: path.display().to_string(), bytes: bytes.len() as u64, gzip_bytes })
+}

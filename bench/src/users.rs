@@ -1,0 +1,200 @@
+//! Simulated people: one [`sio_client::Client`] each, signed in to the chat namespace and in one room, sending
+//! timestamped messages and timing the ones they receive.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use futures::channel::mpsc::UnboundedReceiver;
+use protocol::{ChatAuth, DisplayName, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName, SendMessage};
+use sio_client::{Client, RawEvent, RequestError, Socket, SocketEvent, TransportKind};
+
+use crate::stats::Samples;
+
+/// How long a request may wait for its acknowledgement before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The instant every timestamp in a message body counts from. All users live in this one process, so senders and
+/// receivers read the same clock.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+pub fn now_micros() -> u64 {
+    u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What a benchmark message says in its body: which step of the run, when it was sent, by whom, and its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Probe {
+    pub step: u32,
+    pub sent_micros: u64,
+    pub sender: u32,
+    pub n: u32,
+}
+
+impl Probe {
+    pub fn body(&self) -> MessageBody {
+        let text = format!("{} {} {} {}", self.step, self.sent_micros, self.sender, self.n);
+        // Four numbers always make a valid body (non-empty, one line, far under the length limit).
+        MessageBody::parse(&text).unwrap_or_else(|_| unreachable!("a probe body is always valid"))
+    }
+
+    pub fn parse(body: &str) -> Option<Probe> {
+        let mut parts = body.split(' ');
+        let mut next = || parts.next().and_then(|part| part.parse::<u64>().ok());
+        let (step, sent_micros, sender, n) = (next()?, next()?, next()?, next()?);
+        Some(Probe {
+            step: u32::try_from(step).ok()?,
+            sent_micros,
+            sender: u32::try_from(sender).ok()?,
+            n: u32::try_from(n).ok()?,
+        })
+    }
+}
+
+/// One simulated person.
+pub struct User {
+    pub index: u32,
+    pub room: RoomName,
+    client: Client,
+    pub chat: Socket,
+    messages: Option<UnboundedReceiver<RawEvent>>,
+    lifecycle: Option<UnboundedReceiver<SocketEvent>>,
+}
+
+impl User {
+    /// Starts connecting (it returns at once): user `index`, who will be in `room`.
+    pub fn open(url: &str, index: u32, room: &RoomName, transports: &[TransportKind]) -> anyhow::Result<User> {
+        let client = Client::builder(url).transports(transports).connect();
+        let name = DisplayName::parse(&format!("u{index}")).context("a user's name")?;
+        let chat = client.socket_with_auth(protocol::CHAT_NAMESPACE, &ChatAuth { name, session: None })?;
+        // Subscribed before anything is awaited, so that no message and no connect is missed.
+        let lifecycle = Some(chat.lifecycle());
+        let messages = Some(chat.on_raw(protocol::ChatMessage::NAME));
+        Ok(User { index, room: room.clone(), client, chat, messages, lifecycle })
+    }
+
+    pub async fn join(&self, since: Option<u64>) -> Result<Joined, RequestError> {
+        self.chat.request(&JoinRoom { room: self.room.clone(), since }, REQUEST_TIMEOUT).await
+    }
+
+    pub async fn send(&self, body: MessageBody) -> Result<MessageAccepted, RequestError> {
+        self.chat.request(&SendMessage { room: self.room.clone(), body, client_id: None }, REQUEST_TIMEOUT).await
+    }
+
+    /// The room's messages as they arrive (once; later calls get `None`).
+    pub fn take_messages(&mut self) -> Option<UnboundedReceiver<RawEvent>> {
+        self.messages.take()
+    }
+
+    /// Connects and disconnects of the chat namespace (once; later calls get `None`).
+    pub fn take_lifecycle(&mut self) -> Option<UnboundedReceiver<SocketEvent>> {
+        self.lifecycle.take()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        self.client.close();
+    }
+}
+
+use protocol::Event as _;
+
+/// What receivers saw, per step of a run.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub latencies: Samples,
+    /// Distinct (sender, n) pairs received, summed over receivers.
+    pub unique: u64,
+    pub duplicates: u64,
+    pub last_at: Option<Instant>,
+}
+
+/// Shared by every receiver of a run.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    steps: Mutex<Vec<Received>>,
+}
+
+impl Recorder {
+    fn record(&self, probe: Probe, duplicate: bool) {
+        let latency = now_micros().saturating_sub(probe.sent_micros);
+        let mut steps = self.steps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = probe.step as usize;
+        if steps.len() <= index {
+            steps.resize_with(index + 1, Received::default);
+        }
+        let step = &mut steps[index];
+        if duplicate {
+            step.duplicates += 1;
+        } else {
+            step.unique += 1;
+            step.latencies.record_micros(latency);
+        }
+        step.last_at = Some(Instant::now());
+    }
+
+    /// How many distinct deliveries of `step` arrived so far.
+    pub fn unique(&self, step: u32) -> u64 {
+        let steps = self.steps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        steps.get(step as usize).map_or(0, |s| s.unique)
+    }
+
+    /// Takes what was recorded for `step`.
+    pub fn take(&self, step: u32) -> Received {
+        let mut steps = self.steps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        steps.get_mut(step as usize).map(std::mem::take).unwrap_or_default()
+    }
+}
+
+/// Starts a task that times every benchmark message `user` receives. Duplicates are told apart by (step, sender,
+/// number), per receiver.
+pub fn receive(user: &mut User, recorder: Arc<Recorder>) -> Option<tokio::task::JoinHandle<()>> {
+    let mut messages = user.take_messages()?;
+    Some(tokio::spawn(async move {
+        let mut seen = HashSet::new();
+        while let Some(event) = messages.next().await {
+            let body = event.args.first().and_then(|message| message.get("body")).and_then(|body| body.as_str());
+            if let Some(probe) = body.and_then(Probe::parse) {
+                let duplicate = !seen.insert((probe.step, probe.sender, probe.n));
+                recorder.record(probe, duplicate);
+            }
+        }
+    }))
+}
+
+/// Waits, checking every few milliseconds, until `done` holds or `timeout` passes; says whether it holds.
+pub async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_reads_back_from_its_body() {
+        let probe = Probe { step: 3, sent_micros: 123_456_789, sender: 42, n: 7 };
+        assert_eq!(Probe::parse(probe.body().as_str()), Some(probe));
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_probe_is_ignored() {
+        assert_eq!(Probe::parse("hello there"), None);
+        assert_eq!(Probe::parse("1 2 3"), None);
+    }
+}
