@@ -14,10 +14,21 @@ use std::time::Duration;
 use scenarios::{DurableResult, FanoutConfig, FanoutResult, IdleResult, PageResult, StormResult, WasmSize};
 pub use target::{Launcher, Target};
 
+/// One part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Fanout,
+    Idle,
+    Storm,
+    Durable,
+    Page,
+}
+
 /// What to run, and how big.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub targets: Vec<Target>,
+    pub scenarios: Vec<Scenario>,
     pub fanout: FanoutConfig,
     pub idle_connections: u32,
     pub idle_for: Duration,
@@ -34,6 +45,7 @@ impl Options {
     pub fn full() -> Self {
         Self {
             targets: vec![Target::Causerie, Target::CauserieSqlite, Target::Node],
+            scenarios: ALL_SCENARIOS.to_vec(),
             fanout: FanoutConfig {
                 rooms: 20,
                 users_per_room: 10,
@@ -56,6 +68,7 @@ impl Options {
     pub fn smoke() -> Self {
         Self {
             targets: vec![Target::Causerie, Target::CauserieSqlite, Target::Node],
+            scenarios: ALL_SCENARIOS.to_vec(),
             fanout: FanoutConfig {
                 rooms: 2,
                 users_per_room: 3,
@@ -74,6 +87,9 @@ impl Options {
         }
     }
 }
+
+const ALL_SCENARIOS: [Scenario; 5] =
+    [Scenario::Fanout, Scenario::Idle, Scenario::Storm, Scenario::Durable, Scenario::Page];
 
 /// Everything one run measured.
 #[derive(Debug, Clone)]
@@ -100,27 +116,28 @@ pub async fn run(launcher: &Launcher, options: &Options) -> anyhow::Result<Repor
         page: None,
         wasm: None,
     };
-    for &target in &options.targets {
+    let runs = |scenario: Scenario| options.scenarios.contains(&scenario);
+    for &target in options.targets.iter().filter(|_| runs(Scenario::Fanout)) {
         eprintln!("{}: fan-out under rising load", target.label());
         report.fanout.push(scenarios::fanout(launcher, target, &options.fanout).await?);
     }
-    for &target in &options.targets {
+    for &target in options.targets.iter().filter(|_| runs(Scenario::Idle)) {
         eprintln!("{}: {} idle connections", target.label(), options.idle_connections);
         let idle = scenarios::idle(launcher, target, options.idle_connections, options.idle_for).await?;
         eprintln!("  {:.0} bytes per connection", idle.bytes_per_connection);
         report.idle.push(idle);
     }
-    for &target in &options.targets {
+    for &target in options.targets.iter().filter(|_| runs(Scenario::Storm)) {
         eprintln!("{}: a storm of {} clients, and a restart", target.label(), options.storm_clients);
         let storm = scenarios::storm(launcher, target, options.storm_clients, options.storm_per_room).await?;
         eprintln!("  all joined in {:.2} s, all back in {:.2} s", storm.seconds_all_joined, storm.seconds_all_back);
         report.storm.push(storm);
     }
-    for &target in &options.targets {
+    for &target in options.targets.iter().filter(|_| runs(Scenario::Durable)) {
         eprintln!("{}: send → ack", target.label());
         report.durable.push(scenarios::durable(launcher, target, options.durable_users, options.durable_for).await?);
     }
-    if options.targets.iter().any(|t| matches!(t, Target::Causerie | Target::CauserieSqlite)) {
+    if runs(Scenario::Page) && options.targets.iter().any(|t| matches!(t, Target::Causerie | Target::CauserieSqlite)) {
         eprintln!("Causerie: the join page, rendered on the server");
         report.page = Some(scenarios::page(launcher, "/", options.page_requests).await?);
     }

@@ -29,6 +29,9 @@ struct Run {
     /// Targets to run, comma-separated [default: all]
     #[arg(long, value_delimiter = ',')]
     targets: Vec<Target>,
+    /// Scenarios to run, comma-separated [default: all]
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<causerie_bench::Scenario>,
     /// Idle connections to hold open
     #[arg(long)]
     idle: Option<u32>,
@@ -73,6 +76,9 @@ async fn run_all(run: Run) -> anyhow::Result<()> {
     let mut options = if run.smoke { Options::smoke() } else { Options::full() };
     if !run.targets.is_empty() {
         options.targets = run.targets;
+    }
+    if !run.only.is_empty() {
+        options.scenarios = run.only;
     }
     if let Some(idle) = run.idle {
         options.idle_connections = idle;

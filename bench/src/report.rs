@@ -88,6 +88,16 @@ impl Report {
         self.fanout_of(target).and_then(|f| f.best(self.options.fanout.stop_p99_ms))
     }
 
+    /// The highest send rate every target sustained (every message delivered, p99 within the limit).
+    fn common_rate(&self) -> Option<u32> {
+        let limit = self.options.fanout.stop_p99_ms;
+        let sustained = |f: &FanoutResult| -> Vec<u32> {
+            f.steps.iter().filter(|s| s.within(limit)).map(|s| s.sends_per_second).collect()
+        };
+        let first = sustained(self.fanout.first()?);
+        first.into_iter().filter(|rate| self.fanout.iter().all(|f| sustained(f).contains(rate))).max()
+    }
+
     /// Causerie's p99 at the step where Node reached its maximum, and Node's p99 there.
     fn p99_at_node_max(&self, target: Target) -> Option<(f64, f64)> {
         let node = self.best(Target::Node)?;
@@ -117,7 +127,7 @@ impl Report {
         let _ = writeln!(
             md,
             "Written by `scripts/bench` (the load generator in `bench/`) on {}, at commit `{}`. Do not edit by hand: \
-             run it again.\n",
+             run it again. What limits these figures, and what was tuned: [performance.md](performance.md).\n",
             m.date, m.commit
         );
         let _ = writeln!(md, "## Machine\n");
@@ -237,6 +247,12 @@ impl Report {
             }),
             "",
         );
+        if let Some(rate) = self.common_rate() {
+            let cost = |t: Target| {
+                self.fanout_of(t)?.steps.iter().find(|s| s.sends_per_second == rate).map(|s| s.cpu_micros_per_delivery)
+            };
+            row(&mut md, &format!("Server CPU per delivery at {rate} sends/s (µs)"), targets.map(cost), "");
+        }
         let idle = |t: Target| self.idle.iter().find(|i| i.target == t).map(|i| i.bytes_per_connection / 1024.0);
         row(&mut md, "RSS per idle connection (KiB)", targets.map(idle), "");
         let storm = |t: Target| self.storm.iter().find(|s| s.target == t);
@@ -276,13 +292,13 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| sends/s | deliveries/s | p50 | p99 | p99.9 | ack p99 | lost | dup | server CPU | server RSS |"
+                "| sends/s | deliveries/s | p50 | p99 | p99.9 | ack p99 | lost | dup | server CPU | CPU/delivery | server RSS |"
             );
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
             for s in &result.steps {
                 let _ = writeln!(
                     md,
-                    "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.0}% | {} |",
+                    "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {:.0}% | {:.1} µs | {} |",
                     s.sends_per_second,
                     s.deliveries_per_second,
                     s.latency.p50,
@@ -292,6 +308,7 @@ impl Report {
                     s.lost,
                     s.duplicates,
                     s.cpu_percent,
+                    s.cpu_micros_per_delivery,
                     mib(s.rss_bytes)
                 );
             }
@@ -306,15 +323,16 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| Target | connections | RSS before | RSS after | per connection | connecting all | idle CPU |"
+            "| Target | connections | joins unanswered | RSS before | RSS after | per connection | connecting all | idle CPU |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
         for i in &self.idle {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
                 i.target.label(),
                 i.connections,
+                i.failed,
                 mib(i.rss_before),
                 mib(i.rss_after),
                 kib(i.bytes_per_connection),

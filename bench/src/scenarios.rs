@@ -33,23 +33,44 @@ async fn connect_users(
     concurrency: usize,
     prefix: &str,
 ) -> anyhow::Result<(Vec<User>, Samples)> {
+    let (users, connect, failures) = try_connect_users(url, count, per_room, transports, concurrency, prefix).await?;
+    if let Some(first) = failures.into_iter().next() {
+        return Err(first);
+    }
+    Ok((users, connect))
+}
+
+/// As [`connect_users`], but users whose join failed are counted out instead of failing the run.
+async fn try_connect_users(
+    url: &str,
+    count: u32,
+    per_room: u32,
+    transports: &[TransportKind],
+    concurrency: usize,
+    prefix: &str,
+) -> anyhow::Result<(Vec<User>, Samples, Vec<anyhow::Error>)> {
     let mut users = Vec::with_capacity(count as usize);
+    let mut failures = Vec::new();
     let mut connect = Samples::default();
     let indices: Vec<u32> = (0..count).collect();
     for wave in indices.chunks(concurrency.max(1)) {
         let joins = wave.iter().map(|&index| async move {
             let started = Instant::now();
             let user = User::open(url, index, &room(&format!("{prefix}{}", index / per_room.max(1)))?, transports)?;
-            user.join(None).await.with_context(|| format!("user {index} joining"))?;
-            anyhow::Ok((user, started.elapsed()))
+            let joined = user.join(None).await.with_context(|| format!("user {index} joining"));
+            anyhow::Ok(joined.map(|_| (user, started.elapsed())))
         });
         for joined in futures::future::join_all(joins).await {
-            let (user, took) = joined?;
-            connect.record(took);
-            users.push(user);
+            match joined? {
+                Ok((user, took)) => {
+                    connect.record(took);
+                    users.push(user);
+                }
+                Err(e) => failures.push(e),
+            }
         }
     }
-    Ok((users, connect))
+    Ok((users, connect, failures))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -77,6 +98,8 @@ pub struct FanoutStep {
     pub lost: u64,
     pub duplicates: u64,
     pub cpu_percent: f64,
+    /// The server's CPU time per delivery: what the server spends, whatever the load generator can keep up with.
+    pub cpu_micros_per_delivery: f64,
     pub rss_bytes: u64,
 }
 
@@ -204,6 +227,7 @@ async fn fanout_step(
         lost: expected.saturating_sub(received.unique),
         duplicates: received.duplicates,
         cpu_percent: after.cpu_percent_since(&before),
+        cpu_micros_per_delivery: (after.cpu_seconds - before.cpu_seconds) * 1e6 / (received.unique.max(1) as f64),
         rss_bytes: after.rss_bytes,
     })
 }
@@ -214,7 +238,10 @@ async fn fanout_step(
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleResult {
     pub target: Target,
+    /// Connections that joined (and were measured).
     pub connections: u32,
+    /// Joins that got no answer: counted out, reported.
+    pub failed: u32,
     pub rss_before: u64,
     pub rss_after: u64,
     pub bytes_per_connection: f64,
@@ -235,7 +262,12 @@ pub async fn idle(
     let (warm, _) = connect_users(&server.url(), 1, 1, WEBSOCKET_ONLY, 1, "warm-").await?;
     let before = server.usage()?;
     let started = Instant::now();
-    let (users, connect) = connect_users(&server.url(), connections, 100, WEBSOCKET_ONLY, 500, "idle-").await?;
+    let (users, connect, failures) =
+        try_connect_users(&server.url(), connections, 100, WEBSOCKET_ONLY, 200, "idle-").await?;
+    if let Some(first) = failures.first() {
+        eprintln!("  {} of {connections} joins failed, the first: {first:#}", failures.len());
+    }
+    let connections = users.len() as u32;
     let seconds_to_connect_all = started.elapsed().as_secs_f64();
     // Idle: nobody sends anything, heartbeats only.
     let quiet_from = server.usage()?;
@@ -246,6 +278,7 @@ pub async fn idle(
     Ok(IdleResult {
         target,
         connections,
+        failed: failures.len() as u32,
         rss_before: before.rss_bytes,
         rss_after: after.rss_bytes,
         bytes_per_connection: after.rss_bytes.saturating_sub(before.rss_bytes) as f64 / f64::from(connections.max(1)),

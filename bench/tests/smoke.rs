@@ -27,6 +27,7 @@ async fn every_scenario_runs_against_every_target_and_loses_nothing() {
         }
 
         let idle = report.idle.iter().find(|i| i.target == target).expect("an idle result per target");
+        assert_eq!((idle.connections, idle.failed), (options.idle_connections, 0));
         assert_eq!(idle.connect.count, options.idle_connections as usize);
         assert!(idle.rss_after > 0);
 
