@@ -53,22 +53,15 @@ struct Run {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Command::parse() {
+    let command = Command::parse();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")?;
+    match command {
         Command::Serve { args } => {
             let config = server::Config::parse_from(std::iter::once("causerie".to_owned()).chain(args));
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the Tokio runtime")?
-                .block_on(server::run(config))
+            runtime.block_on(server::run(config))
         }
-        Command::Run(run) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the Tokio runtime")?;
-            runtime.block_on(run_all(run))
-        }
+        Command::Run(run) => runtime.block_on(run_all(run)),
     }
 }
 

@@ -312,7 +312,7 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
     let mut server = Server::start(launcher, target).await?;
     let url = server.url();
     let recorder = Arc::new(Recorder::default());
-    let (joins_tx, mut joins) = futures::channel::mpsc::unbounded::<(u32, Instant, Option<protocol::Joined>)>();
+    let (joins_tx, mut joins) = futures::channel::mpsc::unbounded::<Rejoined>();
     let mut users = Vec::with_capacity(clients as usize);
     let mut tasks = Vec::new();
     let started = Instant::now();
@@ -328,8 +328,10 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         let me = user.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(event) = lifecycle.next().await {
-                if let SocketEvent::Connected { .. } = event {
-                    let joined = me.join(None).await.ok();
+                // A join that fails is not reported: that user is not back.
+                if let SocketEvent::Connected { .. } = event
+                    && let Ok(joined) = me.join(None).await
+                {
                     let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
                 }
             }
@@ -345,12 +347,7 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
 
     // One acknowledged message per room, then a crash.
     let leaders: Vec<&Arc<User>> = users.iter().filter(|u| u.index % per_room.max(1) == 0).collect();
-    let mut acked_before = 0;
-    for leader in &leaders {
-        if leader.send(Probe { step: 0, sent_micros: now_micros(), sender: leader.index, n: 0 }.body()).await.is_ok() {
-            acked_before += 1;
-        }
-    }
+    let acked_before = each_sends(&leaders, 0).await;
     let back_from = server.restart().await?;
     let back = collect_joins(&mut joins, clients, back_from, deadline).await;
     let seconds_all_back =
@@ -359,22 +356,15 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         .iter()
         .filter(|(index, _, _)| index % per_room.max(1) == 0)
         .filter(|(_, _, joined)| {
-            joined.as_ref().is_some_and(|joined| {
-                joined.history.iter().any(|m| Probe::parse(m.body.as_str()).is_some_and(|p| p.step == 0))
-            })
+            joined.history.iter().any(|m| Probe::parse(m.body.as_str()).is_some_and(|p| p.step == 0))
         })
         .count() as u32;
 
     // Then everyone talks again: nothing sent now may go missing.
-    let mut accepted = 0u64;
-    for leader in &leaders {
-        if leader.send(Probe { step: 1, sent_micros: now_micros(), sender: leader.index, n: 0 }.body()).await.is_ok() {
-            accepted += 1;
-        }
-    }
-    let expected_after = accepted * u64::from(per_room.saturating_sub(1));
+    let accepted = each_sends(&leaders, 1).await;
+    let expected_after = u64::from(accepted) * u64::from(per_room.saturating_sub(1));
     wait_until(Duration::from_secs(10), || recorder.unique(1) >= expected_after).await;
-    let lost_after = expected_after.saturating_sub(recorder.unique(1)) + (leaders.len() as u64 - accepted);
+    let lost_after = expected_after.saturating_sub(recorder.unique(1)) + (leaders.len() as u64 - u64::from(accepted));
     drop(users);
     for task in tasks {
         task.abort();
@@ -392,19 +382,33 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
     })
 }
 
-/// Collects the first successful join of each of `clients` users after `since`, until all are in or `deadline`.
+/// A user's successful join: who, when the answer came, and the answer.
+type Rejoined = (u32, Instant, protocol::Joined);
+
+/// Each user sends one message (one at a time); returns how many were acknowledged.
+async fn each_sends(users: &[&Arc<User>], step: u32) -> u32 {
+    let mut acked = 0;
+    for user in users {
+        if user.send(Probe { step, sent_micros: now_micros(), sender: user.index, n: 0 }.body()).await.is_ok() {
+            acked += 1;
+        }
+    }
+    acked
+}
+
+/// Collects the first join of each of `clients` users after `since`, until all are in or `deadline`.
 async fn collect_joins(
-    joins: &mut futures::channel::mpsc::UnboundedReceiver<(u32, Instant, Option<protocol::Joined>)>,
+    joins: &mut futures::channel::mpsc::UnboundedReceiver<Rejoined>,
     clients: u32,
     since: Instant,
     deadline: Duration,
-) -> Vec<(u32, Instant, Option<protocol::Joined>)> {
+) -> Vec<Rejoined> {
     let mut seen = std::collections::HashMap::new();
     let until = tokio::time::Instant::from_std(since + deadline);
     while seen.len() < clients as usize {
         match tokio::time::timeout_at(until, joins.next()).await {
-            Ok(Some((index, at, Some(joined)))) if at >= since => {
-                seen.entry(index).or_insert((index, at, Some(joined)));
+            Ok(Some((index, at, joined))) if at >= since => {
+                seen.entry(index).or_insert((index, at, joined));
             }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
@@ -437,23 +441,23 @@ pub async fn durable(
 ) -> anyhow::Result<DurableResult> {
     let server = Server::start(launcher, target).await?;
     let (alone, _) = connect_users(&server.url(), 1, 1, WEBSOCKET_ONLY, 1, "alone-").await?;
-    let (single, single_count, mut failed) = closed_loop(&alone, run_for).await;
+    let (single, mut failed) = closed_loop(&alone, run_for).await;
     let (many, _) = connect_users(&server.url(), users, 10, WEBSOCKET_ONLY, 200, "durable-").await?;
-    let (concurrent, concurrent_count, failed_many) = closed_loop(&many, run_for).await;
+    let (concurrent, failed_many) = closed_loop(&many, run_for).await;
     failed += failed_many;
     Ok(DurableResult {
         target,
         single: single.summary(),
-        single_per_second: single_count as f64 / run_for.as_secs_f64(),
+        single_per_second: single.len() as f64 / run_for.as_secs_f64(),
         users,
         concurrent: concurrent.summary(),
-        concurrent_per_second: concurrent_count as f64 / run_for.as_secs_f64(),
+        concurrent_per_second: concurrent.len() as f64 / run_for.as_secs_f64(),
         failed,
     })
 }
 
-/// Every user sends, waits for the ack, sends again, for `run_for`. Returns the ack latencies, the count, failures.
-async fn closed_loop(users: &[User], run_for: Duration) -> (Samples, u64, u64) {
+/// Every user sends, waits for the ack, sends again, for `run_for`. Returns the ack latencies and the failures.
+async fn closed_loop(users: &[User], run_for: Duration) -> (Samples, u64) {
     let until = Instant::now() + run_for;
     let loops = users.iter().map(|user| async move {
         let (mut samples, mut failed, mut n) = (Samples::default(), 0u64, 0u32);
@@ -473,8 +477,7 @@ async fn closed_loop(users: &[User], run_for: Duration) -> (Samples, u64, u64) {
         all.extend(samples);
         failed += f;
     }
-    let count = all.len() as u64;
-    (all, count, failed)
+    (all, failed)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use futures::channel::mpsc::UnboundedReceiver;
+use protocol::Event as _;
 use protocol::{ChatAuth, DisplayName, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName, SendMessage};
 use sio_client::{Client, RawEvent, RequestError, Socket, SocketEvent, TransportKind};
 
@@ -102,8 +103,6 @@ impl Drop for User {
         self.client.close();
     }
 }
-
-use protocol::Event as _;
 
 /// What receivers saw, per step of a run.
 #[derive(Debug, Default)]

@@ -51,20 +51,10 @@ impl MessageStore for MemoryStore {
                 }
             }
             let seq = messages.len() as u64 + 1;
-            let image = new.image.as_ref().map(|image| image.reference());
+            let message = new.stored_as(seq);
             if let Some(stored) = new.image {
                 state.images.insert(stored.id, StoredImage { kind: stored.kind, bytes: stored.bytes.to_vec() });
             }
-            let message = ChatMessage {
-                id: new.id,
-                room: new.room,
-                seq,
-                from: new.from,
-                body: new.body,
-                sent_at: new.sent_at,
-                client_id: new.client_id,
-                image,
-            };
             messages.push(message.clone());
             if let Some(key) = key {
                 state.sent.insert(key, seq);

@@ -33,6 +33,22 @@ pub struct NewMessage {
     pub image: Option<NewImage>,
 }
 
+impl NewMessage {
+    /// The message as the room sees it once stored under `seq`.
+    pub fn stored_as(&self, seq: u64) -> ChatMessage {
+        ChatMessage {
+            id: self.id.clone(),
+            room: self.room.clone(),
+            seq,
+            from: self.from.clone(),
+            body: self.body.clone(),
+            sent_at: self.sent_at,
+            client_id: self.client_id.clone(),
+            image: self.image.as_ref().map(NewImage::reference),
+        }
+    }
+}
+
 /// An image to store with its message, already checked (kind, size, dimensions).
 #[derive(Debug, Clone)]
 pub struct NewImage {

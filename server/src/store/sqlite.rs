@@ -27,8 +27,11 @@ pub struct SqliteStore {
     writer: std::sync::mpsc::Sender<Write>,
 }
 
-/// A message for the writer thread, and where to send the outcome once committed.
-type Write = (NewMessage, tokio::sync::oneshot::Sender<Result<Appended, StoreError>>);
+/// Where the writer thread sends a message's outcome once committed.
+type Reply = tokio::sync::oneshot::Sender<Result<Appended, StoreError>>;
+
+/// A message for the writer thread, and where to answer.
+type Write = (NewMessage, Reply);
 
 /// At most this many messages go into one transaction, so that the first of a huge burst is not kept waiting.
 const MAX_BATCH: usize = 256;
@@ -189,9 +192,10 @@ fn write_batches(connection: &Mutex<Connection>, writes: &std::sync::mpsc::Recei
                 Err(_) => break,
             }
         }
+        let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.into_iter().unzip();
         // Readers share this connection: they wait for the commit, never see half a batch.
         let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (outcomes, replies) = commit_batch(&mut connection, batch);
+        let outcomes = commit_batch(&mut connection, messages);
         drop(connection);
         match outcomes {
             Ok(outcomes) => {
@@ -210,32 +214,26 @@ fn write_batches(connection: &Mutex<Connection>, writes: &std::sync::mpsc::Recei
     }
 }
 
-type Replies = Vec<tokio::sync::oneshot::Sender<Result<Appended, StoreError>>>;
-
-/// One transaction for the whole batch; a savepoint per message, so that one that fails (rolled back alone) does
-/// not take the others with it.
+/// One transaction for the whole batch, the outcome of each message in order; a savepoint per message, so that one
+/// that fails (rolled back alone) does not take the others with it.
 fn commit_batch(
     connection: &mut Connection,
-    batch: Vec<Write>,
-) -> (Result<Vec<Result<Appended, StoreError>>, StoreError>, Replies) {
-    let (messages, replies): (Vec<NewMessage>, Replies) = batch.into_iter().unzip();
-    let outcomes = (|| {
-        // IMMEDIATE: take the write lock at once, so that reading the last seq and inserting the next one cannot
-        // interleave with another writer (another process on the same file).
-        let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(messages.len());
-        for new in messages {
-            let savepoint = transaction.savepoint()?;
-            let outcome = insert(&savepoint, new);
-            if outcome.is_ok() {
-                savepoint.commit()?;
-            }
-            outcomes.push(outcome);
+    messages: Vec<NewMessage>,
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    // IMMEDIATE: take the write lock at once, so that reading the last seq and inserting the next one cannot
+    // interleave with another writer (another process on the same file).
+    let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for new in messages {
+        let savepoint = transaction.savepoint()?;
+        let outcome = insert(&savepoint, new);
+        if outcome.is_ok() {
+            savepoint.commit()?;
         }
-        transaction.commit()?;
-        Ok(outcomes)
-    })();
-    (outcomes, replies)
+        outcomes.push(outcome);
+    }
+    transaction.commit()?;
+    Ok(outcomes)
 }
 
 /// Stores one message inside the batch's transaction (see [`write_batches`]).
@@ -284,16 +282,7 @@ fn insert(transaction: &Connection, new: NewMessage) -> Result<Appended, StoreEr
         ],
     )?;
     let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
-    Ok(Appended::New(ChatMessage {
-        id: new.id,
-        room: new.room,
-        seq,
-        from: new.from,
-        body: new.body,
-        sent_at: new.sent_at,
-        client_id: new.client_id,
-        image: new.image.map(|image| image.reference()),
-    }))
+    Ok(Appended::New(new.stored_as(seq)))
 }
 
 impl MessageStore for SqliteStore {
