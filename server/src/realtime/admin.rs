@@ -50,10 +50,20 @@ pub(super) fn attach(io: &SocketIo, hub: &Hub) {
     });
 }
 
-async fn authenticate(State(hub): State<Hub>, TryData(auth): TryData<AdminAuth>) -> Result<(), AdminRefused> {
+/// Connect middleware: checks the token and registers the event handlers. They are registered here, before the
+/// CONNECT packet goes out, because socketioxide spawns the connect handler afterwards and an event read before a
+/// handler exists is dropped unanswered (see `chat::sign_in`).
+async fn authenticate(
+    socket: SocketRef,
+    State(hub): State<Hub>,
+    TryData(auth): TryData<AdminAuth>,
+) -> Result<(), AdminRefused> {
     let expected = hub.admin_token.as_deref().ok_or(AdminRefused::Disabled)?;
     match auth {
-        Ok(auth) if same_secret(auth.token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Ok(auth) if same_secret(auth.token.as_bytes(), expected.as_bytes()) => {
+            socket.on(RemoveMember::NAME, on_remove);
+            Ok(())
+        }
         _ => {
             tracing::warn!("admin connection refused: invalid token");
             Err(AdminRefused::InvalidToken)
@@ -72,7 +82,6 @@ async fn on_connect(socket: SocketRef, io: SocketIo, State(hub): State<Hub>) {
     if let Err(e) = socket.emit(Stats::NAME, &stats(&io, &hub, &mut previous)) {
         tracing::debug!(error = %e, "first stats not sent");
     }
-    socket.on(RemoveMember::NAME, on_remove);
 }
 
 /// The current figures. `previous` is the last (instant, message total), for the rate; it is updated.
