@@ -347,16 +347,19 @@ impl Report {
             "{} clients start at once, as browsers do (long-polling, then the upgrade to WebSocket), in rooms of {}. \
              Each room's first user sends one message and gets its ack. The server is then killed (SIGKILL) and \
              started again on the same port; the clients reconnect on their own (sio-client's defaults, as in the \
-             app: 1 s backoff, up to 5 s, ±50%) and join again. Then each room's first user sends again.\n",
+             app: 1 s backoff, up to 5 s, ±50%) and join again; a join left unanswered for 30 s is asked again \
+             (counted below). Then each room's first user sends again.\n",
             o.storm_clients, o.storm_per_room
         );
-        let _ =
-            writeln!(md, "| Target | all joined | all back after restart | back | acked before, kept | lost after |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| Target | all joined | all back after restart | back | acked before, kept | lost after | joins asked again |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
         for s in &self.storm {
             let _ = writeln!(
                 md,
-                "| {} | {:.2} s | {:.2} s | {}/{} | {}/{} | {} of {} |",
+                "| {} | {:.2} s | {:.2} s | {}/{} | {}/{} | {} of {} | {} |",
                 s.target.label(),
                 s.seconds_all_joined,
                 s.seconds_all_back,
@@ -365,7 +368,8 @@ impl Report {
                 s.kept_after_restart,
                 s.acked_before,
                 s.lost_after,
-                s.expected_after
+                s.expected_after,
+                s.join_retries
             );
         }
 

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use protocol::RoomName;
 use serde::Serialize;
-use sio_client::{SocketEvent, TransportKind};
+use sio_client::{AckError, RequestError, SocketEvent, TransportKind};
 
 use crate::stats::{Latency, Samples};
 use crate::target::{Launcher, Server, Target};
@@ -306,6 +306,8 @@ pub struct StormResult {
     /// Messages sent after everyone was back: deliveries expected, and missing.
     pub expected_after: u64,
     pub lost_after: u64,
+    /// Joins that got no answer in time and were asked again: each one is a server that dropped a request.
+    pub join_retries: u64,
 }
 
 pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: u32) -> anyhow::Result<StormResult> {
@@ -315,6 +317,7 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
     let (joins_tx, mut joins) = futures::channel::mpsc::unbounded::<Rejoined>();
     let mut users = Vec::with_capacity(clients as usize);
     let mut tasks = Vec::new();
+    let join_retries = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     // Everyone at once, browser-style (long-polling, then WebSocket). Each user joins its room on every connect,
     // as the app does: the first time, and again after each reconnection.
@@ -326,13 +329,25 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         let user = Arc::new(user);
         let joins_tx = joins_tx.clone();
         let me = user.clone();
+        let retries = join_retries.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(event) = lifecycle.next().await {
-                // A join that fails is not reported: that user is not back.
-                if let SocketEvent::Connected { .. } = event
-                    && let Ok(joined) = me.join(None).await
-                {
-                    let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
+                if let SocketEvent::Connected { .. } = event {
+                    // As a person would: a join left unanswered is asked again, a few times, while the connection
+                    // holds. A refusal or a lost connection is final here (the next `Connected` joins again).
+                    for attempt in 0..JOIN_ATTEMPTS {
+                        match me.join(None).await {
+                            Ok(joined) => {
+                                // The collector stops listening once everyone is counted: nothing to tell then.
+                                let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
+                                break;
+                            }
+                            Err(RequestError::Ack(AckError::Timeout)) if attempt + 1 < JOIN_ATTEMPTS => {
+                                retries.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => break,
+                        }
+                    }
                 }
             }
         }));
@@ -379,8 +394,12 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         kept_after_restart,
         expected_after,
         lost_after,
+        join_retries: join_retries.load(Ordering::Relaxed),
     })
 }
+
+/// How many times a storm user asks to join before giving up on that connection.
+const JOIN_ATTEMPTS: u32 = 3;
 
 /// A user's successful join: who, when the answer came, and the answer.
 type Rejoined = (u32, Instant, protocol::Joined);
