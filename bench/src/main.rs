@@ -44,6 +44,10 @@ struct Run {
     /// Pin the servers to these CPUs (`taskset -c`), leaving the others to the load generator
     #[arg(long)]
     server_cpus: Option<String>,
+    /// Run each server under this command, split at spaces: a profiler such as
+    /// `valgrind --tool=massif --massif-out-file=target/bench/massif.%p`. CPU and memory figures then include it.
+    #[arg(long)]
+    server_wrapper: Option<String>,
     /// Where to write the report; its chart goes next to it as `<name>-fanout.svg`
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
@@ -83,7 +87,8 @@ async fn run_all(run: Run) -> anyhow::Result<()> {
         options.wasm = run.wasm;
     }
     let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
-    let launcher = Launcher::new(exe, run.work_dir, run.server_cpus)?;
+    let mut launcher = Launcher::new(exe, run.work_dir, run.server_cpus)?;
+    launcher.server_wrapper = run.server_wrapper.iter().flat_map(|w| w.split_whitespace()).map(str::to_owned).collect();
     let report = causerie_bench::run(&launcher, &options).await?;
     let stem = run.out.file_stem().and_then(|s| s.to_str()).unwrap_or("benchmarks").to_owned();
     let chart = format!("{stem}-fanout.svg");

@@ -47,6 +47,8 @@ pub struct Launcher {
     pub work_dir: PathBuf,
     /// CPUs to pin the servers to (`taskset -c`), so that they do not share a core with the load generator.
     pub server_cpus: Option<String>,
+    /// A command each server runs under, such as a profiler; empty for none.
+    pub server_wrapper: Vec<String>,
 }
 
 impl Launcher {
@@ -60,7 +62,7 @@ impl Launcher {
             );
         }
         std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
-        Ok(Self { bench_exe, node_peer, work_dir, server_cpus })
+        Ok(Self { bench_exe, node_peer, work_dir, server_cpus, server_wrapper: Vec::new() })
     }
 }
 
@@ -140,6 +142,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A profiler writes its output only when the program exits on its own: ask politely (SIGTERM makes
+        // Causerie shut down) and wait for it, with a deadline. Without one, SIGKILL.
+        if !self.launcher.server_wrapper.is_empty()
+            && let Some(pid) = self.pid()
+            && std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().is_ok()
+        {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.start_kill();
     }
 }
@@ -171,6 +184,7 @@ fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path) -> any
             argv
         }
     };
+    argv.splice(0..0, launcher.server_wrapper.iter().cloned());
     if let Some(cpus) = &launcher.server_cpus {
         argv.splice(0..0, ["taskset".to_owned(), "-c".to_owned(), cpus.clone()]);
     }
