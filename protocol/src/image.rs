@@ -104,11 +104,20 @@ pub fn check_image_size(size: usize) -> Result<(), ImageError> {
     }
 }
 
+/// `numerator / denominator` with one decimal, rounded half up: `tenths(1250, 1000)` is "1.3".
+///
+/// Integer arithmetic on purpose: formatting a float pulls the whole float printer into the browser's WASM.
+pub fn tenths(numerator: u64, denominator: u64) -> String {
+    let denominator = denominator.max(1);
+    let tenths = (u128::from(numerator) * 10 + u128::from(denominator) / 2) / u128::from(denominator);
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
 /// "2.0 MB", "512 KB", "12 bytes".
 pub fn size_in_words(bytes: usize) -> String {
     const KIB: usize = 1024;
     match bytes {
-        b if b >= KIB * KIB => format!("{:.1} MB", b as f64 / (KIB * KIB) as f64),
+        b if b >= KIB * KIB => format!("{} MB", tenths(b as u64, (KIB * KIB) as u64)),
         b if b >= KIB => format!("{} KB", b / KIB),
         b => format!("{b} bytes"),
     }
@@ -149,6 +158,15 @@ mod tests {
         );
         assert_eq!(ImageKind::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageKind::Webp));
         assert_eq!(ImageKind::sniff(b"GIF89a"), Some(ImageKind::Gif));
+    }
+
+    #[test]
+    fn tenths_round_half_up_without_floats() {
+        assert_eq!(tenths(1250, 1000), "1.3");
+        assert_eq!(tenths(1249, 1000), "1.2");
+        assert_eq!(tenths(0, 1000), "0.0");
+        assert_eq!(tenths(3 * 1024 * 1024, 1024 * 1024), "3.0");
+        assert_eq!(tenths(7, 0), "7.0", "a zero denominator counts as one");
     }
 
     #[test]

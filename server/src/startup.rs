@@ -28,7 +28,10 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
         .ping_interval(Duration::from_millis(config.ping_interval))
         .ping_timeout(Duration::from_millis(config.ping_timeout))
         .max_payload(config.max_payload)
-        .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX));
+        .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+        // Each WebSocket connection keeps a read buffer of this size for its whole life (engineioxide's default is
+        // 4 KiB). Chat frames are far smaller; a large one (an image) is still read whole, in more reads.
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
     let (socket_layer, io) = with_transports(builder, &config.transports).build_layer();
     realtime::attach(&io, &hub);
 
@@ -51,6 +54,46 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
         .layer(axum::middleware::from_fn(move |request, next| session::ensure(secure_cookies, request, next)))
         // Socket.IO answers its own path (/socket.io/) and passes every other request through to the router.
         .layer(socket_layer)
+        // Outside the Socket.IO layer, so that it sees the request first.
+        .layer(axum::middleware::map_request(detach_socket_io_head))
+}
+
+/// See [`router`]: the WebSocket read buffer of each connection.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
+/// Where socketioxide answers (its default path).
+const SOCKET_IO_PATH: &str = "/socket.io";
+
+/// Copies a Socket.IO request's URI and headers out of hyper's read buffer.
+///
+/// hyper parses a request head into slices of its connection's 8 KiB read buffer, and socketioxide keeps the head of
+/// each Engine.IO connection's requests for the connection's whole life (`SocketRef::req_parts`): one header kept
+/// means the whole buffer kept, 8 KiB per idle WebSocket connection (twice that after an upgrade from
+/// long-polling). Copying the few hundred bytes that matter lets hyper's buffer go when its HTTP connection ends.
+async fn detach_socket_io_head(mut request: axum::extract::Request) -> axum::extract::Request {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+    if !request.uri().path().starts_with(SOCKET_IO_PATH) {
+        return request;
+    }
+    let shared = std::mem::take(request.headers_mut());
+    let mut copied = HeaderMap::with_capacity(shared.len());
+    for (name, value) in &shared {
+        // `from_bytes` copies; a name or value that parsed once parses again, so nothing is dropped here.
+        if let (Ok(name), Ok(mut copy)) =
+            (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
+        {
+            copy.set_sensitive(value.is_sensitive());
+            copied.append(name, copy);
+        }
+    }
+    *request.headers_mut() = copied;
+    if let Ok(uri) = Uri::try_from(request.uri().to_string()) {
+        *request.uri_mut() = uri;
+    }
+    // axum's copy of the URI, for handlers that are routed under a prefix; it shares hyper's buffer too, and the
+    // Socket.IO side never reads it.
+    request.extensions_mut().remove::<axum::extract::OriginalUri>();
+    request
 }
 
 impl Directory for Hub {

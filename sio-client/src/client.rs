@@ -803,8 +803,7 @@ impl Driver {
                     let key = (nsp, name);
                     match self.subscriptions.get_mut(&key) {
                         Some(subscribers) => {
-                            let event = RawEvent { args, attachments, ack_id };
-                            subscribers.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+                            fan_out(subscribers, RawEvent { args, attachments, ack_id });
                         }
                         None => tracing::debug!(nsp = %key.0, event = %key.1, "event without a listener"),
                     }
@@ -831,8 +830,20 @@ impl Driver {
 
     fn notify_namespace(&mut self, nsp: &str, event: SocketEvent) {
         if let Some(watchers) = self.namespaces.get_mut(nsp) {
-            // A dropped stream means nobody wants these events any more.
-            watchers.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+            fan_out(watchers, event);
         }
+    }
+}
+
+/// Sends `item` to every subscriber still listening; a dropped stream means nobody wants these any more, so its
+/// sender goes. The last subscriber gets `item` itself: with one listener (the usual case) nothing is copied.
+fn fan_out<T: Clone>(subscribers: &mut Vec<mpsc::UnboundedSender<T>>, item: T) {
+    subscribers.retain(|tx| !tx.is_closed());
+    if let Some((last, others)) = subscribers.split_last() {
+        for tx in others {
+            // A receiver dropped since the line above is forgotten on the next item.
+            let _ = tx.unbounded_send(item.clone());
+        }
+        let _ = last.unbounded_send(item);
     }
 }

@@ -119,7 +119,7 @@ fn StatsView(
                 <dt>"On WebSocket"</dt><dd data-testid="stat-websocket">{stats.websocket}</dd>
                 <dt>"On long-polling"</dt><dd data-testid="stat-polling">{stats.polling}</dd>
                 <dt>"Rooms"</dt><dd data-testid="stat-rooms">{stats.rooms.len()}</dd>
-                <dt>"Messages per second"</dt><dd data-testid="stat-rate">{format!("{:.1}", stats.messages_per_second)}</dd>
+                <dt>"Messages per second"</dt><dd data-testid="stat-rate">{protocol::tenths((stats.messages_per_second * 10.0).round() as u64, 10)}</dd>
                 <dt>"Messages since start"</dt><dd data-testid="stat-total">{stats.messages_total}</dd>
             </dl>
             {rooms.into_iter().map(|detail| view! { <RoomMembers detail remove=remove.clone() /> }).collect_view()}

@@ -28,7 +28,7 @@ impl Status {
             Status::Connecting => "Connecting…".to_owned(),
             Status::Connected { transport } => format!("Connected · {transport}"),
             Status::Reconnecting { attempt, delay_ms } => {
-                format!("Reconnecting (attempt {attempt}, in {:.1} s)…", *delay_ms as f64 / 1000.0)
+                format!("Reconnecting (attempt {attempt}, in {} s)…", protocol::tenths(*delay_ms, 1000))
             }
             Status::Offline(reason) => format!("Offline: {reason}"),
         }
@@ -262,7 +262,7 @@ impl RoomState {
             sort_members(entries);
         });
         if announce {
-            self.notice(format!("joined:{}:{at_ms}", member.id.0), format!("{} joined", member.name));
+            self.notice(format!("joined:{}:{}", member.id.0, at_ms as u64), format!("{} joined", member.name));
         }
     }
 
@@ -278,7 +278,7 @@ impl RoomState {
             LeaveReason::Removed => format!("{} was removed by an admin", member.name),
             LeaveReason::Left | LeaveReason::Unknown => format!("{} left", member.name),
         };
-        self.notice(format!("left:{}:{at_ms}", member.id.0), text);
+        self.notice(format!("left:{}:{}", member.id.0, at_ms as u64), text);
     }
 
     /// `member` is typing: show it until `until_ms`, unless it is this person.
