@@ -25,13 +25,15 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
     let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
     let builder = SocketIo::builder()
         .with_state(hub.clone())
+        .req_path(SOCKET_IO_PATH)
         .ping_interval(Duration::from_millis(config.ping_interval))
         .ping_timeout(Duration::from_millis(config.ping_timeout))
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         // Each WebSocket connection keeps a read buffer of this size for its whole life (engineioxide's default is
         // 4 KiB). Chat frames are far smaller; a large one (an image) is still read whole, in more reads.
-        .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        .max_buffer_size(SOCKET_QUEUE_PACKETS);
     let (socket_layer, io) = with_transports(builder, &config.transports).build_layer();
     realtime::attach(&io, &hub);
 
@@ -61,7 +63,13 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
 /// See [`router`]: the WebSocket read buffer of each connection.
 const WS_READ_BUFFER_BYTES: usize = 1024;
 
-/// Where socketioxide answers (its default path).
+/// Packets that may wait for one connection's writer before a further emit to it fails (and is dropped).
+/// engineioxide's default, 128, is less than one burst: a client flushing a few hundred queued messages at once
+/// lost the acks past the 128th. The queue allocates as it fills (blocks of 32), so an idle connection pays nothing;
+/// a connection that never reads holds at most this many packets.
+const SOCKET_QUEUE_PACKETS: usize = 1024;
+
+/// Where Socket.IO answers: the standard path, which clients assume.
 const SOCKET_IO_PATH: &str = "/socket.io";
 
 /// Copies a Socket.IO request's URI and headers out of hyper's read buffer.
@@ -71,20 +79,20 @@ const SOCKET_IO_PATH: &str = "/socket.io";
 /// means the whole buffer kept, 8 KiB per idle WebSocket connection (twice that after an upgrade from
 /// long-polling). Copying the few hundred bytes that matter lets hyper's buffer go when its HTTP connection ends.
 async fn detach_socket_io_head(mut request: axum::extract::Request) -> axum::extract::Request {
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
-    if !request.uri().path().starts_with(SOCKET_IO_PATH) {
+    use axum::http::{HeaderMap, HeaderValue, Uri};
+    let path = request.uri().path();
+    let socket_io = path.strip_prefix(SOCKET_IO_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if !socket_io {
         return request;
     }
     let shared = std::mem::take(request.headers_mut());
     let mut copied = HeaderMap::with_capacity(shared.len());
     for (name, value) in &shared {
-        // `from_bytes` copies; a name or value that parsed once parses again, so nothing is dropped here.
-        if let (Ok(name), Ok(mut copy)) =
-            (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
-        {
-            copy.set_sensitive(value.is_sensitive());
-            copied.append(name, copy);
-        }
+        // `from_bytes` copies. A value that hyper accepted parses again; were it not to, the shared original is
+        // kept rather than the header dropped. Names need no copy: hyper copies custom ones, standard ones are static.
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        copied.append(name.clone(), copy);
     }
     *request.headers_mut() = copied;
     if let Ok(uri) = Uri::try_from(request.uri().to_string()) {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod attack;
 mod chat;
 mod helpers;
 mod history;
