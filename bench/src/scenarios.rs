@@ -334,7 +334,8 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
             while let Some(event) = lifecycle.next().await {
                 if let SocketEvent::Connected { .. } = event {
                     // As a person would: a join left unanswered is asked again, a few times, while the connection
-                    // holds. A refusal or a lost connection is final here (the next `Connected` joins again).
+                    // holds. A refusal is final. So is a lost connection, which also ends pending requests in a
+                    // timeout (the client does not fail them early): the next `Connected` joins again.
                     for attempt in 0..JOIN_ATTEMPTS {
                         match me.join(None).await {
                             Ok(joined) => {
@@ -342,7 +343,9 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
                                 let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
                                 break;
                             }
-                            Err(RequestError::Ack(AckError::Timeout)) if attempt + 1 < JOIN_ATTEMPTS => {
+                            Err(RequestError::Ack(AckError::Timeout))
+                                if attempt + 1 < JOIN_ATTEMPTS && me.connected() =>
+                            {
                                 retries.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(_) => break,

@@ -100,6 +100,10 @@ impl Server {
 
     /// SIGKILL: no goodbye to anyone, as in a crash.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
+        // The whole process group: under `--server-wrapper` the child is the wrapper, and the server is its child.
+        if let Some(pid) = self.pid() {
+            signal_group(pid, "KILL");
+        }
         self.child.kill().await.context("killing the server")
     }
 
@@ -144,17 +148,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         // A profiler writes its output only when the program exits on its own: ask politely (SIGTERM makes
         // Causerie shut down) and wait for it, with a deadline. Without one, SIGKILL.
-        if !self.launcher.server_wrapper.is_empty()
-            && let Some(pid) = self.pid()
-            && std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().is_ok()
-        {
+        let Some(pid) = self.pid() else { return };
+        if !self.launcher.server_wrapper.is_empty() && signal_group(pid, "TERM") {
             let deadline = Instant::now() + Duration::from_secs(120);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Whatever is left of the group (a wrapper's server outlives its wrapper otherwise).
+        signal_group(pid, "KILL");
         let _ = self.child.start_kill();
     }
+}
+
+/// Sends `signal` to the process group led by `pid` (each server is started as the leader of its own group); says
+/// whether `kill` succeeded. The `kill` command, because the workspace forbids the unsafe code a libc call needs.
+fn signal_group(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), "--".to_owned(), format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 fn log_path(launcher: &Launcher, port: u16) -> PathBuf {
@@ -194,6 +208,11 @@ fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path) -> any
         .args(&argv[1..])
         .env("PORT", port.to_string())
         .env("RUST_LOG", "warn")
+        // A backtrace captured with every `anyhow` error would cost the server time the benchmark should not count.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        // Its own process group, so that a wrapper and the server under it stop together.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -87,6 +87,11 @@ impl User {
         self.chat.request(&SendMessage { room: self.room.clone(), body, client_id: None }, REQUEST_TIMEOUT).await
     }
 
+    /// Whether the Engine.IO connection is up right now.
+    pub fn connected(&self) -> bool {
+        matches!(self.client.state(), sio_client::ConnectionState::Connected { .. })
+    }
+
     /// The room's messages as they arrive (once; later calls get `None`).
     pub fn take_messages(&mut self) -> Option<UnboundedReceiver<RawEvent>> {
         self.messages.take()
