@@ -239,7 +239,7 @@ async fn a_join_sent_the_moment_the_connection_opens_is_answered_even_on_a_busy_
 
     let mut clients = Vec::new();
     let mut joins = Vec::new();
-    for i in 0..500 {
+    for i in 0..400 {
         let client = Client::builder(app.base_url()).transports(&[TransportKind::WebSocket]).connect();
         let auth = ChatAuth { name: DisplayName::parse(&format!("u{i}")).unwrap(), session: None };
         let socket = client.socket_with_auth(CHAT_NAMESPACE, &auth).unwrap();
