@@ -308,8 +308,9 @@ impl Chat {
                     // Room membership lives on the server's socket, which is new after every reconnection: join
                     // again each time the namespace connects, unless an admin removed this person.
                     SocketEvent::Connected { .. } if !state.removed.get_untracked() => {
-                        // After a reconnection, ask for what was missed: everything after the last message shown.
-                        let since = state.last_seq();
+                        // After a reconnection, ask for what was missed: everything after the last message shown
+                        // with none missing before it.
+                        let since = state.resume_seq();
                         let join = JoinRoom { room: join_room.clone(), since };
                         match join_socket.request(&join, REQUEST_TIMEOUT).await {
                             Ok(joined) => {

@@ -205,6 +205,22 @@ impl HistoryPage {
     pub const SIZE: usize = 50;
 }
 
+/// Where a client that holds messages with these `seq`s resumes (the `since` of its next [`JoinRoom`]): the end
+/// of the unbroken run from the oldest it holds, not the newest. A room's `seq`s have no gaps, so a gap is
+/// something missed: a join's history lost with its connection while live messages after it arrived. Resuming
+/// after the newest would skip it for good; resuming here fetches it, and whatever comes twice is dropped by `seq`.
+pub fn resume_point(seqs: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let mut seqs: Vec<u64> = seqs.into_iter().collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let (&first, rest) = seqs.split_first()?;
+    Some(
+        rest.iter()
+            .try_fold(first, |end, &seq| if seq == end + 1 { Ok(seq) } else { Err(end) })
+            .unwrap_or_else(|end| end),
+    )
+}
+
 /// Client → server: post a message to a room the sender has joined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -553,6 +569,15 @@ mod tests {
 
     fn ada() -> Member {
         Member { id: MemberId("m-ada".into()), name: DisplayName::parse("Ada").unwrap() }
+    }
+
+    #[test]
+    fn a_client_resumes_after_its_unbroken_run_of_messages_not_after_the_newest() {
+        assert_eq!(resume_point([]), None);
+        assert_eq!(resume_point([7]), Some(7));
+        assert_eq!(resume_point([3, 1, 2, 2]), Some(3), "in any order, copies and all");
+        assert_eq!(resume_point([10, 11, 12, 14, 15]), Some(12), "13 is missing: resume after 12");
+        assert_eq!(resume_point([51, 52, 53]), Some(53), "the run need not start at 1");
     }
 
     #[test]

@@ -209,9 +209,10 @@ impl RoomState {
         });
     }
 
-    /// The highest `seq` shown: what to resume after.
-    pub fn last_seq(&self) -> Option<u64> {
-        self.items.with_untracked(|items| items.iter().filter_map(Item::seq).max())
+    /// What to resume after: the end of the unbroken run of `seq`s from the oldest shown
+    /// ([`protocol::resume_point`]), so that a message missed between two shown ones is fetched, not skipped.
+    pub fn resume_seq(&self) -> Option<u64> {
+        self.items.with_untracked(|items| protocol::resume_point(items.iter().filter_map(Item::seq)))
     }
 
     /// The lowest `seq` shown: what older pages load before.
