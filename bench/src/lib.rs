@@ -2,6 +2,8 @@
 //! and the reference Node.js Socket.IO server under identical load, one after the other in one run, and writing
 //! what it measured to `docs/benchmarks.md`. See `docs/benchmarks.md` for how to run it and what it found.
 
+pub mod attack;
+pub mod chaos;
 pub mod report;
 pub mod scenarios;
 pub mod stats;

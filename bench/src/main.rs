@@ -13,6 +13,8 @@ use clap::Parser as _;
 enum Command {
     /// Runs every scenario against every target and writes the report.
     Run(Run),
+    /// Runs the chaos tests of issue #7 (jitter, no recovery, a restart) and writes their report.
+    Chaos(Chaos),
     /// Runs the Causerie server with `causerie`'s flags (what the benchmark starts for each Causerie target).
     #[command(disable_help_flag = true)]
     Serve {
@@ -56,6 +58,22 @@ struct Run {
     work_dir: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct Chaos {
+    /// Tiny sizes, to check that every run works
+    #[arg(long)]
+    smoke: bool,
+    /// Only the runs whose titles contain this text (for example "restart")
+    #[arg(long)]
+    only: Option<String>,
+    /// Where to write the report; its figures go next to it as JSON
+    #[arg(long, default_value = "docs/reliability.md")]
+    out: PathBuf,
+    /// Databases and server logs
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
     let command = Command::parse();
     let runtime =
@@ -66,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(server::run(config))
         }
         Command::Run(run) => runtime.block_on(run_all(run)),
+        Command::Chaos(chaos) => runtime.block_on(run_chaos(chaos)),
     }
 }
 
@@ -102,5 +121,59 @@ async fn run_all(run: Run) -> anyhow::Result<()> {
     std::fs::write(&json, serde_json::to_string_pretty(&report.json())?)
         .with_context(|| format!("writing {}", json.display()))?;
     eprintln!("Wrote {}, {} and {}", run.out.display(), svg.display(), json.display());
+    Ok(())
+}
+
+async fn run_chaos(chaos: Chaos) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
+    let launcher = Launcher::new(exe, chaos.work_dir, None)?;
+    let mut results = Vec::new();
+    let wanted = |title: &str| chaos.only.as_deref().is_none_or(|only| title.contains(only));
+    for run in causerie_bench::chaos::runs(chaos.smoke).into_iter().filter(|run| wanted(run.title)) {
+        eprintln!("{} ({}): {} clients", run.title, run.target.label(), run.config.clients);
+        let result = causerie_bench::chaos::chaos(&launcher, run.target, &run.config).await?;
+        eprintln!(
+            "  {:.2}% delivered ({} of {}), {} duplicates, {} order violations, {} cuts",
+            result.delivery_percent,
+            result.delivered,
+            result.expected,
+            result.duplicates,
+            result.order_violations,
+            result.cuts
+        );
+        results.push((run, result));
+    }
+    let attack = if wanted("Attack") {
+        eprintln!("Attack, while people chat");
+        let attack = causerie_bench::attack::attack(&launcher, &causerie_bench::attack::config(chaos.smoke)).await?;
+        eprintln!(
+            "  people: {} of {} delivered; RSS {} → {} → {} bytes; {} panics",
+            attack.people_delivered,
+            attack.people_expected,
+            attack.rss_before,
+            attack.rss_during,
+            attack.rss_after,
+            attack.panics
+        );
+        Some(attack)
+    } else {
+        None
+    };
+    let machine = causerie_bench::report::Machine::read(&launcher);
+    if let Some(dir) = chaos.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut markdown = causerie_bench::chaos::markdown(&machine, &results);
+    if let Some(attack) = &attack {
+        markdown.push('\n');
+        markdown.push_str(&causerie_bench::attack::markdown(attack));
+    }
+    std::fs::write(&chaos.out, markdown).with_context(|| format!("writing {}", chaos.out.display()))?;
+    let json = chaos.out.with_extension("json");
+    let figures: Vec<_> = results.iter().map(|(_, result)| result).collect();
+    let figures = serde_json::json!({ "chaos": figures, "attack": attack });
+    std::fs::write(&json, serde_json::to_string_pretty(&figures)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    eprintln!("Wrote {} and {}", chaos.out.display(), json.display());
     Ok(())
 }

@@ -73,19 +73,27 @@ pub struct Server {
     child: Child,
     launcher: Launcher,
     database: PathBuf,
+    /// More flags for Causerie, kept for a restart.
+    extra_args: Vec<String>,
 }
 
 impl Server {
     /// Starts `target` on a free loopback port, with a new empty database, and waits until it accepts
     /// connections.
     pub async fn start(launcher: &Launcher, target: Target) -> anyhow::Result<Server> {
+        Self::start_with(launcher, target, &[]).await
+    }
+
+    /// As [`Server::start`], with more of `causerie`'s flags (Causerie targets only).
+    pub async fn start_with(launcher: &Launcher, target: Target, extra_args: &[String]) -> anyhow::Result<Server> {
         let port = free_port()?;
         let database = launcher.work_dir.join(format!("causerie-{port}.db"));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
         }
-        let child = spawn(launcher, target, port, &database)?;
-        let mut server = Server { target, port, child, launcher: launcher.clone(), database };
+        let child = spawn(launcher, target, port, &database, extra_args)?;
+        let extra_args = extra_args.to_vec();
+        let mut server = Server { target, port, child, launcher: launcher.clone(), database, extra_args };
         server.ready().await?;
         Ok(server)
     }
@@ -111,7 +119,7 @@ impl Server {
     /// connections again, which is when clients can come back.
     pub async fn restart(&mut self) -> anyhow::Result<Instant> {
         self.kill().await?;
-        self.child = spawn(&self.launcher, self.target, self.port, &self.database)?;
+        self.child = spawn(&self.launcher, self.target, self.port, &self.database, &self.extra_args)?;
         self.ready().await?;
         Ok(Instant::now())
     }
@@ -133,7 +141,8 @@ impl Server {
         }
     }
 
-    fn log(&self) -> PathBuf {
+    /// The server's standard error.
+    pub fn log(&self) -> PathBuf {
         log_path(&self.launcher, self.port)
     }
 
@@ -175,7 +184,7 @@ fn log_path(launcher: &Launcher, port: u16) -> PathBuf {
     launcher.work_dir.join(format!("server-{port}.log"))
 }
 
-fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path) -> anyhow::Result<Child> {
+fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path, extra: &[String]) -> anyhow::Result<Child> {
     let mut argv: Vec<String> = match target {
         Target::Node => vec!["node".into(), launcher.node_peer.display().to_string()],
         Target::Causerie | Target::CauserieSqlite => {
@@ -195,6 +204,7 @@ fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path) -> any
             if target == Target::Causerie {
                 argv.push("--in-memory".into());
             }
+            argv.extend(extra.iter().cloned());
             argv
         }
     };

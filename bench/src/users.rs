@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use futures::channel::mpsc::UnboundedReceiver;
 use protocol::Event as _;
-use protocol::{ChatAuth, DisplayName, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName, SendMessage};
+use protocol::{
+    ChatAuth, DisplayName, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName, SendMessage, SessionToken,
+};
 use sio_client::{Client, RawEvent, RequestError, Socket, SocketEvent, TransportKind};
 
 use crate::stats::Samples;
@@ -70,9 +72,31 @@ pub struct User {
 impl User {
     /// Starts connecting (it returns at once): user `index`, who will be in `room`.
     pub fn open(url: &str, index: u32, room: &RoomName, transports: &[TransportKind]) -> anyhow::Result<User> {
+        Self::connect(url, index, room, transports, None)
+    }
+
+    /// As [`User::open`], holding `session` on every connection, as a browser holds its cookie: a reconnection
+    /// is the same person, whom the server lets back in under the same name at once.
+    pub fn open_as(
+        url: &str,
+        index: u32,
+        room: &RoomName,
+        transports: &[TransportKind],
+        session: SessionToken,
+    ) -> anyhow::Result<User> {
+        Self::connect(url, index, room, transports, Some(session))
+    }
+
+    fn connect(
+        url: &str,
+        index: u32,
+        room: &RoomName,
+        transports: &[TransportKind],
+        session: Option<SessionToken>,
+    ) -> anyhow::Result<User> {
         let client = Client::builder(url).transports(transports).connect();
         let name = DisplayName::parse(&format!("u{index}")).context("a user's name")?;
-        let chat = client.socket_with_auth(protocol::CHAT_NAMESPACE, &ChatAuth { name, session: None })?;
+        let chat = client.socket_with_auth(protocol::CHAT_NAMESPACE, &ChatAuth { name, session })?;
         // Subscribed before anything is awaited, so that no message and no connect is missed.
         let lifecycle = Some(chat.lifecycle());
         let messages = Some(chat.on_raw(protocol::ChatMessage::NAME));

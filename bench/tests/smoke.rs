@@ -56,3 +56,36 @@ async fn every_scenario_runs_against_every_target_and_loses_nothing() {
     let svg = report.svg();
     assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == targets.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_clients_get_every_acknowledged_message_once_and_in_order_through_cuts_and_a_restart() {
+    let launcher = launcher();
+    let mut results = Vec::new();
+    for run in causerie_bench::chaos::runs(true) {
+        let result = causerie_bench::chaos::chaos(&launcher, run.target, &run.config).await.expect("the run completes");
+        assert!(result.cuts > 0, "{}: the network cut connections", run.title);
+        assert!(result.acknowledged > 0, "{}: messages were acknowledged", run.title);
+        if run.config.recovery {
+            assert_eq!(result.abandoned, 0, "{}: a recovering sender gives up on nothing", run.title);
+            assert_eq!(result.delivered, result.expected, "{}: everything acknowledged arrived", run.title);
+            assert_eq!((result.duplicates, result.order_violations), (0, 0), "{}", run.title);
+        }
+        results.push((run, result));
+    }
+    let machine = causerie_bench::report::Machine::read(&launcher);
+    let markdown = causerie_bench::chaos::markdown(&machine, &results);
+    assert!(markdown.contains("## Jitter chaos") && markdown.matches("| Jitter").count() == results.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_keep_chatting_through_an_attack_and_the_server_never_panics() {
+    let config = causerie_bench::attack::config(true);
+    let result = causerie_bench::attack::attack(&launcher(), &config).await.expect("the attack run completes");
+    assert!(result.people_acknowledged > 0, "the people talked");
+    assert_eq!(result.people_delivered, result.people_expected, "every message of theirs arrived");
+    assert_eq!(result.panics, 0, "the server never panicked");
+    assert_eq!(result.malformed_sent, u64::from(config.malformed_connections * config.malformed_rounds));
+    assert!(result.malformed_cut_off > 0, "malformed packets end their connections");
+    assert_eq!(result.handshakes_opened, u64::from(config.abandoned_handshakes));
+    assert!(causerie_bench::attack::markdown(&result).contains("## Attack"));
+}

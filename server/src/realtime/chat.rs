@@ -226,7 +226,7 @@ async fn on_send(
 
 /// The largest width or height accepted, in pixels: beyond it an image is more likely a decompression bomb than a
 /// photo.
-const MAX_IMAGE_SIDE: usize = 16_384;
+pub const MAX_IMAGE_SIDE: usize = 16_384;
 
 async fn on_image(
     socket: SocketRef,
@@ -259,7 +259,9 @@ async fn on_image(
 }
 
 /// Checks an image's bytes whatever the client said (its kind, its size) and reads its dimensions.
-fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImage, String> {
+/// Checks an image attachment as sent (its contents against the declared kind, its size and its dimensions) and
+/// prepares it for storing; the error is the sentence its sender sees. Public for the fuzz target.
+pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImage, String> {
     let kind = protocol::check_image(declared, &bytes).map_err(|e| e.to_string())?;
     let size = imagesize::blob_size(&bytes).map_err(|_| "That image is damaged: its dimensions cannot be read.")?;
     if size.width == 0 || size.height == 0 || size.width > MAX_IMAGE_SIDE || size.height > MAX_IMAGE_SIDE {

@@ -273,3 +273,80 @@ async fn a_payload_that_claims_another_identity_is_sent_as_its_real_sender_and_o
     within("dave's ack", dave.request(&send("secret", "only us"), PATIENCE)).await.unwrap();
     assert_eq!(next("carol's first message", &mut carol_inbox).await.body.as_str(), "only us");
 }
+
+/// A small fuzzer against the live server, for the test command (the long runs are the `cargo fuzz` targets):
+/// valid events with random bytes changed, inserted or removed, sent as a client would, some asking for an ack.
+#[tokio::test]
+async fn random_mutations_of_valid_events_never_panic_the_server() {
+    let panics_before = panics();
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut bob_inbox = bob.on::<ChatMessage>();
+    let seeds = [
+        r#"["join",{"room":"general","since":3}]"#,
+        r#"["send",{"room":"general","body":"hello","clientId":"a-1"}]"#,
+        r#"["history",{"room":"general","before":10}]"#,
+        r#"["history",{"room":"general","after":0}]"#,
+        r#"["private",{"room":"general","to":"0123456789abcdef0123","body":"psst"}]"#,
+        r#"["typing",{"room":"general"}]"#,
+        r#"["image",{"room":"general","contentType":"image/png","caption":"x"},{"_placeholder":true,"num":0}]"#,
+    ];
+    // Bytes that matter to JSON and to Socket.IO, and a few that do not.
+    const ALPHABET: &[u8] = br#"{}[]",:0123456789-_/\ aeznul\u"#;
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut random = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below.max(1) as u64) as usize
+    };
+    let mut raw = None;
+    let mut closed = 0;
+    for i in 0..1_500 {
+        let mut event = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + random(4) {
+            let at = random(event.len() + 1);
+            match random(3) {
+                0 if at < event.len() => event[at] = ALPHABET[random(ALPHABET.len())],
+                1 => event.insert(at, ALPHABET[random(ALPHABET.len())]),
+                _ if at < event.len() => {
+                    event.remove(at);
+                }
+                _ => {}
+            }
+        }
+        let event = String::from_utf8_lossy(&event).into_owned();
+        let ack = if random(2) == 0 { String::new() } else { (i + 1).to_string() };
+        if raw.is_none() {
+            let mut socket = RawSocket::open(&app).await;
+            socket.send_text(r#"40{"name":"Mallory"}"#).await;
+            assert!(socket.recv_skipping_pings().await.starts_with("40{"));
+            raw = Some(socket);
+        }
+        let Some(socket) = raw.as_mut() else { unreachable!() };
+        use futures::SinkExt as _;
+        if socket.stream.send(text(format!("42{ack}{event}"))).await.is_err() {
+            // Cut off for a packet it could not parse: a new connection for the next one.
+            raw = None;
+            closed += 1;
+        }
+    }
+    // Whatever is still queued for the server is read before the checks: an answer to a last request, or the end.
+    if let Some(mut socket) = raw {
+        use futures::SinkExt as _;
+        if socket.stream.send(text(r#"4299999["history",{}]"#)).await.is_ok() {
+            within("the last answer or the end of the connection", async {
+                while let Some(Ok(frame)) = socket.stream.next().await {
+                    if matches!(&frame, Message::Text(t) if t.starts_with("4399999[")) || frame.is_close() {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+    eprintln!("{closed} connections cut off along the way");
+    still_chatting(&ada, &mut bob_inbox).await;
+    assert_eq!(panics(), panics_before, "the server panicked");
+}
