@@ -48,11 +48,10 @@ pub struct AttackResult {
     pub people_expected: u64,
     pub people_delivered: u64,
     pub people_p99_ms: f64,
-    /// The server's memory with the people connected, at the end of the attack, and once the attackers' sessions
-    /// had expired (the server runs with a 1 s + 1 s heartbeat here).
+    /// The server's memory with the people connected, and 5 s after each wave of attackers (whose sessions expire
+    /// by then: the server runs with a 1 s + 1 s heartbeat here).
     pub rss_before: u64,
-    pub rss_during: u64,
-    pub rss_after: u64,
+    pub rss_after_waves: Vec<u64>,
     /// Lines of the server's log that say it panicked.
     pub panics: u64,
 }
@@ -101,6 +100,9 @@ fn malformed(round: u32) -> Message {
     }
 }
 
+/// Waves of attackers in one run.
+pub const WAVES: usize = 2;
+
 pub async fn attack(launcher: &Launcher, config: &AttackConfig) -> anyhow::Result<AttackResult> {
     let fast_heartbeat = ["--ping-interval", "1000", "--ping-timeout", "1000"].map(str::to_owned).to_vec();
     let server = Server::start_with(launcher, Target::CauserieSqlite, &fast_heartbeat).await?;
@@ -137,92 +139,98 @@ pub async fn attack(launcher: &Launcher, config: &AttackConfig) -> anyhow::Resul
         }));
     }
 
-    // The attackers, all at once.
+    // The attackers, all at once; twice, so that memory kept by a leak (which grows with each wave) can be told
+    // from memory the allocator keeps for reuse (which does not).
     let malformed_sent = Arc::new(AtomicU64::new(0));
     let cut_off = Arc::new(AtomicU64::new(0));
     let flood_sent = Arc::new(AtomicU64::new(0));
-    let mut attackers = Vec::new();
-    for connection in 0..config.malformed_connections {
-        let (ws_url, sent, cut_off) = (ws_url.clone(), malformed_sent.clone(), cut_off.clone());
-        let rounds = config.malformed_rounds;
-        attackers.push(tokio::spawn(async move {
-            for round in 0..rounds {
-                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&ws_url).await else { continue };
-                let signed_in = ws.send(Message::text(r#"40{"name":"Mallory"}"#)).await.is_ok();
-                if !signed_in || ws.send(malformed(round + connection)).await.is_err() {
-                    cut_off.fetch_add(1, Ordering::Relaxed);
-                    continue;
+    let handshakes = Arc::new(AtomicU64::new(0));
+    let mut rss_after_waves = Vec::new();
+    for _wave in 0..WAVES {
+        let mut attackers = Vec::new();
+        for connection in 0..config.malformed_connections {
+            let (ws_url, sent, cut_off) = (ws_url.clone(), malformed_sent.clone(), cut_off.clone());
+            let rounds = config.malformed_rounds;
+            attackers.push(tokio::spawn(async move {
+                for round in 0..rounds {
+                    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&ws_url).await else { continue };
+                    let signed_in = ws.send(Message::text(r#"40{"name":"Mallory"}"#)).await.is_ok();
+                    if !signed_in || ws.send(malformed(round + connection)).await.is_err() {
+                        cut_off.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    // A request the server answers if the connection survived; otherwise the server closes it.
+                    let _ = ws.send(Message::text(r#"421["history",{}]"#)).await;
+                    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+                        while let Some(frame) = ws.next().await {
+                            match frame {
+                                Ok(Message::Text(t)) if t.starts_with("431") => return false,
+                                Ok(Message::Close(_)) | Err(_) => return true,
+                                Ok(_) => {}
+                            }
+                        }
+                        true
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if ended {
+                        cut_off.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                sent.fetch_add(1, Ordering::Relaxed);
-                // A request the server answers if the connection survived; otherwise the server closes it.
-                let _ = ws.send(Message::text(r#"421["history",{}]"#)).await;
-                let ended = tokio::time::timeout(Duration::from_secs(10), async {
-                    while let Some(frame) = ws.next().await {
-                        match frame {
-                            Ok(Message::Text(t)) if t.starts_with("431") => return false,
-                            Ok(Message::Close(_)) | Err(_) => return true,
-                            Ok(_) => {}
+            }));
+        }
+        for flooder in 0..config.flooders {
+            let (ws_url, sent, events) = (ws_url.clone(), flood_sent.clone(), config.flood_events);
+            attackers.push(tokio::spawn(async move {
+                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&ws_url).await else { return };
+                let auth = format!(r#"40{{"name":"Flood{flooder}"}}"#);
+                if ws.send(Message::text(auth)).await.is_err() {
+                    return;
+                }
+                let _ = ws.send(Message::text(r#"42["join",{"room":"people-0"}]"#)).await;
+                // Read whatever comes back, so that the server's writes to this connection never block on it.
+                let (mut sink, mut stream) = ws.split();
+                let drain = tokio::spawn(async move { while stream.next().await.is_some() {} });
+                for i in 0..events {
+                    let event = if i % 4 == 0 {
+                        format!(r#"42{i}["send",{{"room":"people-0","body":"flood {i}"}}]"#)
+                    } else {
+                        r#"42["typing",{"room":"people-0"}]"#.to_owned()
+                    };
+                    if sink.feed(Message::text(event)).await.is_err() {
+                        break;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = sink.flush().await;
+                let _ = sink.close().await;
+                drain.abort();
+            }));
+        }
+        {
+            let (port, opened, count) = (server.port, handshakes.clone(), config.abandoned_handshakes);
+            attackers.push(tokio::spawn(async move {
+                for _ in 0..count {
+                    let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { continue };
+                    let request =
+                        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                    if tcp.write_all(request.as_bytes()).await.is_ok() {
+                        let mut response = Vec::new();
+                        if tcp.read_to_end(&mut response).await.is_ok() && response.starts_with(b"HTTP/1.1 200") {
+                            opened.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    true
-                })
-                .await
-                .unwrap_or(false);
-                if ended {
-                    cut_off.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-        }));
+            }));
+        }
+        for attacker in attackers {
+            attacker.await.context("an attacker task")?;
+        }
+        // The attackers' sessions expire with the fast heartbeat.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        rss_after_waves.push(server.usage()?.rss_bytes);
     }
-    for flooder in 0..config.flooders {
-        let (ws_url, sent, events) = (ws_url.clone(), flood_sent.clone(), config.flood_events);
-        attackers.push(tokio::spawn(async move {
-            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&ws_url).await else { return };
-            let auth = format!(r#"40{{"name":"Flood{flooder}"}}"#);
-            if ws.send(Message::text(auth)).await.is_err() {
-                return;
-            }
-            let _ = ws.send(Message::text(r#"42["join",{"room":"people-0"}]"#)).await;
-            // Read whatever comes back, so that the server's writes to this connection never block on it.
-            let (mut sink, mut stream) = ws.split();
-            let drain = tokio::spawn(async move { while stream.next().await.is_some() {} });
-            for i in 0..events {
-                let event = if i % 4 == 0 {
-                    format!(r#"42{i}["send",{{"room":"people-0","body":"flood {i}"}}]"#)
-                } else {
-                    r#"42["typing",{"room":"people-0"}]"#.to_owned()
-                };
-                if sink.feed(Message::text(event)).await.is_err() {
-                    break;
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = sink.flush().await;
-            let _ = sink.close().await;
-            drain.abort();
-        }));
-    }
-    let handshakes = Arc::new(AtomicU64::new(0));
-    {
-        let (port, opened, count) = (server.port, handshakes.clone(), config.abandoned_handshakes);
-        attackers.push(tokio::spawn(async move {
-            for _ in 0..count {
-                let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { continue };
-                let request =
-                    "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-                if tcp.write_all(request.as_bytes()).await.is_ok() {
-                    let mut response = Vec::new();
-                    if tcp.read_to_end(&mut response).await.is_ok() && response.starts_with(b"HTTP/1.1 200") {
-                        opened.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
-    for attacker in attackers {
-        attacker.await.context("an attacker task")?;
-    }
-    let rss_during = server.usage()?.rss_bytes;
     talking.store(false, Ordering::SeqCst);
     let seconds = started.elapsed().as_secs_f64();
 
@@ -231,9 +239,6 @@ pub async fn attack(launcher: &Launcher, config: &AttackConfig) -> anyhow::Resul
     let expected = acknowledged.load(Ordering::Relaxed) * u64::from(config.per_room.saturating_sub(1));
     wait_until(Duration::from_secs(10), || recorder.unique(0) >= expected).await;
     let received = recorder.take(0);
-    // The attackers' sessions expire with the fast heartbeat; then the memory should be back near where it was.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss_after = server.usage()?.rss_bytes;
     drop(people);
     for task in tasks {
         task.abort();
@@ -251,8 +256,7 @@ pub async fn attack(launcher: &Launcher, config: &AttackConfig) -> anyhow::Resul
         people_delivered: received.unique,
         people_p99_ms: received.latencies.summary().p99,
         rss_before,
-        rss_during,
-        rss_after,
+        rss_after_waves,
         panics: log.lines().filter(|line| line.contains("panicked")).count() as u64,
     })
 }
@@ -267,17 +271,17 @@ pub fn markdown(result: &AttackResult) -> String {
          are not arrays or have no name, attachment counts of 10¹³ and 2⁶⁴+, binary frames with no packet, \
          invalid UTF-8, JSON nested 50,000 deep, a binary event whose attachment never comes); {flooders} \
          connections each flooding {flood} events (typing, and a message in four) as fast as they are taken; and \
-         {handshakes} long-polling handshakes opened and abandoned. The server runs with SQLite, no rate limit \
+         {handshakes} long-polling handshakes opened and abandoned; all of it twice, one wave after the other. The server runs with SQLite, no rate limit \
          (the hardest case: every flooded message is stored) and a 1 s + 1 s heartbeat, so that abandoned \
          sessions expire during the run.\n\n\
          | | |\n|---|---|\n\
-         | attack time | {seconds:.1} s |\n\
+         | time, both waves and 5 s after each | {seconds:.1} s |\n\
          | malformed packets sent / connections the server then closed | {msent} / {mcut} |\n\
          | flood events sent | {fsent} |\n\
          | handshakes opened and abandoned | {hopened} |\n\
          | the people's messages: acknowledged, delivered to their rooms | {pack}; {pdel}/{pexp} |\n\
          | the people's p99 latency during the attack | {p99:.1} ms |\n\
-         | server RSS: before, at the end of the attack, 5 s later | {before:.1} MiB, {during:.1} MiB, {after:.1} MiB |\n\
+         | server RSS: before, 5 s after each wave of attackers | {before:.1} MiB; {waves} |\n\
          | panics in the server's log | {panics} |\n",
         people = result.config.people,
         per_room = result.config.per_room,
@@ -296,8 +300,7 @@ pub fn markdown(result: &AttackResult) -> String {
         pexp = result.people_expected,
         p99 = result.people_p99_ms,
         before = mib(result.rss_before),
-        during = mib(result.rss_during),
-        after = mib(result.rss_after),
+        waves = result.rss_after_waves.iter().map(|&rss| format!("{:.1} MiB", mib(rss))).collect::<Vec<_>>().join(", "),
         panics = result.panics,
     )
 }

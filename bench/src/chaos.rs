@@ -187,6 +187,9 @@ async fn send_all(user: Arc<User>, ledger: Arc<Ledger>, config: ChaosConfig, sta
         // One client id per message: a resend is the same message, which the server stores once.
         let Ok(client_id) = ClientId::parse(&format!("chaos-{}-{n}", user.index)) else { continue };
         for attempt in 1..=SEND_ATTEMPTS {
+            // As the page's outbox does: messages go out once the room is joined again after a reconnection (a
+            // send before that is refused as not in the room).
+            wait_until(Duration::from_secs(30), || ledger.in_room(user.index)).await;
             match send(&user, &body, &client_id, config.request_timeout).await {
                 Some(seq) => {
                     ledger.acknowledged(&user.room, user.index, n, seq);
@@ -238,6 +241,7 @@ async fn receive(
     let mut first = true;
     while let Some(event) = lifecycle.next().await {
         if !matches!(event, SocketEvent::Connected { .. }) {
+            ledger.left_room(user.index);
             continue;
         }
         let mut answer = None;
@@ -248,6 +252,7 @@ async fn receive(
             answer = user.chat.request(&join, config.request_timeout).await.ok();
         }
         let Some(joined) = answer else { continue };
+        ledger.entered_room(user.index);
         if first {
             ledger.joined.fetch_add(1, Ordering::Relaxed);
             first = false;
@@ -282,6 +287,8 @@ async fn receive(
 #[derive(Debug, Default)]
 struct Ledger {
     joined: AtomicU64,
+    /// Clients joined to their room on their current connection.
+    in_room: Mutex<std::collections::HashSet<u32>>,
     abandoned: AtomicU64,
     inner: Mutex<Books>,
 }
@@ -305,6 +312,18 @@ impl Ledger {
 
     fn joined(&self) -> u64 {
         self.joined.load(Ordering::Relaxed)
+    }
+
+    fn in_room(&self, client: u32) -> bool {
+        self.in_room.lock().unwrap_or_else(|p| p.into_inner()).contains(&client)
+    }
+
+    fn entered_room(&self, client: u32) {
+        self.in_room.lock().unwrap_or_else(|p| p.into_inner()).insert(client);
+    }
+
+    fn left_room(&self, client: u32) {
+        self.in_room.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
     }
 
     fn acknowledged(&self, room: &RoomName, sender: u32, n: u32, seq: u64) {

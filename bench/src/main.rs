@@ -147,13 +147,8 @@ async fn run_chaos(chaos: Chaos) -> anyhow::Result<()> {
         eprintln!("Attack, while people chat");
         let attack = causerie_bench::attack::attack(&launcher, &causerie_bench::attack::config(chaos.smoke)).await?;
         eprintln!(
-            "  people: {} of {} delivered; RSS {} → {} → {} bytes; {} panics",
-            attack.people_delivered,
-            attack.people_expected,
-            attack.rss_before,
-            attack.rss_during,
-            attack.rss_after,
-            attack.panics
+            "  people: {} of {} delivered; RSS {} bytes before, {:?} after each wave; {} panics",
+            attack.people_delivered, attack.people_expected, attack.rss_before, attack.rss_after_waves, attack.panics
         );
         Some(attack)
     } else {
