@@ -33,7 +33,8 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
         // Each WebSocket connection keeps a read buffer of this size for its whole life (engineioxide's default is
         // 4 KiB). Chat frames are far smaller; a large one (an image) is still read whole, in more reads.
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
-        .max_buffer_size(SOCKET_QUEUE_PACKETS);
+        .max_buffer_size(SOCKET_QUEUE_PACKETS)
+        .connect_timeout(NAMESPACE_CONNECT_TIMEOUT);
     let (socket_layer, io) = with_transports(builder, &config.transports).build_layer();
     realtime::attach(&io, &hub);
 
@@ -68,6 +69,12 @@ const WS_READ_BUFFER_BYTES: usize = 1024;
 /// lost the acks past the 128th. The queue allocates as it fills (blocks of 32), so an idle connection pays nothing;
 /// a connection that never reads holds at most this many packets.
 const SOCKET_QUEUE_PACKETS: usize = 1024;
+
+/// How long an Engine.IO session may go without connecting to a namespace before it is closed (socketioxide's
+/// default is 45 s, as Node's). Real clients connect right after the handshake; an abandoned handshake holds its
+/// session (about 15 KiB) until this timer fires, even after the heartbeat has closed it, so a flood of them held
+/// memory for 45 s each (the attack run in docs/reliability.md).
+const NAMESPACE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where Socket.IO answers: the standard path, which clients assume.
 const SOCKET_IO_PATH: &str = "/socket.io";
