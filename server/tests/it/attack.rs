@@ -44,10 +44,7 @@ enum Outcome {
 /// Opens a raw connection signed in to the chat namespace, sends `frames`, and sees what the server does.
 async fn attack(app: &TestApp, frames: Vec<Message>) -> Outcome {
     use futures::SinkExt as _;
-    let mut raw = RawSocket::open(app).await;
-    raw.send_text(r#"40{"name":"Mallory"}"#).await;
-    let connected = raw.recv_skipping_pings().await;
-    assert!(connected.starts_with("40{"), "the attacker is signed in first: {connected}");
+    let mut raw = mallory(app).await;
     for frame in frames {
         if raw.stream.send(frame).await.is_err() {
             return Outcome::Closed;
@@ -83,19 +80,42 @@ fn send(room: &str, body: &str) -> SendMessage {
     SendMessage { room: RoomName::parse(room).unwrap(), body: MessageBody::parse(body).unwrap(), client_id: None }
 }
 
-/// Ada tells Bob something and Bob hears it: the room still works.
-async fn still_chatting(ada: &sio_client::Socket, bob_inbox: &mut (impl futures::Stream<Item = ChatMessage> + Unpin)) {
-    within("ada's ack", ada.request(&send("general", "still here?"), PATIENCE)).await.unwrap();
-    assert_eq!(next("bob to hear ada", bob_inbox).await.body.as_str(), "still here?");
+/// Ada and Bob in #general: the people whose chat an attack must not disturb.
+struct Bystanders {
+    _clients: (sio_client::Client, sio_client::Client),
+    ada: sio_client::Socket,
+    bob_inbox: std::pin::Pin<Box<dyn futures::Stream<Item = ChatMessage> + Send>>,
+}
+
+impl Bystanders {
+    async fn join(app: &TestApp) -> Self {
+        let (a, ada) = app.member("Ada", "general").await;
+        let (b, bob) = app.member("Bob", "general").await;
+        let bob_inbox = Box::pin(bob.on::<ChatMessage>());
+        Self { _clients: (a, b), ada, bob_inbox }
+    }
+
+    /// Ada tells Bob something and Bob hears it: the room still works.
+    async fn still_chatting(&mut self) {
+        within("ada's ack", self.ada.request(&send("general", "still here?"), PATIENCE)).await.unwrap();
+        assert_eq!(next("bob to hear ada", &mut self.bob_inbox).await.body.as_str(), "still here?");
+    }
+}
+
+/// A raw connection signed in to the chat namespace as Mallory.
+async fn mallory(app: &TestApp) -> RawSocket {
+    let mut raw = RawSocket::open(app).await;
+    raw.send_text(r#"40{"name":"Mallory"}"#).await;
+    let connected = raw.recv_skipping_pings().await;
+    assert!(connected.starts_with("40{"), "the attacker is signed in first: {connected}");
+    raw
 }
 
 #[tokio::test]
 async fn malformed_packets_end_the_attackers_connection_and_never_the_server_or_the_room() {
     let panics_before = panics();
     let app = spawn_app().await;
-    let (_a, ada) = app.member("Ada", "general").await;
-    let (_b, bob) = app.member("Bob", "general").await;
-    let mut bob_inbox = bob.on::<ChatMessage>();
+    let mut bystanders = Bystanders::join(&app).await;
     let cases: Vec<(&str, Vec<Message>)> = vec![
         ("an empty frame", vec![text("")]),
         ("an unknown Engine.IO packet type", vec![text("9hello")]),
@@ -113,7 +133,7 @@ async fn malformed_packets_end_the_attackers_connection_and_never_the_server_or_
     for (name, frames) in cases {
         assert_eq!(attack(&app, frames).await, Outcome::Closed, "{name}");
     }
-    still_chatting(&ada, &mut bob_inbox).await;
+    bystanders.still_chatting().await;
     assert_eq!(panics(), panics_before, "the server panicked");
 }
 
@@ -122,9 +142,7 @@ async fn well_formed_nonsense_is_answered_with_an_error_or_ignored_and_the_conne
     use futures::SinkExt as _;
     let panics_before = panics();
     let app = spawn_app().await;
-    let mut raw = RawSocket::open(&app).await;
-    raw.send_text(r#"40{"name":"Mallory"}"#).await;
-    assert!(raw.recv_skipping_pings().await.starts_with("40{"));
+    let mut raw = mallory(&app).await;
 
     // Nested far deeper than any JSON parser's recursion limit: a typed error, no stack overflow.
     let nested = format!(r#"427["send",{}{}]"#, "[".repeat(100_000), "]".repeat(100_000));
@@ -150,12 +168,8 @@ async fn well_formed_nonsense_is_answered_with_an_error_or_ignored_and_the_conne
 async fn a_flood_of_events_is_rate_limited_and_the_room_keeps_talking() {
     use futures::SinkExt as _;
     let app = spawn_app().await;
-    let (_a, ada) = app.member("Ada", "general").await;
-    let (_b, bob) = app.member("Bob", "general").await;
-    let mut bob_inbox = bob.on::<ChatMessage>();
-    let mut raw = RawSocket::open(&app).await;
-    raw.send_text(r#"40{"name":"Mallory"}"#).await;
-    assert!(raw.recv_skipping_pings().await.starts_with("40{"));
+    let mut bystanders = Bystanders::join(&app).await;
+    let mut raw = mallory(&app).await;
     raw.send_text(r#"420["join",{"room":"general"}]"#).await;
     within("mallory's join", async { while !raw.recv_skipping_pings().await.starts_with(r#"430[{"ok""#) {} }).await;
 
@@ -188,10 +202,10 @@ async fn a_flood_of_events_is_rate_limited_and_the_room_keeps_talking() {
     assert!(limited >= SENDS - burst - 5, "the rest is refused as rate-limited: {limited}");
 
     // Bob received Mallory's few accepted messages; Ada's next one still reaches him.
-    ada.request(&send("general", "still here?"), PATIENCE).await.unwrap();
+    bystanders.ada.request(&send("general", "still here?"), PATIENCE).await.unwrap();
     within("bob to hear ada through the spam", async {
         loop {
-            if next("a message for bob", &mut bob_inbox).await.body.as_str() == "still here?" {
+            if next("a message for bob", &mut bystanders.bob_inbox).await.body.as_str() == "still here?" {
                 return;
             }
         }
@@ -202,9 +216,7 @@ async fn a_flood_of_events_is_rate_limited_and_the_room_keeps_talking() {
 #[tokio::test]
 async fn a_flood_of_abandoned_handshakes_does_not_stop_the_room() {
     let app = spawn_app().await;
-    let (_a, ada) = app.member("Ada", "general").await;
-    let (_b, bob) = app.member("Bob", "general").await;
-    let mut bob_inbox = bob.on::<ChatMessage>();
+    let mut bystanders = Bystanders::join(&app).await;
     let handshakes = (0..300).map(|_| http_request(&app, "GET", "/socket.io/?EIO=4&transport=polling", &[], ""));
     for response in futures::future::join_all(handshakes).await {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -219,7 +231,7 @@ async fn a_flood_of_abandoned_handshakes_does_not_stop_the_room() {
         let response = http_request(&app, "GET", path, &[], "").await;
         assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
     }
-    still_chatting(&ada, &mut bob_inbox).await;
+    bystanders.still_chatting().await;
 }
 
 #[tokio::test]
@@ -237,9 +249,7 @@ async fn a_payload_that_claims_another_identity_is_sent_as_its_real_sender_and_o
     .you
     .id;
     let mut bob_inbox = bob.on::<ChatMessage>();
-    let mut raw = RawSocket::open(&app).await;
-    raw.send_text(r#"40{"name":"Mallory"}"#).await;
-    assert!(raw.recv_skipping_pings().await.starts_with("40{"));
+    let mut raw = mallory(&app).await;
     raw.send_text(r#"420["join",{"room":"general"}]"#).await;
     within("mallory's join", async { while !raw.recv_skipping_pings().await.starts_with(r#"430[{"ok""#) {} }).await;
 
@@ -280,9 +290,7 @@ async fn a_payload_that_claims_another_identity_is_sent_as_its_real_sender_and_o
 async fn random_mutations_of_valid_events_never_panic_the_server() {
     let panics_before = panics();
     let app = spawn_app().await;
-    let (_a, ada) = app.member("Ada", "general").await;
-    let (_b, bob) = app.member("Bob", "general").await;
-    let mut bob_inbox = bob.on::<ChatMessage>();
+    let mut bystanders = Bystanders::join(&app).await;
     let seeds = [
         r#"["join",{"room":"general","since":3}]"#,
         r#"["send",{"room":"general","body":"hello","clientId":"a-1"}]"#,
@@ -319,10 +327,7 @@ async fn random_mutations_of_valid_events_never_panic_the_server() {
         let event = String::from_utf8_lossy(&event).into_owned();
         let ack = if random(2) == 0 { String::new() } else { (i + 1).to_string() };
         if raw.is_none() {
-            let mut socket = RawSocket::open(&app).await;
-            socket.send_text(r#"40{"name":"Mallory"}"#).await;
-            assert!(socket.recv_skipping_pings().await.starts_with("40{"));
-            raw = Some(socket);
+            raw = Some(mallory(&app).await);
         }
         let Some(socket) = raw.as_mut() else { unreachable!() };
         use futures::SinkExt as _;
@@ -347,6 +352,6 @@ async fn random_mutations_of_valid_events_never_panic_the_server() {
         }
     }
     eprintln!("{closed} connections cut off along the way");
-    still_chatting(&ada, &mut bob_inbox).await;
+    bystanders.still_chatting().await;
     assert_eq!(panics(), panics_before, "the server panicked");
 }
