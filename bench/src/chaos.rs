@@ -670,7 +670,7 @@ pub fn markdown(machine: &crate::report::Machine, runs: &[(Run, ChaosResult)]) -
         md,
         "# Reliability\n\nWritten by `scripts/reliability` (`causerie-bench chaos`) on {} at commit `{}`, on {} \
          ({} cores). Do not edit by hand: run it again. The tests behind it, and the small versions of them that \
-         `scripts/test` runs: [README](../README.md#testing).\n",
+         `scripts/test` runs: [README](../README.md#reliability).\n",
         machine.date, machine.commit, machine.cpu, machine.cores
     );
     let _ = writeln!(
