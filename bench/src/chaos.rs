@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use protocol::{
-    ChatMessage, ClientId, HistoryFrom, HistoryPage, JoinRoom, LoadHistory, MessageBody, RoomName, SendMessage,
-};
+use protocol::{ChatMessage, ClientId, HistoryFrom, HistoryPage, LoadHistory, MessageBody, RoomName, SendMessage};
 use serde::Serialize;
 use sio_client::{RawEvent, SocketEvent, TransportKind};
 use tokio::net::{TcpListener, TcpStream};
@@ -210,6 +208,9 @@ async fn send_all(user: Arc<User>, ledger: Arc<Ledger>, config: ChaosConfig, sta
     }
 }
 
+/// How many times a client asks to join on one connection while its joins go unanswered.
+const JOIN_ATTEMPTS: u32 = 20;
+
 /// A recovering sender gives up on a message after this many unanswered tries (each `request_timeout` long), so
 /// that a run always ends.
 const SEND_ATTEMPTS: u32 = 20;
@@ -245,14 +246,11 @@ async fn receive(
             ledger.left_room(user.index);
             continue;
         }
-        let mut answer = None;
-        // Asked again while the connection holds; once it is lost, the next connect joins again.
-        while answer.is_none() && user.connected() {
-            let since = if config.recovery { ledger.resume_point(user.index) } else { None };
-            let join = JoinRoom { room: user.room.clone(), since };
-            answer = user.chat.request(&join, config.request_timeout).await.ok();
-        }
-        let Some(joined) = answer else { continue };
+        let since = || if config.recovery { ledger.resume_point(user.index) } else { None };
+        let Some(joined) = user.join_while_connected(since, config.request_timeout, JOIN_ATTEMPTS, || {}).await else {
+            // Refused, or the connection was lost: the next connect joins again.
+            continue;
+        };
         ledger.entered_room(user.index);
         if first {
             ledger.joined.fetch_add(1, Ordering::Relaxed);
@@ -348,9 +346,7 @@ impl Ledger {
     /// Acknowledged messages not yet at one of the other members of their room.
     fn missing(&self, per_room: u32) -> u64 {
         let books = self.books();
-        let expected = books.acknowledged.values().map(|sent| sent.len() as u64).sum::<u64>()
-            * u64::from(per_room.saturating_sub(1));
-        expected.saturating_sub(delivered(&books))
+        expected(&books, per_room).saturating_sub(delivered(&books))
     }
 
     /// Up to `limit` deliveries still missing, in words, to find out why.
@@ -386,8 +382,8 @@ impl Ledger {
         seconds_to_settle: f64,
     ) -> ChaosResult {
         let books = self.books();
-        let acknowledged: u64 = books.acknowledged.values().map(|sent| sent.len() as u64).sum();
-        let expected = acknowledged * u64::from(config.per_room.saturating_sub(1));
+        let acknowledged = acknowledged(&books);
+        let expected = expected(&books, config.per_room);
         let delivered = delivered(&books);
         let (mut duplicates, mut order_violations) = (0, 0);
         for (_, seen) in books.received.values() {
@@ -420,6 +416,15 @@ impl Ledger {
             seconds_to_settle,
         }
     }
+}
+
+fn acknowledged(books: &Books) -> u64 {
+    books.acknowledged.values().map(|sent| sent.len() as u64).sum()
+}
+
+/// Each acknowledged message once for every member of its room but its sender.
+fn expected(books: &Books, per_room: u32) -> u64 {
+    acknowledged(books) * u64::from(per_room.saturating_sub(1))
 }
 
 /// Acknowledged messages that reached a receiver of their room other than their sender, counted once each.

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use protocol::RoomName;
 use serde::Serialize;
-use sio_client::{AckError, RequestError, SocketEvent, TransportKind};
+use sio_client::{SocketEvent, TransportKind};
 
 use crate::stats::{Latency, Samples};
 use crate::target::{Launcher, Server, Target};
@@ -333,23 +333,14 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         tasks.push(tokio::spawn(async move {
             while let Some(event) = lifecycle.next().await {
                 if let SocketEvent::Connected { .. } = event {
-                    // As a person would: a join left unanswered is asked again, a few times, while the connection
-                    // holds. A refusal is final. So is a lost connection, which also ends pending requests in a
-                    // timeout (the client does not fail them early): the next `Connected` joins again.
-                    for attempt in 0..JOIN_ATTEMPTS {
-                        match me.join(None).await {
-                            Ok(joined) => {
-                                // The collector stops listening once everyone is counted: nothing to tell then.
-                                let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
-                                break;
-                            }
-                            Err(RequestError::Ack(AckError::Timeout))
-                                if attempt + 1 < JOIN_ATTEMPTS && me.connected() =>
-                            {
-                                retries.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(_) => break,
-                        }
+                    let retried = || {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                    };
+                    if let Some(joined) =
+                        me.join_while_connected(|| None, crate::users::REQUEST_TIMEOUT, JOIN_ATTEMPTS, retried).await
+                    {
+                        // The collector stops listening once everyone is counted: nothing to tell then.
+                        let _ = joins_tx.unbounded_send((me.index, Instant::now(), joined));
                     }
                 }
             }

@@ -111,6 +111,30 @@ impl User {
         self.chat.request(&SendMessage { room: self.room.clone(), body, client_id: None }, REQUEST_TIMEOUT).await
     }
 
+    /// Joins, as a person would: a join left unanswered is asked again (up to `attempts` in all) while the
+    /// connection holds, each time after `since()`. A refusal ends it, and so does a lost connection, which also
+    /// ends pending requests in a timeout (the client does not fail them early): the next `Connected` joins again.
+    /// `retried` hears of every repeat.
+    pub async fn join_while_connected(
+        &self,
+        since: impl Fn() -> Option<u64>,
+        timeout: Duration,
+        attempts: u32,
+        mut retried: impl FnMut(),
+    ) -> Option<Joined> {
+        for attempt in 1..=attempts {
+            let join = JoinRoom { room: self.room.clone(), since: since() };
+            match self.chat.request(&join, timeout).await {
+                Ok(joined) => return Some(joined),
+                Err(RequestError::Ack(sio_client::AckError::Timeout)) if attempt < attempts && self.connected() => {
+                    retried();
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// Whether the Engine.IO connection is up right now.
     pub fn connected(&self) -> bool {
         matches!(self.client.state(), sio_client::ConnectionState::Connected { .. })

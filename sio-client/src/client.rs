@@ -790,7 +790,7 @@ impl Driver {
                     if let Ok(mut shared) = self.state.lock() {
                         *shared = state.clone();
                     }
-                    self.state_watchers.retain(|tx| tx.unbounded_send(state.clone()).is_ok());
+                    fan_out(&mut self.state_watchers, state);
                 }
                 Output::Connected { nsp, sid } => self.notify_namespace(&nsp, SocketEvent::Connected { sid }),
                 Output::ConnectError { nsp, message, data } => {

@@ -258,9 +258,8 @@ async fn on_image(
     publish(&socket, &hub, &clock, new, ack).await;
 }
 
-/// Checks an image's bytes whatever the client said (its kind, its size) and reads its dimensions.
-/// Checks an image attachment as sent (its contents against the declared kind, its size and its dimensions) and
-/// prepares it for storing; the error is the sentence its sender sees. Public for the fuzz target.
+/// Checks an image's bytes whatever the client said (its kind, its size), reads its dimensions and prepares it for
+/// storing; the error is the sentence its sender sees. Public for the fuzz target.
 pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImage, String> {
     let kind = protocol::check_image(declared, &bytes).map_err(|e| e.to_string())?;
     let size = imagesize::blob_size(&bytes).map_err(|_| "That image is damaged: its dimensions cannot be read.")?;
