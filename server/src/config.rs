@@ -38,8 +38,18 @@ pub struct Config {
 
     /// Keep messages in memory only, not in --database: they are lost when the server stops. For benchmarks and
     /// trials; a chat people rely on should not use it
-    #[arg(long, env = "CAUSERIE_IN_MEMORY")]
+    #[arg(long, env = "CAUSERIE_IN_MEMORY", conflicts_with = "database_url")]
     pub in_memory: bool,
+
+    /// Store messages in Postgres instead of SQLite (postgres://user:password@host:port/database). Needed when
+    /// several nodes serve one chat; the schema is created on first start
+    #[arg(long, env = "CAUSERIE_DATABASE_URL", hide_env_values = true, value_parser = postgres_url)]
+    pub database_url: Option<String>,
+
+    /// Run as one node of several: share rooms, broadcasts and presence with the other nodes through this Redis
+    /// (redis://host:port, Redis 7 or later). Every node needs the same --redis-url and --database-url
+    #[arg(long, env = "CAUSERIE_REDIS_URL", hide_env_values = true, value_parser = redis_url)]
+    pub redis_url: Option<String>,
 
     /// Token for the admin page (/admin). Without one, the admin namespace refuses everybody
     #[arg(long, env = "CAUSERIE_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
@@ -69,6 +79,30 @@ fn admin_token(input: &str) -> Result<String, String> {
     } else {
         Err("an admin token needs at least 12 characters".to_owned())
     }
+}
+
+fn postgres_url(input: &str) -> Result<String, String> {
+    if !(input.starts_with("postgres://") || input.starts_with("postgresql://")) {
+        return Err("expected a Postgres URL: postgres://user:password@host:port/database".to_owned());
+    }
+    input.parse::<tokio_postgres::Config>().map_err(|e| format!("invalid Postgres URL: {e}"))?;
+    Ok(input.to_owned())
+}
+
+/// A Redis URL, with RESP3 asked for: socketioxide's Redis adapter needs it (Redis 7 and later speak it).
+fn redis_url(input: &str) -> Result<String, String> {
+    if !(input.starts_with("redis://") || input.starts_with("rediss://")) {
+        return Err("expected a Redis URL: redis://host:port".to_owned());
+    }
+    let url = if input.contains("protocol=") {
+        input.to_owned()
+    } else if input.contains('?') {
+        format!("{input}&protocol=resp3")
+    } else {
+        format!("{input}?protocol=resp3")
+    };
+    redis::Client::open(url.as_str()).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    Ok(url)
 }
 
 fn positive_rate(input: &str) -> Result<f64, String> {
@@ -102,6 +136,8 @@ impl Default for Config {
             messages_per_second: 2.0,
             database: PathBuf::from("causerie.db"),
             in_memory: false,
+            database_url: None,
+            redis_url: None,
             admin_token: None,
             ping_interval: 25_000,
             ping_timeout: 20_000,
@@ -168,6 +204,28 @@ mod tests {
             Config::try_parse_from(["causerie", "--message-burst", "3", "--messages-per-second", "0.5"]).unwrap();
         assert_eq!(config.rate_limit(), crate::limits::RateLimit { burst: 3, per_second: 0.5 });
         assert_eq!(Config::default().rate_limit(), Config::try_parse_from(["causerie"]).unwrap().rate_limit());
+    }
+
+    #[test]
+    fn backend_urls_are_checked_and_redis_is_asked_for_resp3() {
+        let config = Config::try_parse_from([
+            "causerie",
+            "--redis-url",
+            "redis://127.0.0.1:6390",
+            "--database-url",
+            "postgres://causerie@127.0.0.1:5433/chat",
+        ])
+        .unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6390?protocol=resp3"));
+        assert_eq!(config.database_url.as_deref(), Some("postgres://causerie@127.0.0.1:5433/chat"));
+        let err = Config::try_parse_from(["causerie", "--redis-url", "127.0.0.1:6379"]).unwrap_err();
+        assert!(err.to_string().contains("expected a Redis URL: redis://host:port"), "{err}");
+        let err = Config::try_parse_from(["causerie", "--database-url", "mysql://x"]).unwrap_err();
+        assert!(err.to_string().contains("expected a Postgres URL"), "{err}");
+        let err = Config::try_parse_from(["causerie", "--database-url", "postgres://h:notaport/db"]).unwrap_err();
+        assert!(err.to_string().contains("invalid Postgres URL"), "{err}");
+        let err = Config::try_parse_from(["causerie", "--in-memory", "--database-url", "postgres://h/db"]).unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 
     #[test]

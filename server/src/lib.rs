@@ -1,6 +1,7 @@
 //! Causerie's server: configuration, the Socket.IO handlers, and the application that serves them with the
 //! Leptos pages. `main.rs` only parses the configuration and runs [`startup::Application`].
 
+pub mod cluster;
 pub mod config;
 pub mod limits;
 pub mod media;

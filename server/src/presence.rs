@@ -1,16 +1,20 @@
-//! Who is in which room, counted in people rather than tabs.
+//! Who is in which room, counted in people rather than tabs, on one node or across several.
 //!
-//! A member is in a room while at least one of their connections is. The registry answers the questions the chat
-//! needs with one lock each, so that "is this name free?" and "take it" cannot interleave between two tabs.
+//! A member is in a room while at least one of their connections is, on any node. Each node knows its own
+//! connections (the *local* part) and keeps a replica of what every other node reported (the *remote* part,
+//! fed by [`crate::cluster`] over Redis); the room's members are the union, the *view*. Every question the chat
+//! asks ("is this name free?", "who is here?") is answered from the view, with one lock each, so that "is this
+//! name free?" and "take it" cannot interleave between two tabs.
 //!
-//! This registry is local to one server. With several nodes (issue #8) each node keeps its own, and the room's
-//! members are the union: the changes it reports ([`Arrival`], departures) are exactly what a node publishes to
-//! the others.
+//! Changes to the local part go out to the other nodes through an [`Outbox`], in the order they happened: they are
+//! queued under the same lock that made them. A change of the view (someone entered or left the room as a whole)
+//! is announced by each node to its own connections, so that nobody is told twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use protocol::{DisplayName, Member, MemberId, RoomDetail, RoomName, RoomSummary};
+use serde::{Deserialize, Serialize};
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
@@ -32,11 +36,38 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 16;
 /// How a join changed the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arrival {
-    /// The member was not in the room: announce them.
+    /// The member was in the room on no node: announce them.
     Entered,
-    /// The member was already there on another connection: nothing to announce.
+    /// The member was already there on another connection (here or on another node): nothing to announce.
     AnotherConnection,
 }
+
+/// A change of the view that this node's connections must be told about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Entered(RoomName, Member),
+    Left(RoomName, Member),
+}
+
+/// What one node tells the others about its own connections (see [`crate::cluster`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Report {
+    /// Everyone present on the sending node, room by room: replaces what the receiver knew of that node.
+    Snapshot { rooms: Vec<(RoomName, Vec<Member>)> },
+    /// A member now has a connection in the room on the sending node (and had none there before).
+    Entered { room: RoomName, member: Member },
+    /// A member has no connection left in the room on the sending node.
+    Left { room: RoomName, member: MemberId },
+    /// An admin removed a member from a room: every node takes them out of it.
+    Removed { room: RoomName, member: MemberId },
+}
+
+/// Where the local part's changes go, in order, to be published to the other nodes.
+pub type Outbox = tokio::sync::mpsc::UnboundedSender<Report>;
+
+/// Another node, named by the id it gave itself when it started.
+pub type NodeId = String;
 
 #[derive(Debug)]
 struct Present {
@@ -49,6 +80,54 @@ struct Registry {
     rooms: HashMap<RoomName, BTreeMap<MemberId, Present>>,
     /// Where each connection is, so that a connection that vanishes can be taken out of every room at once.
     connections: HashMap<Sid, (MemberId, HashSet<RoomName>)>,
+    /// What each other node reported: its members, room by room.
+    remote: HashMap<NodeId, HashMap<RoomName, BTreeMap<MemberId, Member>>>,
+}
+
+impl Registry {
+    /// Whether `member` is in `room` on any node.
+    fn in_view(&self, room: &RoomName, member: &MemberId) -> bool {
+        self.rooms.get(room).is_some_and(|members| members.contains_key(member))
+            || self.remote.values().any(|rooms| rooms.get(room).is_some_and(|members| members.contains_key(member)))
+    }
+
+    /// Everyone in `room` on any node, each once, by name.
+    fn view(&self, room: &RoomName) -> BTreeMap<MemberId, Member> {
+        let mut members: BTreeMap<MemberId, Member> = self
+            .rooms
+            .get(room)
+            .map(|local| local.iter().map(|(id, present)| (id.clone(), present.member.clone())).collect())
+            .unwrap_or_default();
+        for rooms in self.remote.values() {
+            if let Some(remote) = rooms.get(room) {
+                for (id, member) in remote {
+                    members.entry(id.clone()).or_insert_with(|| member.clone());
+                }
+            }
+        }
+        members
+    }
+
+    /// Every room that has someone on some node.
+    fn room_names(&self) -> HashSet<RoomName> {
+        let mut names: HashSet<RoomName> = self.rooms.keys().cloned().collect();
+        for rooms in self.remote.values() {
+            names.extend(rooms.keys().cloned());
+        }
+        names
+    }
+
+    /// Who is in the view, room by room: to compare before and after a change from another node.
+    fn everyone(&self, rooms: impl IntoIterator<Item = RoomName>) -> Vec<(RoomName, BTreeMap<MemberId, Member>)> {
+        rooms.into_iter().map(|room| (room.clone(), self.view(&room))).collect()
+    }
+
+    fn snapshot(&self) -> Vec<(RoomName, Vec<Member>)> {
+        self.rooms
+            .iter()
+            .map(|(room, members)| (room.clone(), members.values().map(|p| p.member.clone()).collect()))
+            .collect()
+    }
 }
 
 /// The presence registry. See the module documentation.
@@ -56,6 +135,7 @@ struct Registry {
 pub struct Presence {
     registry: Mutex<Registry>,
     changed: Notify,
+    outbox: OnceLock<Outbox>,
 }
 
 impl Presence {
@@ -63,6 +143,33 @@ impl Presence {
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         // A poisoned lock means a panic mid-update elsewhere; the maps are still consistent enough to serve.
         self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// From now on, reports every change of the local part to `outbox`, starting with a snapshot of it. Once only:
+    /// a second outbox is refused (returned).
+    pub fn publish_to(&self, outbox: Outbox) -> Result<(), Outbox> {
+        // Under the lock, so that no change falls between the snapshot and the first report after it.
+        let registry = self.registry();
+        let snapshot = Report::Snapshot { rooms: registry.snapshot() };
+        self.outbox.set(outbox)?;
+        self.report(snapshot);
+        drop(registry);
+        Ok(())
+    }
+
+    /// Queues a snapshot of the local part (for a node that just arrived, or after Redis came back).
+    pub fn report_snapshot(&self) {
+        let registry = self.registry();
+        self.report(Report::Snapshot { rooms: registry.snapshot() });
+        drop(registry);
+    }
+
+    /// Called with the lock held, so that reports leave in the order the changes were made.
+    fn report(&self, report: Report) {
+        if let Some(outbox) = self.outbox.get() {
+            // The publisher is gone only when the server is stopping; nobody needs the report then.
+            let _ = outbox.send(report);
+        }
     }
 
     /// Puts `connection` of `member` in `room`, unless another member goes by the same name there.
@@ -73,28 +180,30 @@ impl Presence {
         connection: Sid,
     ) -> Result<(Arrival, Vec<Member>), JoinRefused> {
         let mut registry = self.registry();
-        if let Some(members) = registry.rooms.get(room) {
-            admissible(room, members, member)?;
-        }
+        admissible(room, &registry.view(room), member)?;
         if let Some((_, rooms)) = registry.connections.get(&connection)
             && rooms.len() >= MAX_ROOMS_PER_CONNECTION
             && !rooms.contains(room)
         {
             return Err(JoinRefused::TooManyRooms { max: MAX_ROOMS_PER_CONNECTION });
         }
+        let arrival = if registry.in_view(room, &member.id) { Arrival::AnotherConnection } else { Arrival::Entered };
         let members = registry.rooms.entry(room.clone()).or_default();
         let present = members
             .entry(member.id.clone())
             .or_insert_with(|| Present { member: member.clone(), connections: HashSet::new() });
-        let arrival = if present.connections.is_empty() { Arrival::Entered } else { Arrival::AnotherConnection };
+        let first_here = present.connections.is_empty();
         present.connections.insert(connection);
-        let everyone = sorted(members);
         registry
             .connections
             .entry(connection)
             .or_insert_with(|| (member.id.clone(), HashSet::new()))
             .1
             .insert(room.clone());
+        let everyone = sorted(registry.view(room).into_values());
+        if first_here {
+            self.report(Report::Entered { room: room.clone(), member: member.clone() });
+        }
         drop(registry);
         if arrival == Arrival::Entered {
             self.changed.notify_one();
@@ -102,7 +211,8 @@ impl Presence {
         Ok((arrival, everyone))
     }
 
-    /// Takes `connection` out of every room; returns the rooms its member left with it (their last connection).
+    /// Takes `connection` out of every room; returns the rooms its member left with it (their last connection on
+    /// any node).
     pub fn disconnect(&self, connection: Sid) -> Vec<(RoomName, Member)> {
         let mut registry = self.registry();
         let Some((member_id, rooms)) = registry.connections.remove(&connection) else { return Vec::new() };
@@ -111,13 +221,15 @@ impl Presence {
             let Some(members) = registry.rooms.get_mut(&room) else { continue };
             let Some(present) = members.get_mut(&member_id) else { continue };
             present.connections.remove(&connection);
-            if present.connections.is_empty()
-                && let Some(gone) = members.remove(&member_id)
-            {
-                departures.push((room.clone(), gone.member));
-            }
+            let Some(gone) = present.connections.is_empty().then(|| members.remove(&member_id)).flatten() else {
+                continue;
+            };
             if members.is_empty() {
                 registry.rooms.remove(&room);
+            }
+            self.report(Report::Left { room: room.clone(), member: member_id.clone() });
+            if !registry.in_view(&room, &member_id) {
+                departures.push((room, gone.member));
             }
         }
         drop(registry);
@@ -127,38 +239,132 @@ impl Presence {
         departures
     }
 
-    /// Takes a member out of a room on all their connections; returns them and those connections.
+    /// An admin removes a member from a room, on every node: this node's connections are taken out (and returned),
+    /// and the other nodes are told to do the same. Returns `None` when the member is in the room on no node.
     pub fn remove(&self, room: &RoomName, member: &MemberId) -> Option<(Member, Vec<Sid>)> {
+        let removed = self.take_out(room, member, true);
+        removed.0.map(|member| (member, removed.1))
+    }
+
+    /// Another node's admin removed a member: the same as [`Presence::remove`] without telling the others again.
+    pub fn removed_elsewhere(&self, room: &RoomName, member: &MemberId) -> (Option<Member>, Vec<Sid>) {
+        self.take_out(room, member, false)
+    }
+
+    fn take_out(&self, room: &RoomName, member: &MemberId, tell_others: bool) -> (Option<Member>, Vec<Sid>) {
         let mut registry = self.registry();
-        let members = registry.rooms.get_mut(room)?;
-        let gone = members.remove(member)?;
-        if members.is_empty() {
-            registry.rooms.remove(room);
-        }
-        for connection in &gone.connections {
-            if let Some((_, rooms)) = registry.connections.get_mut(connection) {
-                rooms.remove(room);
+        let seen = registry.view(room).remove(member);
+        // Out of the replicas too: the owners' own reports of it, still on their way, then change nothing.
+        for rooms in registry.remote.values_mut() {
+            if let Some(members) = rooms.get_mut(room) {
+                members.remove(member);
+                if members.is_empty() {
+                    rooms.remove(room);
+                }
             }
         }
+        let mut connections = Vec::new();
+        if let Some(members) = registry.rooms.get_mut(room)
+            && let Some(gone) = members.remove(member)
+        {
+            if members.is_empty() {
+                registry.rooms.remove(room);
+            }
+            for connection in &gone.connections {
+                if let Some((_, rooms)) = registry.connections.get_mut(connection) {
+                    rooms.remove(room);
+                }
+            }
+            connections = gone.connections.into_iter().collect();
+        }
+        if tell_others && seen.is_some() {
+            self.report(Report::Removed { room: room.clone(), member: member.clone() });
+        }
         drop(registry);
-        self.changed.notify_one();
-        Some((gone.member, gone.connections.into_iter().collect()))
+        if seen.is_some() {
+            self.changed.notify_one();
+        }
+        (seen, connections)
+    }
+
+    /// Applies what another node reported; returns how the view changed.
+    pub fn apply(&self, node: &str, report: Report) -> Vec<Change> {
+        let mut registry = self.registry();
+        let touched: Vec<RoomName> = match &report {
+            Report::Snapshot { rooms } => {
+                let mut touched: HashSet<RoomName> = rooms.iter().map(|(room, _)| room.clone()).collect();
+                touched.extend(registry.remote.get(node).into_iter().flat_map(|rooms| rooms.keys().cloned()));
+                touched.into_iter().collect()
+            }
+            Report::Entered { room, .. } | Report::Left { room, .. } => vec![room.clone()],
+            // Removal changes this node's own connections too: see `removed_elsewhere`.
+            Report::Removed { .. } => return Vec::new(),
+        };
+        let before = registry.everyone(touched.iter().cloned());
+        match report {
+            Report::Snapshot { rooms } => {
+                let replica = rooms
+                    .into_iter()
+                    .filter(|(_, members)| !members.is_empty())
+                    .map(|(room, members)| (room, members.into_iter().map(|m| (m.id.clone(), m)).collect()))
+                    .collect();
+                registry.remote.insert(node.to_owned(), replica);
+            }
+            Report::Entered { room, member } => {
+                registry
+                    .remote
+                    .entry(node.to_owned())
+                    .or_default()
+                    .entry(room)
+                    .or_default()
+                    .insert(member.id.clone(), member);
+            }
+            Report::Left { room, member } => {
+                if let Some(rooms) = registry.remote.get_mut(node)
+                    && let Some(members) = rooms.get_mut(&room)
+                {
+                    members.remove(&member);
+                    if members.is_empty() {
+                        rooms.remove(&room);
+                    }
+                }
+            }
+            Report::Removed { .. } => {}
+        }
+        let changes = differences(before, &registry);
+        drop(registry);
+        if !changes.is_empty() {
+            self.changed.notify_one();
+        }
+        changes
+    }
+
+    /// Forgets everything another node reported (it stopped, or stopped answering); returns how the view changed.
+    pub fn forget(&self, node: &str) -> Vec<Change> {
+        let mut registry = self.registry();
+        let Some(rooms) = registry.remote.get(node) else { return Vec::new() };
+        let touched: Vec<RoomName> = rooms.keys().cloned().collect();
+        let before = registry.everyone(touched);
+        registry.remote.remove(node);
+        let changes = differences(before, &registry);
+        drop(registry);
+        if !changes.is_empty() {
+            self.changed.notify_one();
+        }
+        changes
     }
 
     /// Whether `member` could join `room` now, and why not: what [`Presence::join`] would say, without joining.
     pub fn check(&self, room: &RoomName, member: &Member) -> Result<(), JoinRefused> {
-        match self.registry().rooms.get(room) {
-            Some(members) => admissible(room, members, member),
-            None => Ok(()),
-        }
+        admissible(room, &self.registry().view(room), member)
     }
 
-    /// `member` as present in `room`, if they are.
+    /// `member` as present in `room`, on any node.
     pub fn find(&self, room: &RoomName, member: &MemberId) -> Option<Member> {
-        self.registry().rooms.get(room)?.get(member).map(|present| present.member.clone())
+        self.registry().view(room).remove(member)
     }
 
-    /// Whether `connection` has joined `room`.
+    /// Whether `connection` (one of this node's) has joined `room`.
     pub fn is_in(&self, room: &RoomName, connection: Sid) -> bool {
         self.registry().connections.get(&connection).is_some_and(|(_, rooms)| rooms.contains(room))
     }
@@ -167,9 +373,12 @@ impl Presence {
     pub fn summaries(&self) -> Vec<RoomSummary> {
         let registry = self.registry();
         let mut rooms: Vec<RoomSummary> = registry
-            .rooms
-            .iter()
-            .map(|(room, members)| RoomSummary { room: room.clone(), online: saturating_u32(members.len()) })
+            .room_names()
+            .into_iter()
+            .map(|room| {
+                let online = saturating_u32(registry.view(&room).len());
+                RoomSummary { room, online }
+            })
             .collect();
         rooms.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.room.cmp(&b.room)));
         rooms
@@ -179,9 +388,12 @@ impl Presence {
     pub fn details(&self) -> Vec<RoomDetail> {
         let registry = self.registry();
         let mut rooms: Vec<RoomDetail> = registry
-            .rooms
-            .iter()
-            .map(|(room, members)| RoomDetail { room: room.clone(), members: sorted(members) })
+            .room_names()
+            .into_iter()
+            .map(|room| {
+                let members = sorted(registry.view(&room).into_values());
+                RoomDetail { room, members }
+            })
             .collect();
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
         rooms
@@ -193,21 +405,40 @@ impl Presence {
     }
 }
 
-/// The rule for entering a room: a member keeps one name per room, and no two members share one.
-fn admissible(room: &RoomName, members: &BTreeMap<MemberId, Present>, member: &Member) -> Result<(), JoinRefused> {
-    if let Some(present) = members.get(&member.id)
-        && present.member.name != member.name
-    {
-        return Err(JoinRefused::OtherNameInRoom { room: room.clone(), current: present.member.name.clone() });
+/// Who entered and who left between `before` and now, room by room.
+fn differences(before: Vec<(RoomName, BTreeMap<MemberId, Member>)>, registry: &Registry) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (room, was) in before {
+        let now = registry.view(&room);
+        for (id, member) in &now {
+            if !was.contains_key(id) {
+                changes.push(Change::Entered(room.clone(), member.clone()));
+            }
+        }
+        for (id, member) in was {
+            if !now.contains_key(&id) {
+                changes.push(Change::Left(room.clone(), member));
+            }
+        }
     }
-    if members.values().any(|present| present.member.id != member.id && present.member.name.same_as(&member.name)) {
+    changes
+}
+
+/// The rule for entering a room: a member keeps one name per room, and no two members share one.
+fn admissible(room: &RoomName, members: &BTreeMap<MemberId, Member>, member: &Member) -> Result<(), JoinRefused> {
+    if let Some(present) = members.get(&member.id)
+        && present.name != member.name
+    {
+        return Err(JoinRefused::OtherNameInRoom { room: room.clone(), current: present.name.clone() });
+    }
+    if members.values().any(|present| present.id != member.id && present.name.same_as(&member.name)) {
         return Err(JoinRefused::NameInUse { room: room.clone(), name: member.name.clone() });
     }
     Ok(())
 }
 
-fn sorted(members: &BTreeMap<MemberId, Present>) -> Vec<Member> {
-    let mut list: Vec<Member> = members.values().map(|present| present.member.clone()).collect();
+fn sorted(members: impl IntoIterator<Item = Member>) -> Vec<Member> {
+    let mut list: Vec<Member> = members.into_iter().collect();
     list.sort_by_key(|member| member.name.as_str().to_lowercase());
     list
 }
@@ -310,5 +541,105 @@ mod tests {
         let counts: Vec<(String, u32)> =
             presence.summaries().into_iter().map(|s| (s.room.to_string(), s.online)).collect();
         assert_eq!(counts, vec![("busy".into(), 2), ("quiet".into(), 1)]);
+    }
+
+    #[test]
+    fn a_member_on_another_node_is_in_the_room_and_keeps_their_name() {
+        let presence = Presence::default();
+        let ada = member("a", "Ada");
+        let entered = presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        assert_eq!(entered, vec![Change::Entered(room("general"), ada.clone())]);
+        assert!(matches!(presence.check(&room("general"), &member("x", "ada")), Err(JoinRefused::NameInUse { .. })));
+        let (_, everyone) = presence.join(&room("general"), &member("b", "Bob"), Sid::new()).unwrap();
+        assert_eq!(everyone, vec![ada.clone(), member("b", "Bob")]);
+        assert_eq!(presence.find(&room("general"), &ada.id), Some(ada));
+        assert_eq!(presence.summaries()[0].online, 2);
+    }
+
+    #[test]
+    fn a_member_connected_through_two_nodes_is_one_member_who_leaves_with_their_last_connection() {
+        let presence = Presence::default();
+        let (ada, tab) = (member("a", "Ada"), Sid::new());
+        let (arrival, _) = presence.join(&room("general"), &ada, tab).unwrap();
+        assert_eq!(arrival, Arrival::Entered);
+        let elsewhere = presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        assert_eq!(elsewhere, vec![], "already in the room: nothing to announce");
+        assert_eq!(presence.disconnect(tab), vec![], "still there through the other node");
+        assert_eq!(presence.details()[0].members, vec![ada.clone()]);
+        let gone = presence.apply("node-b", Report::Left { room: room("general"), member: ada.id.clone() });
+        assert_eq!(gone, vec![Change::Left(room("general"), ada.clone())]);
+        assert_eq!(presence.summaries(), vec![]);
+        // And the other way round: present elsewhere first, then here, is no second arrival.
+        presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        assert_eq!(presence.join(&room("general"), &ada, Sid::new()).unwrap().0, Arrival::AnotherConnection);
+    }
+
+    #[test]
+    fn a_node_that_is_forgotten_takes_only_its_own_members_with_it() {
+        let presence = Presence::default();
+        let (ada, bob) = (member("a", "Ada"), member("b", "Bob"));
+        presence.join(&room("general"), &ada, Sid::new()).unwrap();
+        let snapshot = vec![(room("general"), vec![ada.clone(), bob.clone()]), (room("other"), vec![bob.clone()])];
+        let changes = presence.apply("node-b", Report::Snapshot { rooms: snapshot });
+        assert_eq!(changes.len(), 2, "Bob entered both rooms; Ada was already here: {changes:?}");
+        let mut gone = presence.forget("node-b");
+        gone.sort_by_key(|change| format!("{change:?}"));
+        assert_eq!(gone, vec![Change::Left(room("general"), bob.clone()), Change::Left(room("other"), bob)]);
+        assert_eq!(presence.details()[0].members, vec![ada]);
+        assert_eq!(presence.forget("node-b"), vec![], "forgetting twice changes nothing");
+    }
+
+    #[test]
+    fn a_snapshot_replaces_what_was_known_of_its_node() {
+        let presence = Presence::default();
+        let (ada, bob) = (member("a", "Ada"), member("b", "Bob"));
+        presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        let changes = presence.apply("node-b", Report::Snapshot { rooms: vec![(room("general"), vec![bob.clone()])] });
+        let mut changes: Vec<String> = changes.iter().map(|change| format!("{change:?}")).collect();
+        changes.sort();
+        let expected = [Change::Entered(room("general"), bob), Change::Left(room("general"), ada)];
+        let mut expected: Vec<String> = expected.iter().map(|change| format!("{change:?}")).collect();
+        expected.sort();
+        assert_eq!(changes, expected);
+    }
+
+    #[test]
+    fn local_changes_are_reported_in_order_after_a_snapshot() {
+        let presence = Presence::default();
+        let (ada, tab) = (member("a", "Ada"), Sid::new());
+        presence.join(&room("early"), &ada, Sid::new()).unwrap();
+        let (outbox, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        presence.publish_to(outbox).unwrap();
+        presence.join(&room("general"), &ada, tab).unwrap();
+        presence.join(&room("general"), &ada, Sid::new()).unwrap();
+        presence.disconnect(tab);
+        presence.remove(&room("general"), &ada.id).unwrap();
+        let mut sent = Vec::new();
+        while let Ok(report) = reports.try_recv() {
+            sent.push(report);
+        }
+        assert_eq!(
+            sent,
+            vec![
+                Report::Snapshot { rooms: vec![(room("early"), vec![ada.clone()])] },
+                Report::Entered { room: room("general"), member: ada.clone() },
+                Report::Removed { room: room("general"), member: ada.id.clone() },
+            ],
+            "a second tab and the first tab closing change nothing the other nodes see"
+        );
+    }
+
+    #[test]
+    fn a_removal_elsewhere_takes_the_member_out_here_and_their_late_reports_change_nothing() {
+        let presence = Presence::default();
+        let (ada, tab) = (member("a", "Ada"), Sid::new());
+        presence.join(&room("general"), &ada, tab).unwrap();
+        presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        let (seen, connections) = presence.removed_elsewhere(&room("general"), &ada.id);
+        assert_eq!((seen, connections), (Some(ada.clone()), vec![tab]));
+        assert!(!presence.is_in(&room("general"), tab));
+        let late = presence.apply("node-b", Report::Left { room: room("general"), member: ada.id.clone() });
+        assert_eq!(late, vec![]);
+        assert_eq!(presence.summaries(), vec![]);
     }
 }

@@ -12,17 +12,45 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use protocol::{DisplayName, HistoryPage, Member, RoomName, RoomSummary, SessionToken};
+use socketioxide::adapter::Adapter;
 use socketioxide::{SocketIo, SocketIoBuilder, TransportType};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Transport};
 use crate::realtime::{self, Hub};
-use crate::store::{MemoryStore, MessageStore, SqliteStore};
-use crate::{media, session};
+use crate::store::{MemoryStore, MessageStore, PostgresStore, SqliteStore};
+use crate::{cluster, media, session};
 
-/// The whole HTTP application. Needs a Tokio runtime: the realtime side starts its background tasks here.
+/// The whole HTTP application, on one node: the local adapter. Needs a Tokio runtime: the realtime side starts its
+/// background tasks here.
 pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn MessageStore>) -> Router {
     let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
+    let (socket_layer, io) = socket_io(config, &hub).build_layer();
+    // The local adapter has nothing to set up.
+    let [(), (), ()] = realtime::attach(&io, &hub);
+    routes(leptos_options, config, store, hub, socket_layer)
+}
+
+/// The whole HTTP application as one node of several: socketioxide's Redis adapter carries broadcasts between
+/// the nodes and [`cluster`] shares presence. Returns once subscribed to Redis.
+pub async fn clustered_router(
+    leptos_options: LeptosOptions,
+    config: &Config,
+    store: Arc<dyn MessageStore>,
+    redis: redis::Client,
+) -> anyhow::Result<Router> {
+    use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
+    let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
+    let adapter = RedisAdapterCtr::new_with_redis(&redis).await.context("connecting the Socket.IO adapter to Redis")?;
+    let (socket_layer, io) = socket_io(config, &hub).with_adapter::<RedisAdapter<_>>(adapter).build_layer();
+    for init in realtime::attach(&io, &hub) {
+        init.await.map_err(|e| anyhow::anyhow!("{e}")).context("subscribing a namespace to Redis")?;
+    }
+    cluster::join(redis, io, hub.clone()).await?;
+    Ok(routes(leptos_options, config, store, hub, socket_layer))
+}
+
+fn socket_io(config: &Config, hub: &Hub) -> SocketIoBuilder {
     let builder = SocketIo::builder()
         .with_state(hub.clone())
         .req_path(SOCKET_IO_PATH)
@@ -35,9 +63,16 @@ pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn Mes
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .max_buffer_size(SOCKET_QUEUE_PACKETS)
         .connect_timeout(NAMESPACE_CONNECT_TIMEOUT);
-    let (socket_layer, io) = with_transports(builder, &config.transports).build_layer();
-    realtime::attach(&io, &hub);
+    with_transports(builder, &config.transports)
+}
 
+fn routes<A: Adapter>(
+    leptos_options: LeptosOptions,
+    config: &Config,
+    store: Arc<dyn MessageStore>,
+    hub: Hub,
+    socket_layer: socketioxide::layer::SocketIoLayer<A>,
+) -> Router {
     let directory = SharedDirectory(Arc::new(hub));
     let secure_cookies = config.secure_cookies;
     let routes = generate_route_list(App);
@@ -138,7 +173,7 @@ impl Directory for Hub {
 }
 
 /// socketioxide takes the transports as an array of a fixed size, hence one call per combination.
-fn with_transports(builder: SocketIoBuilder, transports: &[Transport]) -> SocketIoBuilder {
+fn with_transports<A: Adapter>(builder: SocketIoBuilder<A>, transports: &[Transport]) -> SocketIoBuilder<A> {
     let polling = transports.contains(&Transport::Polling);
     let websocket = transports.contains(&Transport::Websocket);
     match (polling, websocket) {
@@ -159,7 +194,11 @@ impl Application {
         let leptos_options = config.leptos_options()?;
         let addr = leptos_options.site_addr;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let store: Arc<dyn MessageStore> = if config.in_memory {
+        let store: Arc<dyn MessageStore> = if let Some(url) = &config.database_url {
+            let store = PostgresStore::connect(url).await.context("opening the Postgres database (--database-url)")?;
+            tracing::info!("messages are stored in Postgres");
+            Arc::new(store)
+        } else if config.in_memory {
             tracing::warn!("messages are kept in memory only: they will be lost when the server stops");
             Arc::new(MemoryStore::new())
         } else {
@@ -168,7 +207,14 @@ impl Application {
             tracing::info!(database = %config.database.display(), "messages are stored in SQLite");
             Arc::new(store)
         };
-        Ok(Self { listener, router: router(leptos_options, config, store) })
+        let router = match &config.redis_url {
+            None => router(leptos_options, config, store),
+            Some(url) => {
+                let redis = redis::Client::open(url.as_str()).context("reading --redis-url")?;
+                clustered_router(leptos_options, config, store, redis).await?
+            }
+        };
+        Ok(Self { listener, router })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {

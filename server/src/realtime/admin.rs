@@ -7,12 +7,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ErrorBody, ErrorCode, Event, LeaveReason, MemberLeft, MemberRemoved,
-    RemoveMember, Removed, Stats,
+    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ErrorBody, ErrorCode, Event, LeaveReason, Member, MemberLeft,
+    MemberRemoved, RemoveMember, Removed, RoomName, Stats,
 };
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
+use socketioxide_core::adapter::DefinedAdapter;
 
 use super::{Hub, invalid_payload, member_channel, reply, room_channel};
 
@@ -28,8 +31,8 @@ pub enum AdminRefused {
     InvalidToken,
 }
 
-pub(super) fn attach(io: &SocketIo, hub: &Hub) {
-    io.ns(ADMIN_NAMESPACE, on_connect.with(authenticate));
+pub(super) fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, hub: &Hub) -> A::InitRes {
+    let init = io.ns(ADMIN_NAMESPACE, on_connect::<A>.with(authenticate::<A>));
     let (io, hub) = (io.clone(), hub.clone());
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(STATS_EVERY);
@@ -43,25 +46,28 @@ pub(super) fn attach(io: &SocketIo, hub: &Hub) {
                 previous = (Instant::now(), hub.messages_total.load(Ordering::Relaxed));
                 continue;
             }
-            if let Err(e) = admins.emit(Stats::NAME, &stats(&io, &hub, &mut previous)).await {
+            // This node's admins: with several nodes, each admin sees the figures of the node it is connected to
+            // (the rooms and members are the whole cluster's).
+            if let Err(e) = admins.local().emit(Stats::NAME, &stats(&io, &hub, &mut previous)).await {
                 tracing::debug!(error = %e, "stats not sent");
             }
         }
     });
+    init
 }
 
 /// Connect middleware: checks the token and registers the event handlers. They are registered here, before the
 /// CONNECT packet goes out, because socketioxide spawns the connect handler afterwards and an event read before a
 /// handler exists is dropped unanswered (see `chat::sign_in`).
-async fn authenticate(
-    socket: SocketRef,
+async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
     State(hub): State<Hub>,
     TryData(auth): TryData<AdminAuth>,
 ) -> Result<(), AdminRefused> {
     let expected = hub.admin_token.as_deref().ok_or(AdminRefused::Disabled)?;
     match auth {
         Ok(auth) if same_secret(auth.token.as_bytes(), expected.as_bytes()) => {
-            socket.on(RemoveMember::NAME, on_remove);
+            socket.on(RemoveMember::NAME, on_remove::<A>);
             Ok(())
         }
         _ => {
@@ -76,7 +82,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
-async fn on_connect(socket: SocketRef, io: SocketIo, State(hub): State<Hub>) {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, State(hub): State<Hub>) {
     tracing::info!(sid = %socket.id, "admin connected");
     let mut previous = (Instant::now(), hub.messages_total.load(Ordering::Relaxed));
     if let Err(e) = socket.emit(Stats::NAME, &stats(&io, &hub, &mut previous)) {
@@ -85,7 +91,7 @@ async fn on_connect(socket: SocketRef, io: SocketIo, State(hub): State<Hub>) {
 }
 
 /// The current figures. `previous` is the last (instant, message total), for the rate; it is updated.
-fn stats(io: &SocketIo, hub: &Hub, previous: &mut (Instant, u64)) -> Stats {
+fn stats<A: Adapter>(io: &SocketIo<A>, hub: &Hub, previous: &mut (Instant, u64)) -> Stats {
     let sockets = io.of(CHAT_NAMESPACE).map(|chat| chat.sockets()).unwrap_or_default();
     let polling = sockets.iter().filter(|socket| socket.transport_type() == TransportType::Polling).count();
     let now = (Instant::now(), hub.messages_total.load(Ordering::Relaxed));
@@ -106,21 +112,33 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-async fn on_remove(io: SocketIo, State(hub): State<Hub>, TryData(request): TryData<RemoveMember>, ack: AckSender) {
+async fn on_remove<A: Adapter>(
+    io: SocketIo<A>,
+    State(hub): State<Hub>,
+    TryData(request): TryData<RemoveMember>,
+    ack: AckSender<A>,
+) {
     let RemoveMember { room, member } = match request {
         Ok(request) => request,
         Err(e) => return reply::<MemberRemoved>(ack, Err(invalid_payload(e))),
     };
+    // Takes them out here and tells the other nodes to do the same with their connections (see `cluster`).
     let Some((member, connections)) = hub.presence.remove(&room, &member) else {
         let error = ErrorBody::new(ErrorCode::NotFound, format!("That person is not in #{room} any more."));
         return reply::<MemberRemoved>(ack, Err(error));
     };
-    let Some(chat) = io.of(CHAT_NAMESPACE) else {
-        return reply::<MemberRemoved>(ack, Err(ErrorBody::new(ErrorCode::Internal, "The chat is not running.")));
-    };
-    let channels = [room_channel(&room), member_channel(&room, &member.id)];
+    tracing::info!(name = %member.name, %room, "removed by an admin");
+    removed(&io, &room, &member, &connections).await;
+    reply(ack, Ok(MemberRemoved { room, member }));
+}
+
+/// What each node does when a member is removed from a room: tells that member's connections here, takes them out
+/// of the room's traffic, and tells this node's other connections in the room.
+pub async fn removed<A: Adapter>(io: &SocketIo<A>, room: &RoomName, member: &Member, connections: &[Sid]) {
+    let Some(chat) = io.of(CHAT_NAMESPACE) else { return };
+    let channels = [room_channel(room), member_channel(room, &member.id)];
     for sid in connections {
-        if let Some(socket) = chat.get_socket(sid) {
+        if let Some(socket) = chat.get_socket(*sid) {
             // Told before leaving, so that the client stops rejoining; then out of the room's traffic.
             if let Err(e) = socket.emit(Removed::NAME, &Removed { room: room.clone() }) {
                 tracing::debug!(error = %e, "removal notice not sent");
@@ -128,12 +146,10 @@ async fn on_remove(io: SocketIo, State(hub): State<Hub>, TryData(request): TryDa
             socket.leave(channels.clone());
         }
     }
-    tracing::info!(name = %member.name, %room, "removed by an admin");
     let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
-    if let Err(e) = chat.to(room_channel(&room)).emit(MemberLeft::NAME, &notice).await {
+    if let Err(e) = chat.local().to(room_channel(room)).emit(MemberLeft::NAME, &notice).await {
         tracing::warn!(error = %e, %room, "removal notice not sent to the room");
     }
-    reply(ack, Ok(MemberRemoved { room, member }));
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@ use protocol::{
     PrivateMessage, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide_core::adapter::DefinedAdapter;
 
 use super::{Hub, invalid_payload, member_channel, reply, room_channel};
-use crate::presence::{Arrival, JoinRefused};
+use crate::presence::{Arrival, Change, JoinRefused};
 use crate::store::{Appended, NewImage, NewMessage};
 
 use crate::session;
@@ -56,8 +58,8 @@ pub enum ConnectRefused {
     InvalidAuth(String),
 }
 
-pub(super) fn attach(io: &SocketIo) {
-    io.ns(CHAT_NAMESPACE, on_connect.with(sign_in));
+pub(super) fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
+    io.ns(CHAT_NAMESPACE, on_connect::<A>.with(sign_in::<A>))
 }
 
 /// Connect middleware: validates the `auth` payload, records the connection's identity and registers the event
@@ -68,7 +70,7 @@ pub(super) fn attach(io: &SocketIo) {
 /// middleware and then *spawns* the connect handler, so a client that emits `join` the moment it is connected (as
 /// browsers and our client do) can be read before a spawned handler has run, and an event with no handler is
 /// dropped without an answer. Under load that left a few joins in 10,000 unanswered.
-async fn sign_in(socket: SocketRef, TryData(auth): TryData<ChatAuth>) -> Result<(), ConnectRefused> {
+async fn sign_in<A: Adapter>(socket: SocketRef<A>, TryData(auth): TryData<ChatAuth>) -> Result<(), ConnectRefused> {
     let auth = auth.map_err(|e| ConnectRefused::InvalidAuth(e.to_string()))?;
     let token =
         auth.session.or_else(|| session::from_headers(&socket.req_parts().headers)).unwrap_or_else(session::new_token);
@@ -78,30 +80,30 @@ async fn sign_in(socket: SocketRef, TryData(auth): TryData<ChatAuth>) -> Result<
     Ok(())
 }
 
-async fn on_connect(socket: SocketRef) {
+async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     tracing::debug!(sid = %socket.id, transport = ?socket.transport_type(), "chat connection");
 }
 
-fn register_handlers(socket: &SocketRef) {
+fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
     socket.extensions.insert(TypingClock::default());
-    socket.on(JoinRoom::NAME, on_join);
-    socket.on(SendMessage::NAME, on_send);
-    socket.on(SendImage::NAME, on_image);
-    socket.on(Typing::NAME, on_typing);
-    socket.on(SendPrivate::NAME, on_private);
-    socket.on(LoadHistory::NAME, on_history);
-    socket.on_fallback(async |socket: SocketRef, EventName(event): EventName| {
+    socket.on(JoinRoom::NAME, on_join::<A>);
+    socket.on(SendMessage::NAME, on_send::<A>);
+    socket.on(SendImage::NAME, on_image::<A>);
+    socket.on(Typing::NAME, on_typing::<A>);
+    socket.on(SendPrivate::NAME, on_private::<A>);
+    socket.on(LoadHistory::NAME, on_history::<A>);
+    socket.on_fallback(async |socket: SocketRef<A>, EventName(event): EventName| {
         tracing::info!(sid = %socket.id, %event, "ignoring an unknown event");
     });
-    socket.on_disconnect(on_disconnect);
+    socket.on_disconnect(on_disconnect::<A>);
 }
 
-async fn on_join(
-    socket: SocketRef,
+async fn on_join<A: Adapter>(
+    socket: SocketRef<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
     TryData(request): TryData<JoinRoom>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let JoinRoom { room, since } = match request {
         Ok(request) => request,
@@ -135,10 +137,8 @@ async fn on_join(
     }
     tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
     if arrival == Arrival::Entered {
-        let notice = MemberJoined { room: room.clone(), member: me.member.clone() };
-        if let Err(e) = socket.to(room_channel(&room)).emit(MemberJoined::NAME, &notice).await {
-            tracing::warn!(error = %e, %room, "join notice not sent");
-        }
+        // This node's connections only: every other node learns of the arrival from the cluster and tells its own.
+        announce(socket.local(), Change::Entered(room.clone(), me.member.clone())).await;
     }
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
     // the client drops by `seq`, but never zero times.
@@ -160,13 +160,30 @@ async fn on_join(
 
 /// A connection closed, or went silent past the heartbeat's timeout: its member leaves the rooms where this was
 /// their last connection.
-async fn on_disconnect(socket: SocketRef, State(hub): State<Hub>) {
+async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, State(hub): State<Hub>) {
     for (room, member) in hub.presence.disconnect(socket.id) {
         tracing::info!(sid = %socket.id, name = %member.name, %room, "left");
-        let notice = MemberLeft { room: room.clone(), member, reason: LeaveReason::Left };
-        if let Err(e) = socket.to(room_channel(&room)).emit(MemberLeft::NAME, &notice).await {
-            tracing::warn!(error = %e, %room, "leave notice not sent");
+        announce(socket.local(), Change::Left(room, member)).await;
+    }
+}
+
+/// Tells this node's connections in the room that someone entered or left it, except that member's own
+/// connections. Each node announces to its own connections (see [`crate::presence`]); `local` is this node's
+/// broadcast operator (`io.local()` or `socket.local()`, which also leaves that socket out).
+pub async fn announce<A: Adapter>(local: socketioxide::operators::BroadcastOperators<A>, change: Change) {
+    let result = match &change {
+        Change::Entered(room, member) => {
+            let notice = MemberJoined { room: room.clone(), member: member.clone() };
+            let to = local.to(room_channel(room)).except(member_channel(room, &member.id));
+            to.emit(MemberJoined::NAME, &notice).await
         }
+        Change::Left(room, member) => {
+            let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Left };
+            local.to(room_channel(room)).emit(MemberLeft::NAME, &notice).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, ?change, "presence notice not sent");
     }
 }
 
@@ -200,13 +217,13 @@ fn not_in_room(room: &protocol::RoomName) -> ErrorBody {
     ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{room} before sending to it."))
 }
 
-async fn on_send(
-    socket: SocketRef,
+async fn on_send<A: Adapter>(
+    socket: SocketRef<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
     Extension(clock): Extension<TypingClock>,
     TryData(request): TryData<SendMessage>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let request = match admit(&hub, &me, socket.id, request, |request: &SendMessage| &request.room) {
         Ok(request) => request,
@@ -228,13 +245,13 @@ async fn on_send(
 /// photo.
 pub const MAX_IMAGE_SIDE: usize = 16_384;
 
-async fn on_image(
-    socket: SocketRef,
+async fn on_image<A: Adapter>(
+    socket: SocketRef<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
     Extension(clock): Extension<TypingClock>,
     TryData(request): TryData<(SendImage, bytes::Bytes)>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let request = request
         .map_err(|e| format!("{e} (an image is two arguments: its details, then its bytes as a binary attachment)"));
@@ -275,7 +292,13 @@ pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImag
 
 /// Stores a message, then sends it to the room and acknowledges it to its sender: acknowledged only once
 /// committed, so that an ack means the message survives a crash.
-async fn publish(socket: &SocketRef, hub: &Hub, clock: &TypingClock, new: NewMessage, ack: AckSender) {
+async fn publish<A: Adapter>(
+    socket: &SocketRef<A>,
+    hub: &Hub,
+    clock: &TypingClock,
+    new: NewMessage,
+    ack: AckSender<A>,
+) {
     clock.reset();
     let message = match hub.store.append(new).await {
         Ok(Appended::New(message)) => {
@@ -297,8 +320,8 @@ async fn publish(socket: &SocketRef, hub: &Hub, clock: &TypingClock, new: NewMes
     reply(ack, Ok(MessageAccepted { message }));
 }
 
-async fn on_typing(
-    socket: SocketRef,
+async fn on_typing<A: Adapter>(
+    socket: SocketRef<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
     Extension(clock): Extension<TypingClock>,
@@ -318,13 +341,13 @@ async fn on_typing(
     }
 }
 
-async fn on_private(
-    socket: SocketRef,
+async fn on_private<A: Adapter>(
+    socket: SocketRef<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
     Extension(clock): Extension<TypingClock>,
     TryData(request): TryData<SendPrivate>,
-    ack: AckSender,
+    ack: AckSender<A>,
 ) {
     let request = match admit(&hub, &me, socket.id, request, |request: &SendPrivate| &request.room) {
         Ok(request) => request,
@@ -350,7 +373,12 @@ async fn on_private(
     reply(ack, Ok(PrivateAccepted { message }));
 }
 
-async fn on_history(socket: SocketRef, State(hub): State<Hub>, TryData(request): TryData<LoadHistory>, ack: AckSender) {
+async fn on_history<A: Adapter>(
+    socket: SocketRef<A>,
+    State(hub): State<Hub>,
+    TryData(request): TryData<LoadHistory>,
+    ack: AckSender<A>,
+) {
     let request = match request {
         Ok(request) => request,
         Err(e) => return reply::<HistoryPage>(ack, Err(invalid_payload(e))),

@@ -18,7 +18,9 @@ use std::sync::atomic::AtomicU64;
 use protocol::{MemberId, RoomName};
 use serde::Serialize;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::AckSender;
+use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::limits::{Limiter, RateLimit};
 use crate::presence::Presence;
@@ -59,24 +61,24 @@ impl Deref for Hub {
     }
 }
 
-/// Registers the namespaces and starts their background tasks. Needs a Tokio runtime.
-pub fn attach(io: &SocketIo, hub: &Hub) {
-    chat::attach(io);
-    lobby::attach(io, hub);
-    admin::attach(io, hub);
+/// Registers the namespaces and starts their background tasks. Needs a Tokio runtime. Returns what the adapter
+/// needs to finish setting up each namespace: nothing for the local adapter, a future that subscribes to Redis for
+/// the Redis adapter (await them before serving).
+pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, hub: &Hub) -> [A::InitRes; 3] {
+    [chat::attach(io), lobby::attach(io, hub), admin::attach(io, hub)]
 }
 
 /// The Socket.IO room that receives a chat room's public traffic.
-fn room_channel(room: &RoomName) -> String {
+pub(crate) fn room_channel(room: &RoomName) -> String {
     format!("room:{room}")
 }
 
 /// The Socket.IO room of one member's connections in one chat room: for private messages and removal.
-fn member_channel(room: &RoomName, member: &MemberId) -> String {
+pub(crate) fn member_channel(room: &RoomName, member: &MemberId) -> String {
     format!("member:{room}:{}", member.0)
 }
 
-fn reply<T: Serialize>(ack: AckSender, result: Result<T, protocol::ErrorBody>) {
+fn reply<T: Serialize>(ack: AckSender<impl Adapter>, result: Result<T, protocol::ErrorBody>) {
     if let Err(e) = ack.send(&protocol::AckResult::from(result)) {
         // The client went away, or did not ask for an ack; either way nobody is waiting for this answer.
         tracing::debug!(error = %e, "ack not sent");

@@ -1,4 +1,5 @@
-//! Durable storage of messages, behind a trait so that Postgres (issue #8) can follow SQLite.
+//! Durable storage of messages, behind one trait: SQLite (the default, embedded), Postgres (several nodes), or
+//! memory (benchmarks and trials).
 //!
 //! The store assigns each message its place in its room (`seq`: 1, 2, 3… with no gaps) when it commits it, and
 //! keeps one message per (room, sender, client id): a retried send gets the original back. The chat acknowledges
@@ -7,14 +8,19 @@
 #[cfg(test)]
 mod contract;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use protocol::{ChatMessage, ClientId, ImageKind, ImageRef, Member, MessageBody, MessageId, RoomName, UnixMillis};
+use protocol::{
+    ChatMessage, ClientId, DisplayName, ImageKind, ImageRef, Member, MemberId, MessageBody, MessageId, RoomName,
+    UnixMillis,
+};
 
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What a store method returns: boxed, so that the chat can hold any store as `Arc<dyn MessageStore>`.
@@ -106,6 +112,10 @@ pub struct Page {
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("Postgres error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no Postgres connection: {0}")]
+    Pool(String),
     #[error("a stored value is invalid: {0}")]
     Corrupt(String),
     #[error("the transaction holding this message failed: {0}")]
@@ -132,4 +142,62 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// The image stored under `id`, if any.
     fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>>;
+}
+
+/// A stored message as the database returns it, before validation: what SQLite and Postgres share.
+pub(crate) struct StoredRow {
+    pub id: String,
+    pub room: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub sender_name: String,
+    pub body: String,
+    pub sent_at: i64,
+    pub client_id: Option<String>,
+    /// (id, content type, size, width, height) of its image, if it has one.
+    pub image: Option<(String, String, i64, i64, i64)>,
+}
+
+impl StoredRow {
+    /// Validated like anything else that arrives from outside: a bad row is an error, never a panic.
+    pub fn into_message(self) -> Result<ChatMessage, StoreError> {
+        let id = self.id;
+        let corrupt =
+            |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what} of message {id}: {e}"));
+        let image = match self.image {
+            None => None,
+            Some((image_id, content_type, size, width, height)) => Some(ImageRef {
+                url: image_url(&image_id),
+                content_type: ImageKind::from_content_type(&content_type).map_err(|e| corrupt("image", &e))?,
+                size: u64::try_from(size).map_err(|e| corrupt("image size", &e))?,
+                width: u32::try_from(width).map_err(|e| corrupt("image width", &e))?,
+                height: u32::try_from(height).map_err(|e| corrupt("image height", &e))?,
+            }),
+        };
+        Ok(ChatMessage {
+            image,
+            room: RoomName::parse(&self.room).map_err(|e| corrupt("room", &e))?,
+            seq: u64::try_from(self.seq).map_err(|e| corrupt("seq", &e))?,
+            from: Member {
+                id: MemberId(self.sender_id),
+                name: DisplayName::parse(&self.sender_name).map_err(|e| corrupt("sender", &e))?,
+            },
+            body: MessageBody::parse(&self.body).map_err(|e| corrupt("body", &e))?,
+            sent_at: UnixMillis(self.sent_at),
+            client_id: self.client_id.map(|c| ClientId::parse(&c)).transpose().map_err(|e| corrupt("client id", &e))?,
+            id: MessageId(id.clone()),
+        })
+    }
+}
+
+/// Whole messages with their image's details (not its bytes), in [`StoredRow`]'s order; queries add `WHERE` on `m`.
+pub(crate) const SELECT_MESSAGES: &str = "SELECT m.id, m.room, m.seq, m.sender_id, m.sender_name, m.body, m.sent_at, \
+                                          m.client_id, i.id, i.content_type, i.size, i.width, i.height \
+                                          FROM messages m LEFT JOIN images i ON i.id = m.image_id";
+
+/// Keeps `limit` of `rows` fetched with a limit of `limit + 1`: the extra row says whether there are more.
+pub(crate) fn page_of(mut messages: Vec<ChatMessage>, limit: usize) -> Page {
+    let has_more = messages.len() > limit;
+    messages.truncate(limit);
+    Page { messages, has_more }
 }

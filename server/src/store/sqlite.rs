@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use protocol::{
-    ChatMessage, ClientId, DisplayName, ImageKind, ImageRef, Member, MemberId, MessageBody, MessageId, RoomName,
-    UnixMillis,
-};
+use protocol::{ChatMessage, ClientId, ImageKind, RoomName};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Appended, MessageStore, NewMessage, Page, StoreError, StoreFuture, StoredImage, image_url};
+use super::{
+    Appended, MessageStore, NewMessage, Page, SELECT_MESSAGES as SELECT, StoreError, StoreFuture, StoredImage,
+    StoredRow, page_of,
+};
 
 /// Every migration, in order. Each runs once, in a transaction, and is recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] =
@@ -107,56 +107,27 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whole messages with their image's details (not its bytes); queries add `WHERE` on `m`.
-const SELECT: &str = "SELECT m.id, m.room, m.seq, m.sender_id, m.sender_name, m.body, m.sent_at, m.client_id, \
-                      i.id, i.content_type, i.size, i.width, i.height \
-                      FROM messages m LEFT JOIN images i ON i.id = m.image_id";
-
-/// A row of [`SELECT`], validated like anything else that arrives from outside.
+/// A row of [`SELECT`].
 fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChatMessage, StoreError>> {
     let text = |i: usize| row.get::<_, String>(i);
-    let (id, room, seq, sender_id, sender_name, body, sent_at, client_id) = (
-        text(0)?,
-        text(1)?,
-        row.get::<_, i64>(2)?,
-        text(3)?,
-        text(4)?,
-        text(5)?,
-        row.get::<_, i64>(6)?,
-        row.get::<_, Option<String>>(7)?,
-    );
     let image = match row.get::<_, Option<String>>(8)? {
         None => None,
         Some(image_id) => {
             Some((image_id, text(9)?, row.get::<_, i64>(10)?, row.get::<_, i64>(11)?, row.get::<_, i64>(12)?))
         }
     };
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what} of message {id}: {e}"));
-    Ok((|| {
-        let image = match image {
-            None => None,
-            Some((image_id, content_type, size, width, height)) => Some(ImageRef {
-                url: image_url(&image_id),
-                content_type: ImageKind::from_content_type(&content_type).map_err(|e| corrupt("image", &e))?,
-                size: u64::try_from(size).map_err(|e| corrupt("image size", &e))?,
-                width: u32::try_from(width).map_err(|e| corrupt("image width", &e))?,
-                height: u32::try_from(height).map_err(|e| corrupt("image height", &e))?,
-            }),
-        };
-        Ok(ChatMessage {
-            image,
-            room: RoomName::parse(&room).map_err(|e| corrupt("room", &e))?,
-            seq: u64::try_from(seq).map_err(|e| corrupt("seq", &e))?,
-            from: Member {
-                id: MemberId(sender_id),
-                name: DisplayName::parse(&sender_name).map_err(|e| corrupt("sender", &e))?,
-            },
-            body: MessageBody::parse(&body).map_err(|e| corrupt("body", &e))?,
-            sent_at: UnixMillis(sent_at),
-            client_id: client_id.map(|c| ClientId::parse(&c)).transpose().map_err(|e| corrupt("client id", &e))?,
-            id: MessageId(id.clone()),
-        })
-    })())
+    let row = StoredRow {
+        id: text(0)?,
+        room: text(1)?,
+        seq: row.get(2)?,
+        sender_id: text(3)?,
+        sender_name: text(4)?,
+        body: text(5)?,
+        sent_at: row.get(6)?,
+        client_id: row.get(7)?,
+        image,
+    };
+    Ok(row.into_message())
 }
 
 /// Runs a query of whole messages.
@@ -172,13 +143,6 @@ fn messages(connection: &Connection, sql: &str, params: impl rusqlite::Params) -
 
 fn seq_param(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-/// Asks for one more row than `limit` to learn whether there are more; returns at most `limit`.
-fn page(mut messages: Vec<ChatMessage>, limit: usize) -> Page {
-    let has_more = messages.len() > limit;
-    messages.truncate(limit);
-    Page { messages, has_more }
 }
 
 /// The writer thread: waits for a message, takes whatever else is already queued, and commits them all in one
@@ -303,7 +267,7 @@ impl MessageStore for SqliteStore {
     fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
         self.run(move |connection| {
             let sql = format!("{SELECT} WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3");
-            Ok(page(messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?, limit))
+            Ok(page_of(messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?, limit))
         })
     }
 
@@ -311,7 +275,7 @@ impl MessageStore for SqliteStore {
         self.run(move |connection| {
             let sql = format!("{SELECT} WHERE m.room = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3");
             let newest_first = messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?;
-            let mut page = page(newest_first, limit);
+            let mut page = page_of(newest_first, limit);
             page.messages.reverse();
             Ok(page)
         })

@@ -1,0 +1,324 @@
+//! Postgres, for several nodes sharing one chat: the same schema as SQLite (`server/migrations/postgres/`, the
+//! same versions) and the same guarantees, held by the database rather than by one process:
+//!
+//! - **seq without gaps, across nodes**: each append takes a transaction-scoped advisory lock on its room, then
+//!   reads the room's last seq and inserts the next one. Two nodes appending to one room take turns; a rolled-back
+//!   append leaves no hole.
+//! - **deduplication**: under the same lock, an earlier message with the same (room, sender, client id) is
+//!   returned instead, and the unique index `messages_dedup` stands behind it.
+//! - **durability**: the ack goes out after `COMMIT` returned (Postgres's `synchronous_commit`, on by default).
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use protocol::{ChatMessage, ClientId, ImageKind, RoomName};
+use tokio_postgres::NoTls;
+
+use super::{
+    Appended, MessageStore, NewMessage, Page, SELECT_MESSAGES, StoreError, StoreFuture, StoredImage, StoredRow, page_of,
+};
+
+/// Every migration, in order, with the same versions as SQLite's. Each runs once, in a transaction, recorded in
+/// `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_messages.sql")),
+    (2, include_str!("../../migrations/postgres/0002_images.sql")),
+];
+
+/// Connections per node. Appends to one room queue on its lock whatever this is; more connections let appends to
+/// other rooms and reads go on meanwhile.
+const POOL_SIZE: usize = 16;
+
+/// Any number held by the migrations' advisory lock, so that two nodes starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x00ca_5e71;
+
+/// A Postgres database, through a pool of connections.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (postgres://…) and migrates it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Pool(format!("invalid URL: {e}")))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(POOL_SIZE).build().map_err(|e| StoreError::Pool(e.to_string()))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Pool(e.to_string()))
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            // Two nodes creating the table at the same instant: one of them loses, and the table is there.
+            .or_else(|e| {
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) { Ok(()) } else { Err(e) }
+            })?;
+        for (version, sql) in MIGRATIONS {
+            let transaction = client.transaction().await?;
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            let applied =
+                transaction.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await?;
+            if applied.is_none() {
+                transaction.batch_execute(sql).await?;
+                transaction
+                    .execute(
+                        "INSERT INTO schema_migrations (version, applied_at) \
+                         VALUES ($1, EXTRACT(EPOCH FROM now())::BIGINT)",
+                        &[version],
+                    )
+                    .await?;
+                tracing::info!(version, "applied a database migration");
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn query_messages(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        let rows = client.query(&statement, params).await?;
+        rows.iter().map(|row| row_of(row)?.into_message()).collect()
+    }
+
+    async fn append_now(&self, new: NewMessage) -> Result<Appended, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        // One room at a time, across every node: held until COMMIT (or rollback, when `transaction` is dropped).
+        transaction.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&new.room.as_str()]).await?;
+        if let Some(client_id) = &new.client_id {
+            let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.sender_id = $2 AND m.client_id = $3");
+            let earlier =
+                transaction.query_opt(&sql, &[&new.room.as_str(), &new.from.id.0, &client_id.as_str()]).await?;
+            if let Some(row) = earlier {
+                return Ok(Appended::Duplicate(row_of(&row)?.into_message()?));
+            }
+        }
+        let seq: i64 = transaction
+            .query_one("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = $1", &[&new.room.as_str()])
+            .await?
+            .try_get(0)?;
+        if let Some(image) = &new.image {
+            let size = i64::try_from(image.bytes.len()).unwrap_or(i64::MAX);
+            transaction
+                .execute(
+                    "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &image.id,
+                        &image.kind.content_type(),
+                        &size,
+                        &i64::from(image.width),
+                        &i64::from(image.height),
+                        &image.bytes.as_ref(),
+                    ],
+                )
+                .await?;
+        }
+        transaction
+            .execute(
+                "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &new.id.0,
+                    &new.room.as_str(),
+                    &seq,
+                    &new.from.id.0,
+                    &new.from.name.as_str(),
+                    &new.body.as_str(),
+                    &new.sent_at.0,
+                    &new.client_id.as_ref().map(ClientId::as_str),
+                    &new.image.as_ref().map(|image| image.id.as_str()),
+                ],
+            )
+            .await?;
+        transaction.commit().await?;
+        let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
+        Ok(Appended::New(new.stored_as(seq)))
+    }
+}
+
+/// A row of [`SELECT_MESSAGES`].
+fn row_of(row: &tokio_postgres::Row) -> Result<StoredRow, StoreError> {
+    let image = match row.try_get::<_, Option<String>>(8)? {
+        None => None,
+        Some(image_id) => Some((image_id, row.try_get(9)?, row.try_get(10)?, row.try_get(11)?, row.try_get(12)?)),
+    };
+    Ok(StoredRow {
+        id: row.try_get(0)?,
+        room: row.try_get(1)?,
+        seq: row.try_get(2)?,
+        sender_id: row.try_get(3)?,
+        sender_name: row.try_get(4)?,
+        body: row.try_get(5)?,
+        sent_at: row.try_get(6)?,
+        client_id: row.try_get(7)?,
+        image,
+    })
+}
+
+fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+}
+
+impl MessageStore for PostgresStore {
+    fn append(&self, new: NewMessage) -> StoreFuture<'_, Appended> {
+        Box::pin(self.append_now(new))
+    }
+
+    fn latest(&self, room: RoomName, limit: usize) -> StoreFuture<'_, Page> {
+        self.before(room, u64::MAX, limit)
+    }
+
+    fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        Box::pin(async move {
+            let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3");
+            let messages = self.query_messages(&sql, &[&room.as_str(), &seq_param(seq), &limit_param(limit)]).await?;
+            Ok(page_of(messages, limit))
+        })
+    }
+
+    fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        Box::pin(async move {
+            let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3");
+            let newest_first =
+                self.query_messages(&sql, &[&room.as_str(), &seq_param(seq), &limit_param(limit)]).await?;
+            let mut page = page_of(newest_first, limit);
+            page.messages.reverse();
+            Ok(page)
+        })
+    }
+
+    fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client.query_opt("SELECT content_type, bytes FROM images WHERE id = $1", &[&id]).await?;
+            row.map(|row| {
+                let content_type: String = row.try_get(0)?;
+                let kind = ImageKind::from_content_type(&content_type)
+                    .map_err(|e| StoreError::Corrupt(format!("type of image {id}: {e}")))?;
+                Ok(StoredImage { kind, bytes: row.try_get(1)? })
+            })
+            .transpose()
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Child, ChildStdin, Command, Stdio};
+    use std::sync::{Mutex, OnceLock};
+
+    use super::*;
+    use crate::store::contract::new;
+
+    /// One Postgres server for this test process, started by `scripts/test-service` (which stops it when this
+    /// process ends and closes its stdin). Its stdin and the child are kept here for that.
+    static SERVER: OnceLock<Result<(u16, Mutex<(Child, ChildStdin)>), String>> = OnceLock::new();
+
+    fn server_port() -> u16 {
+        let server = SERVER.get_or_init(|| {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-service");
+            let mut child = Command::new(script)
+                .arg("postgres")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("could not run {script}: {e}"))?;
+            let stdin = child.stdin.take().ok_or("no stdin")?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+            let port = line.strip_prefix("ready ").and_then(|port| port.trim().parse().ok()).ok_or_else(|| {
+                format!("{script} postgres did not start (it said {line:?}): is postgresql installed?")
+            })?;
+            Ok((port, Mutex::new((child, stdin))))
+        });
+        match server {
+            Ok((port, _)) => *port,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A new, empty database on the test server, and its URL.
+    pub async fn empty_database() -> String {
+        let port = server_port();
+        let admin = format!("postgres://causerie@127.0.0.1:{port}/postgres");
+        let (client, connection) = tokio_postgres::connect(&admin, NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let name = format!("t{}", uuid::Uuid::new_v4().simple());
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        drop(client);
+        let _ = connection.await;
+        format!("postgres://causerie@127.0.0.1:{port}/{name}")
+    }
+
+    async fn store() -> PostgresStore {
+        PostgresStore::connect(&empty_database().await).await.unwrap()
+    }
+
+    crate::store::contract::store_contract!(store().await);
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn two_nodes_appending_to_one_room_share_one_sequence_and_one_dedup() {
+        let url = empty_database().await;
+        let (a, b) = (PostgresStore::connect(&url).await.unwrap(), PostgresStore::connect(&url).await.unwrap());
+        let mut sends = Vec::new();
+        for i in 0..30 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            sends.push(tokio::spawn(async move { store.append(new("r", "Ada", &format!("m{i}"), None)).await }));
+        }
+        // The same retried message arriving at both nodes at once is stored once.
+        let (first, second) = tokio::join!(
+            a.append(new("r", "Bob", "once", Some("c-1"))),
+            b.append(new("r", "Bob", "once", Some("c-1")))
+        );
+        let mut seqs = Vec::new();
+        for send in sends {
+            seqs.push(crate::store::contract::stored(send.await.unwrap().unwrap()).seq);
+        }
+        let outcomes = [first.unwrap(), second.unwrap()];
+        assert_eq!(outcomes.iter().filter(|o| matches!(o, Appended::New(_))).count(), 1, "{outcomes:?}");
+        seqs.push(outcomes.iter().find_map(|o| if let Appended::New(m) = o { Some(m.seq) } else { None }).unwrap());
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=31).collect::<Vec<u64>>());
+        assert_eq!(a.latest(room("r"), 100).await.unwrap().messages.len(), 31);
+    }
+
+    #[tokio::test]
+    async fn reconnecting_to_a_migrated_database_migrates_nothing_twice() {
+        let url = empty_database().await;
+        PostgresStore::connect(&url).await.unwrap().append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap();
+        let again = PostgresStore::connect(&url).await.unwrap();
+        assert!(matches!(again.append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap(), Appended::Duplicate(_)));
+        assert_eq!(again.latest(room("a"), 10).await.unwrap().messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_clear_error() {
+        let err = PostgresStore::connect("postgres://causerie@127.0.0.1:1/nowhere").await.err().unwrap();
+        assert!(err.to_string().starts_with("no Postgres connection"), "{err}");
+    }
+}
