@@ -83,6 +83,26 @@ setup_test_tools() {
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
   fi
+  # Postgres, Redis and nginx for the multi-node tests (scripts/test-service starts them on free ports; the
+  # packages' own services are not needed). python3 finds the free ports.
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "Installing ${missing[*]} for the multi-node tests"
+    as_root apt-get update
+    # Without starting their system services, which the tests do not use (nginx's would take port 80): Debian's
+    # policy-rc.d says no to every service start while it exists.
+    local policy=/usr/sbin/policy-rc.d own_policy=
+    if [ ! -e "$policy" ]; then
+      as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
+      own_policy=yes
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    if [ -n "$own_policy" ]; then as_root rm -f "$policy"; fi
+  fi
   npm_ci_if_needed "$ROOT/end2end"
   # The reference Node.js Socket.IO server that sio-client's conformance tests run against.
   npm_ci_if_needed "$ROOT/sio-client/conformance/peers/node"

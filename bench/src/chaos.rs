@@ -70,6 +70,8 @@ pub struct ChaosResult {
     pub rooms: u32,
     /// Connection cuts made by the network, over all clients.
     pub cuts: u64,
+    /// Connections the clients saw lost, whatever the cause (a cut, a restart, a node's death).
+    pub disconnects: u64,
     /// Messages the server acknowledged, over all rooms.
     pub acknowledged: u64,
     /// Messages a sender gave up on (without recovery: every send whose ack did not come).
@@ -92,12 +94,49 @@ pub struct ChaosResult {
 
 /// Runs the chaos once against `target`.
 pub async fn chaos(launcher: &Launcher, target: Target, config: &ChaosConfig) -> anyhow::Result<ChaosResult> {
+    let mut server = Server::start(launcher, target).await?;
+    let network = Network::start(server.port, config.clients).await?;
+    let endpoint = |index: u32| Ok((format!("http://{}", network.line_addr(index)?), None));
+    let restart = async {
+        eprintln!("  SIGKILL and restart of the server");
+        server.restart().await.map(|_| ())
+    };
+    let result = exercise(target, config, endpoint, Some(&network), restart).await;
+    network.stop();
+    result
+}
+
+/// Two nodes behind nginx (docs/deploy/nginx.conf), sharing Redis and Postgres; every client connects through
+/// nginx, kept on its node by its own `sticky` key. At `restart_after`, one node is killed (SIGKILL) and not
+/// started again: its clients must carry on through the other one, and lose nothing.
+pub async fn node_loss(launcher: &Launcher, config: &ChaosConfig) -> anyhow::Result<ChaosResult> {
+    // Quick heartbeats, so that a client notices its node is gone within two seconds.
+    let fast = ["--ping-interval", "1000", "--ping-timeout", "1000"].map(String::from);
+    let mut cluster = crate::cluster::Cluster::start(launcher, 2, &fast).await?;
+    let url = cluster.url();
+    let endpoint = |index: u32| Ok((url.clone(), Some(format!("client-{index}"))));
+    let victim = cluster.nodes.first_mut().context("a node to kill")?;
+    let kill = async {
+        eprintln!("  SIGKILL of one node of two");
+        victim.kill().await
+    };
+    exercise(Target::CauserieNode, config, endpoint, None, kill).await
+}
+
+/// The chaos itself: `config.clients` recovering (or not) clients, each connecting to `endpoint(index)` (a URL,
+/// and a sticky key for a load balancer), cut now and then by `network` if given, and `disruption` (a restart, a
+/// node's death) `config.restart_after` into the talking.
+async fn exercise(
+    target: Target,
+    config: &ChaosConfig,
+    endpoint: impl Fn(u32) -> anyhow::Result<(String, Option<String>)>,
+    network: Option<&Network>,
+    disruption: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ChaosResult> {
     anyhow::ensure!(
         config.per_room > 1 && config.clients.is_multiple_of(config.per_room),
         "the clients must fill rooms of at least two"
     );
-    let mut server = Server::start(launcher, target).await?;
-    let network = Network::start(server.port, config.clients).await?;
     let rooms = config.clients / config.per_room;
     let ledger = Arc::new(Ledger::default());
 
@@ -105,9 +144,12 @@ pub async fn chaos(launcher: &Launcher, target: Target, config: &ChaosConfig) ->
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     for index in 0..config.clients {
         let room = RoomName::parse(&format!("chaos-{}", index / config.per_room.max(1))).context("a room name")?;
-        let url = format!("http://{}", network.line_addr(index)?);
+        let (url, sticky) = endpoint(index)?;
         let session = protocol::SessionToken::parse(&format!("chaos-session-{index:08}")).context("a session")?;
-        let mut user = User::open_as(&url, index, &room, &[TransportKind::Polling, TransportKind::WebSocket], session)?;
+        let mut user = match sticky {
+            Some(sticky) => User::open_sticky(&url, index, &room, session, &sticky)?,
+            None => User::open_as(&url, index, &room, &[TransportKind::Polling, TransportKind::WebSocket], session)?,
+        };
         let lifecycle = user.take_lifecycle().context("a user's lifecycle")?;
         let messages = user.take_messages().context("a user's messages")?;
         let user = Arc::new(user);
@@ -119,7 +161,9 @@ pub async fn chaos(launcher: &Launcher, target: Target, config: &ChaosConfig) ->
     anyhow::ensure!(all_in, "only {} of {} clients joined within a minute", ledger.joined(), config.clients);
 
     let cutting = Arc::new(AtomicBool::new(true));
-    tasks.extend(network.start_cutting(config.cut_every, config.offline_for, cutting.clone()));
+    if let Some(network) = network {
+        tasks.extend(network.start_cutting(config.cut_every, config.offline_for, cutting.clone()));
+    }
     let started = Instant::now();
     let senders: Vec<_> = users
         .iter()
@@ -128,8 +172,7 @@ pub async fn chaos(launcher: &Launcher, target: Target, config: &ChaosConfig) ->
         .collect();
     if let Some(after) = config.restart_after {
         tokio::time::sleep_until(tokio::time::Instant::from_std(started + after)).await;
-        eprintln!("  SIGKILL and restart of the server");
-        server.restart().await?;
+        disruption.await?;
     }
     for sender in senders {
         sender.await.context("a sender task")?;
@@ -146,12 +189,12 @@ pub async fn chaos(launcher: &Launcher, target: Target, config: &ChaosConfig) ->
             eprintln!("  missing: {line}");
         }
     }
-    let result = ledger.result(target, config, rooms, network.cuts.load(Ordering::Relaxed), seconds_to_settle);
+    let cuts = network.map_or(0, |network| network.cuts.load(Ordering::Relaxed));
+    let result = ledger.result(target, config, rooms, cuts, seconds_to_settle);
     drop(users);
     for task in tasks {
         task.abort();
     }
-    network.stop();
     Ok(result)
 }
 
@@ -243,6 +286,9 @@ async fn receive(
     let mut first = true;
     while let Some(event) = lifecycle.next().await {
         if !matches!(event, SocketEvent::Connected { .. }) {
+            if matches!(event, SocketEvent::Disconnected { .. }) {
+                ledger.disconnects.fetch_add(1, Ordering::Relaxed);
+            }
             ledger.left_room(user.index);
             continue;
         }
@@ -286,6 +332,8 @@ async fn receive(
 #[derive(Debug, Default)]
 struct Ledger {
     joined: AtomicU64,
+    /// Times a client's connection was lost, over all clients.
+    disconnects: AtomicU64,
     /// Clients joined to their room on their current connection.
     in_room: Mutex<std::collections::HashSet<u32>>,
     abandoned: AtomicU64,
@@ -405,6 +453,7 @@ impl Ledger {
             config: config.clone(),
             rooms,
             cuts,
+            disconnects: self.disconnects.load(Ordering::Relaxed),
             acknowledged,
             abandoned: self.abandoned.load(Ordering::Relaxed),
             expected,

@@ -19,6 +19,8 @@ pub enum Target {
     CauserieSqlite,
     /// The reference: Node.js with Socket.IO 4.x, in memory.
     Node,
+    /// One node of several: Causerie with `--redis-url` and `--database-url` (give them as extra flags).
+    CauserieNode,
 }
 
 impl Target {
@@ -27,12 +29,13 @@ impl Target {
             Target::Causerie => "Causerie, in memory",
             Target::CauserieSqlite => "Causerie, SQLite",
             Target::Node => "Node.js Socket.IO, in memory",
+            Target::CauserieNode => "Causerie node, Redis + Postgres",
         }
     }
 
     /// Whether acknowledged messages survive a restart.
     pub fn durable(self) -> bool {
-        self == Target::CauserieSqlite
+        matches!(self, Target::CauserieSqlite | Target::CauserieNode)
     }
 }
 
@@ -187,7 +190,7 @@ fn log_path(launcher: &Launcher, port: u16) -> PathBuf {
 fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path, extra: &[String]) -> anyhow::Result<Child> {
     let mut argv: Vec<String> = match target {
         Target::Node => vec!["node".into(), launcher.node_peer.display().to_string()],
-        Target::Causerie | Target::CauserieSqlite => {
+        Target::Causerie | Target::CauserieSqlite | Target::CauserieNode => {
             let mut argv = vec![
                 launcher.bench_exe.display().to_string(),
                 "serve".into(),
@@ -231,7 +234,7 @@ fn spawn(launcher: &Launcher, target: Target, port: u16, database: &Path, extra:
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

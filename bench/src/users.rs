@@ -72,7 +72,7 @@ pub struct User {
 impl User {
     /// Starts connecting (it returns at once): user `index`, who will be in `room`.
     pub fn open(url: &str, index: u32, room: &RoomName, transports: &[TransportKind]) -> anyhow::Result<User> {
-        Self::connect(url, index, room, transports, None)
+        Self::connect(url, index, room, transports, None, None)
     }
 
     /// As [`User::open`], holding `session` on every connection, as a browser holds its cookie: a reconnection
@@ -84,7 +84,19 @@ impl User {
         transports: &[TransportKind],
         session: SessionToken,
     ) -> anyhow::Result<User> {
-        Self::connect(url, index, room, transports, Some(session))
+        Self::connect(url, index, room, transports, Some(session), None)
+    }
+
+    /// As [`User::open_as`], through a load balancer that keeps each client on one node by `sticky` (the
+    /// `sticky` query parameter of every request: see docs/deploy.md).
+    pub fn open_sticky(
+        url: &str,
+        index: u32,
+        room: &RoomName,
+        session: SessionToken,
+        sticky: &str,
+    ) -> anyhow::Result<User> {
+        Self::connect(url, index, room, &[], Some(session), Some(sticky))
     }
 
     fn connect(
@@ -93,8 +105,13 @@ impl User {
         room: &RoomName,
         transports: &[TransportKind],
         session: Option<SessionToken>,
+        sticky: Option<&str>,
     ) -> anyhow::Result<User> {
-        let client = Client::builder(url).transports(transports).connect();
+        let mut builder = Client::builder(url).transports(transports);
+        if let Some(sticky) = sticky {
+            builder = builder.query("sticky", sticky);
+        }
+        let client = builder.connect();
         let name = DisplayName::parse(&format!("u{index}")).context("a user's name")?;
         let chat = client.socket_with_auth(protocol::CHAT_NAMESPACE, &ChatAuth { name, session })?;
         // Subscribed before anything is awaited, so that no message and no connect is missed.

@@ -111,6 +111,8 @@ enum Command {
 pub struct ClientBuilder {
     base_url: String,
     path: String,
+    /// `key=value&…`, escaped, for every request.
+    query: String,
     config: Config,
     transports: Vec<TransportKind>,
     upgrade: bool,
@@ -120,6 +122,18 @@ impl ClientBuilder {
     /// The Socket.IO path on the server, `/socket.io/` by default.
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// Adds `key=value` to the query of every request (the handshake, each poll, the WebSocket upgrade), as the
+    /// JavaScript client's `query` option does: for a load balancer that routes on it, say. Not for secrets: URLs
+    /// end up in logs.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        use crate::transport::query_escape;
+        if !self.query.is_empty() {
+            self.query.push('&');
+        }
+        self.query.push_str(&format!("{}={}", query_escape(key), query_escape(value)));
         self
     }
 
@@ -155,9 +169,11 @@ impl ClientBuilder {
         let can_upgrade = self.upgrade
             && first_transport == TransportKind::Polling
             && self.transports.contains(&TransportKind::WebSocket);
+        // The transports read the query from the path (see `transport::engine_url`).
+        let path = if self.query.is_empty() { self.path } else { format!("{}?{}", self.path, self.query) };
         let driver = Driver {
             base_url: self.base_url,
-            path: self.path,
+            path,
             first_transport,
             can_upgrade,
             http: crate::transport::Http::new(),
@@ -189,6 +205,7 @@ impl Client {
         ClientBuilder {
             base_url: base_url.into(),
             path: "/socket.io/".into(),
+            query: String::new(),
             config: Config::default(),
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             upgrade: true,

@@ -232,7 +232,13 @@ pub(crate) mod tests {
 
     /// One Postgres server for this test process, started by `scripts/test-service` (which stops it when this
     /// process ends and closes its stdin). Its stdin and the child are kept here for that.
-    static SERVER: OnceLock<Result<(u16, Mutex<(Child, ChildStdin)>), String>> = OnceLock::new();
+    static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
+
+    /// The server's port, and what keeps it running: the script's process and the write end of its stdin.
+    struct TestServer {
+        port: u16,
+        _running: Mutex<(Child, ChildStdin)>,
+    }
 
     fn server_port() -> u16 {
         let server = SERVER.get_or_init(|| {
@@ -250,10 +256,10 @@ pub(crate) mod tests {
             let port = line.strip_prefix("ready ").and_then(|port| port.trim().parse().ok()).ok_or_else(|| {
                 format!("{script} postgres did not start (it said {line:?}): is postgresql installed?")
             })?;
-            Ok((port, Mutex::new((child, stdin))))
+            Ok(TestServer { port, _running: Mutex::new((child, stdin)) })
         });
         match server {
-            Ok((port, _)) => *port,
+            Ok(server) => server.port,
             Err(e) => panic!("{e}"),
         }
     }

@@ -39,7 +39,9 @@ use crate::TransportKind;
 pub struct TransportError(pub String);
 
 /// The Engine.IO URL of a transport: `<base><path>?EIO=4&transport=<kind>[&sid=<sid>]`, with `ws(s)` for WebSocket.
+/// A query in `path` (`/socket.io/?key=value`, see `ClientBuilder::query`) goes on every URL, after the others.
 pub fn engine_url(base: &str, path: &str, kind: TransportKind, sid: Option<&str>) -> String {
+    let (path, extra) = path.split_once('?').unwrap_or((path, ""));
     // Each transport has its own URL scheme; the base may be written with either.
     let swaps: [(&str, &str); 2] = match kind {
         TransportKind::WebSocket => [("https://", "wss://"), ("http://", "ws://")],
@@ -56,12 +58,38 @@ pub fn engine_url(base: &str, path: &str, kind: TransportKind, sid: Option<&str>
         url.push_str("&sid=");
         url.push_str(sid);
     }
+    if !extra.is_empty() {
+        url.push('&');
+        url.push_str(extra);
+    }
     url
+}
+
+/// `text` with every byte but the unreserved ones (RFC 3986) percent-encoded, for a query.
+pub fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_in_the_path_goes_on_every_url_escaped() {
+        let path = format!("/socket.io/?sticky={}", query_escape("a b&c=é"));
+        assert_eq!(
+            engine_url("http://h:1", &path, TransportKind::Polling, Some("s1")),
+            "http://h:1/socket.io/?EIO=4&transport=polling&sid=s1&sticky=a%20b%26c%3D%C3%A9"
+        );
+    }
 
     #[test]
     fn urls_name_the_protocol_version_the_transport_and_the_session() {

@@ -1,0 +1,199 @@
+//! Two Causerie nodes sharing Redis and Postgres, behind nginx (docs/deploy/nginx.conf): people on different nodes
+//! talk, whisper and see each other; a node's death loses nothing and its people are seen to leave or carry on.
+//! Postgres, Redis and nginx are started from Debian's packages on free loopback ports (scripts/test-service).
+
+// Helpers outside `#[test]` functions unwrap too: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use causerie_bench::Launcher;
+use causerie_bench::chaos::{ChaosConfig, node_loss};
+use causerie_bench::cluster::Cluster;
+use futures::{FutureExt as _, Stream, StreamExt as _};
+use protocol::{
+    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, DisplayName, ErrorCode, JoinRoom, Joined,
+    LOBBY_NAMESPACE, LeaveReason, MemberJoined, MemberLeft, MessageBody, PrivateMessage, RemoveMember, Removed,
+    RoomName, RoomsSnapshot, SendMessage, SendPrivate, SessionToken, Stats, Typing, TypingNotice,
+};
+use sio_client::{Client, RequestError, Socket};
+
+const WAIT: Duration = Duration::from_secs(20);
+const ADMIN_TOKEN: &str = "cluster-test-admin-token";
+
+fn launcher() -> Launcher {
+    let work_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
+    Launcher::new(PathBuf::from(env!("CARGO_BIN_EXE_causerie-bench")), work_dir, None)
+        .expect("the Node.js peer is installed (scripts/test runs `npm ci` in bench/peers/node)")
+}
+
+fn room() -> RoomName {
+    RoomName::parse("general").unwrap()
+}
+
+/// Someone in a browser tab, connected to one node (`url`), under a session of their own.
+struct Person {
+    client: Client,
+    chat: Socket,
+}
+
+impl Person {
+    fn open(url: &str, name: &str, session: &str) -> Person {
+        let client = Client::builder(url).connect();
+        let auth =
+            ChatAuth { name: DisplayName::parse(name).unwrap(), session: Some(SessionToken::parse(session).unwrap()) };
+        let chat = client.socket_with_auth(CHAT_NAMESPACE, &auth).unwrap();
+        Person { client, chat }
+    }
+
+    async fn join(&self) -> Result<Joined, RequestError> {
+        self.chat.request(&JoinRoom { room: room(), since: None }, WAIT).await
+    }
+}
+
+impl Drop for Person {
+    fn drop(&mut self) {
+        self.client.close();
+    }
+}
+
+/// The next item of `stream` that satisfies `wanted`, within [`WAIT`].
+async fn next_such<T>(stream: &mut (impl Stream<Item = T> + Unpin), what: &str, wanted: impl Fn(&T) -> bool) -> T {
+    let found = async {
+        while let Some(item) = stream.next().await {
+            if wanted(&item) {
+                return Some(item);
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(WAIT, found).await {
+        Ok(Some(item)) => item,
+        Ok(None) => panic!("the stream ended before {what}"),
+        Err(_) => panic!("no {what} within {WAIT:?}"),
+    }
+}
+
+fn names(members: &[protocol::Member]) -> Vec<&str> {
+    members.iter().map(|member| member.name.as_str()).collect()
+}
+
+fn admin(url: &str) -> (Client, impl Stream<Item = Stats> + Unpin, Socket) {
+    let client = Client::builder(url).connect();
+    let socket = client.socket_with_auth(ADMIN_NAMESPACE, &AdminAuth { token: ADMIN_TOKEN.into() }).unwrap();
+    (client, socket.on::<Stats>(), socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() {
+    let extra = ["--admin-token", ADMIN_TOKEN].map(String::from);
+    let cluster = Cluster::start(&launcher(), 2, &extra).await.expect("the cluster starts");
+    let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
+
+    let ada = Person::open(&one, "Ada", "session-ada-000001");
+    let (mut ada_joins, mut ada_lefts) = (ada.chat.on::<MemberJoined>(), ada.chat.on::<MemberLeft>());
+    let (mut ada_messages, mut ada_typing) = (ada.chat.on::<ChatMessage>(), ada.chat.on::<TypingNotice>());
+    assert_eq!(names(&ada.join().await.unwrap().members), ["Ada"]);
+
+    // Node two hears of Ada (its lobby counts her) before Bob joins there.
+    let lobby = Client::builder(&two).connect();
+    let mut snapshots = lobby.socket(LOBBY_NAMESPACE).on::<RoomsSnapshot>();
+    next_such(&mut snapshots, "Ada in node two's lobby", |s| s.rooms.iter().any(|r| r.room == room() && r.online == 1))
+        .await;
+
+    let bob = Person::open(&two, "Bob", "session-bob-000001");
+    let mut bob_private = bob.chat.on::<PrivateMessage>();
+    let bob_joined = bob.join().await.unwrap();
+    assert_eq!(names(&bob_joined.members), ["Ada", "Bob"], "one room across both nodes");
+    let notice = next_such(&mut ada_joins, "Bob's arrival at Ada's", |_| true).await;
+    assert_eq!(notice.member, bob_joined.you);
+
+    let body = MessageBody::parse("hello from node two").unwrap();
+    let sent = bob.chat.request(&SendMessage { room: room(), body, client_id: None }, WAIT).await.unwrap();
+    assert_eq!(next_such(&mut ada_messages, "Bob's message at Ada's", |_| true).await, sent.message);
+    assert_eq!(sent.message.seq, 1);
+
+    let whisper =
+        SendPrivate { room: room(), to: bob_joined.you.id.clone(), body: MessageBody::parse("psst").unwrap() };
+    ada.chat.request(&whisper, WAIT).await.unwrap();
+    let private = next_such(&mut bob_private, "Ada's private message at Bob's", |_| true).await;
+    assert_eq!((private.from.name.as_str(), private.body.as_str()), ("Ada", "psst"));
+
+    bob.chat.emit(&Typing { room: room() }).unwrap();
+    let typing = next_such(&mut ada_typing, "Bob typing, at Ada's", |_| true).await;
+    assert_eq!(typing.member.name.as_str(), "Bob");
+
+    // A name is one person's in the whole room, whichever node they came through.
+    let impostor = Person::open(&two, "ADA", "session-imp-000001");
+    match impostor.join().await {
+        Err(RequestError::Rejected(error)) => assert_eq!(error.code, ErrorCode::NameInUse),
+        other => panic!("an impostor on the other node was let in: {other:?}"),
+    }
+    drop(impostor);
+
+    // Bob opens a second tab, on node one: still one Bob, and nobody is told he arrived again.
+    let bob_again = Person::open(&one, "Bob", "session-bob-000001");
+    assert_eq!(names(&bob_again.join().await.unwrap().members), ["Ada", "Bob"]);
+    // He closes the first, on node two: node two's admin sees its connections go...
+    let (_admin_two, mut stats_two, _socket) = admin(&two);
+    drop(bob);
+    next_such(&mut stats_two, "node two with no chat connection left", |stats| stats.connections == 0).await;
+    // ...and once Cy's arrival there reaches Ada (node two's reports arrive in order), Bob was never said to leave.
+    let cy = Person::open(&two, "Cy", "session-cy-0000001");
+    let mut cy_removed = cy.chat.on::<Removed>();
+    let cy_joined = cy.join().await.unwrap();
+    assert_eq!(names(&cy_joined.members), ["Ada", "Bob", "Cy"]);
+    let arrival = next_such(&mut ada_joins, "Cy's arrival at Ada's", |_| true).await;
+    assert_eq!(arrival.member.name.as_str(), "Cy");
+    assert!(ada_lefts.next().now_or_never().is_none(), "Bob is still here through node one");
+
+    // An admin on node one removes Cy, who is on node two: Cy is told, Ada sees the removal once.
+    let (_admin_one, _stats_one, admin_one) = admin(&one);
+    let remove = RemoveMember { room: room(), member: cy_joined.you.id.clone() };
+    admin_one.request(&remove, WAIT).await.expect("the admin removes Cy");
+    next_such(&mut cy_removed, "Cy told of the removal", |removed| removed.room == room()).await;
+    let left = next_such(&mut ada_lefts, "Cy's removal at Ada's", |_| true).await;
+    assert_eq!((left.member.name.as_str(), left.reason), ("Cy", LeaveReason::Removed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_dies_its_people_are_seen_leaving_from_the_other_node() {
+    let cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
+    let mut cluster = cluster;
+    let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
+    let bob = Person::open(&two, "Bob", "session-bob-000002");
+    let (mut bob_joins, mut bob_lefts) = (bob.chat.on::<MemberJoined>(), bob.chat.on::<MemberLeft>());
+    bob.join().await.unwrap();
+    let ada = Person::open(&one, "Ada", "session-ada-000002");
+    ada.join().await.unwrap();
+    next_such(&mut bob_joins, "Ada's arrival at Bob's", |notice| notice.member.name.as_str() == "Ada").await;
+
+    // Node one crashes. Ada's client only knows node one and cannot come back through the other.
+    cluster.nodes[0].kill().await.unwrap();
+    let left = next_such(&mut bob_lefts, "Ada's departure at Bob's", |_| true).await;
+    assert_eq!((left.member.name.as_str(), left.reason), ("Ada", LeaveReason::Left));
+    let cy = Person::open(&two, "Cy", "session-cy-0000002");
+    assert_eq!(names(&cy.join().await.unwrap().members), ["Bob", "Cy"], "no ghost of Ada");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_conversation_loses_nothing_and_its_people_carry_on_through_nginx() {
+    let config = ChaosConfig {
+        clients: 40,
+        per_room: 4,
+        messages_per_room: 20,
+        messages_per_second: 4.0,
+        cut_every: Duration::from_secs(3600),
+        offline_for: Duration::ZERO,
+        restart_after: Some(Duration::from_secs(2)),
+        recovery: true,
+        request_timeout: Duration::from_secs(2),
+    };
+    let result = node_loss(&launcher(), &config).await.expect("the run completes");
+    assert!(result.disconnects > 0, "some clients were on the node that died: {result:?}");
+    assert_eq!(result.acknowledged, 10 * 20, "every message was acknowledged in the end: {result:?}");
+    assert_eq!(result.abandoned, 0);
+    assert_eq!(result.delivered, result.expected, "every acknowledged message reached everyone: {result:?}");
+    assert_eq!((result.duplicates, result.order_violations), (0, 0), "{result:?}");
+}
