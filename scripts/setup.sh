@@ -83,8 +83,19 @@ setup_test_tools() {
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
   fi
-  # Postgres, Redis and nginx for the multi-node tests (scripts/test-service starts them on free ports; the
-  # packages' own services are not needed). python3 finds the free ports.
+  setup_services
+  npm_ci_if_needed "$ROOT/end2end"
+  # The reference Node.js Socket.IO server that sio-client's conformance tests run against.
+  npm_ci_if_needed "$ROOT/sio-client/conformance/peers/node"
+  # The Node.js Socket.IO chat server that the benchmark's smoke run compares Causerie with.
+  npm_ci_if_needed "$ROOT/bench/peers/node"
+  # npm's socket.io-client, for the JavaScript example of docs/events.md, which a server test runs.
+  npm_ci_if_needed "$ROOT/docs/examples"
+}
+
+# Postgres, Redis and nginx for the multi-node tests and benchmark (scripts/test-service starts them on free ports;
+# the packages' own services are not needed). python3 finds the free ports.
+setup_services() {
   local missing=()
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
@@ -103,11 +114,4 @@ setup_test_tools() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     if [ -n "$own_policy" ]; then as_root rm -f "$policy"; fi
   fi
-  npm_ci_if_needed "$ROOT/end2end"
-  # The reference Node.js Socket.IO server that sio-client's conformance tests run against.
-  npm_ci_if_needed "$ROOT/sio-client/conformance/peers/node"
-  # The Node.js Socket.IO chat server that the benchmark's smoke run compares Causerie with.
-  npm_ci_if_needed "$ROOT/bench/peers/node"
-  # npm's socket.io-client, for the JavaScript example of docs/events.md, which a server test runs.
-  npm_ci_if_needed "$ROOT/docs/examples"
 }

@@ -15,6 +15,8 @@ enum Command {
     Run(Run),
     /// Runs the chaos tests of issue #7 (jitter, no recovery, a restart) and writes their report.
     Chaos(Chaos),
+    /// Runs the fan-out on one node and on two (Redis, Postgres) and writes their comparison.
+    Cluster(ClusterRun),
     /// Runs the Causerie server with `causerie`'s flags (what the benchmark starts for each Causerie target).
     #[command(disable_help_flag = true)]
     Serve {
@@ -59,6 +61,19 @@ struct Run {
 }
 
 #[derive(Debug, clap::Args)]
+struct ClusterRun {
+    /// Tiny sizes, to check that it works; the figures mean nothing
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the report; its figures go next to it as JSON
+    #[arg(long, default_value = "docs/benchmarks-cluster.md")]
+    out: PathBuf,
+    /// Databases and server logs
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct Chaos {
     /// Tiny sizes, to check that every run works
     #[arg(long)]
@@ -85,7 +100,28 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run(run) => runtime.block_on(run_all(run)),
         Command::Chaos(chaos) => runtime.block_on(run_chaos(chaos)),
+        Command::Cluster(cluster) => runtime.block_on(run_cluster(cluster)),
     }
+}
+
+async fn run_cluster(run: ClusterRun) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
+    let launcher = Launcher::new(exe, run.work_dir, None)?;
+    let options = if run.smoke { Options::smoke() } else { Options::full() };
+    let results = causerie_bench::cluster::fanout_comparison(&launcher, &options.fanout).await?;
+    let machine = causerie_bench::report::Machine::read(&launcher);
+    if let Some(dir) = run.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let markdown = causerie_bench::cluster::markdown(&machine, &options.fanout, &results);
+    std::fs::write(&run.out, markdown).with_context(|| format!("writing {}", run.out.display()))?;
+    let json = run.out.with_extension("json");
+    let figures: Vec<_> =
+        results.iter().map(|(setup, result)| serde_json::json!({ "setup": setup, "fanout": result })).collect();
+    std::fs::write(&json, serde_json::to_string_pretty(&figures)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    eprintln!("Wrote {} and {}", run.out.display(), json.display());
+    Ok(())
 }
 
 async fn run_all(run: Run) -> anyhow::Result<()> {

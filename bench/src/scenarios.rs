@@ -12,7 +12,7 @@ use serde::Serialize;
 use sio_client::{SocketEvent, TransportKind};
 
 use crate::stats::{Latency, Samples};
-use crate::target::{Launcher, Server, Target};
+use crate::target::{Launcher, Server, Target, Usage};
 use crate::users::{Probe, Recorder, User, now_micros, receive, wait_until};
 
 /// Browsers' way: long-polling first, then the upgrade to WebSocket.
@@ -24,16 +24,17 @@ fn room(name: &str) -> anyhow::Result<RoomName> {
 }
 
 /// Opens `count` users in rooms of `per_room`, `concurrency` at a time, each joined; returns them with the time
-/// each took from opening to its join's answer.
+/// each took from opening to its join's answer. User `i` connects to `urls[i % urls.len()]`: with several nodes,
+/// every room has people on each.
 async fn connect_users(
-    url: &str,
+    urls: &[String],
     count: u32,
     per_room: u32,
     transports: &[TransportKind],
     concurrency: usize,
     prefix: &str,
 ) -> anyhow::Result<(Vec<User>, Samples)> {
-    let (users, connect, failures) = try_connect_users(url, count, per_room, transports, concurrency, prefix).await?;
+    let (users, connect, failures) = try_connect_users(urls, count, per_room, transports, concurrency, prefix).await?;
     if let Some(first) = failures.into_iter().next() {
         return Err(first);
     }
@@ -42,13 +43,14 @@ async fn connect_users(
 
 /// As [`connect_users`], but users whose join failed are counted out instead of failing the run.
 async fn try_connect_users(
-    url: &str,
+    urls: &[String],
     count: u32,
     per_room: u32,
     transports: &[TransportKind],
     concurrency: usize,
     prefix: &str,
 ) -> anyhow::Result<(Vec<User>, Samples, Vec<anyhow::Error>)> {
+    anyhow::ensure!(!urls.is_empty(), "no server to connect to");
     let mut users = Vec::with_capacity(count as usize);
     let mut failures = Vec::new();
     let mut connect = Samples::default();
@@ -56,6 +58,7 @@ async fn try_connect_users(
     for wave in indices.chunks(concurrency.max(1)) {
         let joins = wave.iter().map(|&index| async move {
             let started = Instant::now();
+            let url = &urls[index as usize % urls.len()];
             let user = User::open(url, index, &room(&format!("{prefix}{}", index / per_room.max(1)))?, transports)?;
             let joined = user.join(None).await.with_context(|| format!("user {index} joining"));
             anyhow::Ok(joined.map(|_| (user, started.elapsed())))
@@ -129,15 +132,21 @@ impl FanoutResult {
 
 pub async fn fanout(launcher: &Launcher, target: Target, config: &FanoutConfig) -> anyhow::Result<FanoutResult> {
     let server = Server::start(launcher, target).await?;
+    fanout_on(target, &[&server], config).await
+}
+
+/// The fan-out against servers already running: the users spread over them, their CPU and memory added up.
+pub async fn fanout_on(target: Target, servers: &[&Server], config: &FanoutConfig) -> anyhow::Result<FanoutResult> {
+    let urls: Vec<String> = servers.iter().map(|server| server.url()).collect();
     let total = config.rooms * config.users_per_room;
     let (mut users, connect) =
-        connect_users(&server.url(), total, config.users_per_room, WEBSOCKET_ONLY, 200, "fanout-").await?;
+        connect_users(&urls, total, config.users_per_room, WEBSOCKET_ONLY, 200, "fanout-").await?;
     let recorder = Arc::new(Recorder::default());
     let receivers: Vec<_> = users.iter_mut().filter_map(|user| receive(user, recorder.clone())).collect();
     let users: Vec<Arc<User>> = users.into_iter().map(Arc::new).collect();
     let mut steps = Vec::new();
     for (step, &rate) in (0u32..).zip(&config.rates) {
-        let result = fanout_step(&server, &users, &recorder, step, rate, config).await?;
+        let result = fanout_step(servers, &users, &recorder, step, rate, config).await?;
         eprintln!(
             "  {:>6} sends/s: {:>9.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, cpu {:.0}%",
             rate, result.deliveries_per_second, result.latency.p50, result.latency.p99, result.lost, result.cpu_percent
@@ -156,7 +165,7 @@ pub async fn fanout(launcher: &Launcher, target: Target, config: &FanoutConfig) 
 }
 
 async fn fanout_step(
-    server: &Server,
+    servers: &[&Server],
     users: &[Arc<User>],
     recorder: &Arc<Recorder>,
     step: u32,
@@ -170,7 +179,7 @@ async fn fanout_step(
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let acks = Arc::new(std::sync::Mutex::new(Samples::default()));
-    let before = server.usage()?;
+    let before = Usage::total(servers)?;
     let started = tokio::time::Instant::now();
     let senders: Vec<_> = users
         .iter()
@@ -208,7 +217,7 @@ async fn fanout_step(
     let per_message = u64::from(config.users_per_room.saturating_sub(1));
     let expected = accepted.load(Ordering::Relaxed) * per_message;
     wait_until(Duration::from_secs(10), || recorder.unique(step) >= expected).await;
-    let after = server.usage()?;
+    let after = Usage::total(servers)?;
     let received = recorder.take(step);
     let elapsed = received
         .last_at
@@ -259,11 +268,11 @@ pub async fn idle(
 ) -> anyhow::Result<IdleResult> {
     let server = Server::start(launcher, target).await?;
     // One connection first, so that the baseline includes whatever the first connection initialises.
-    let (warm, _) = connect_users(&server.url(), 1, 1, WEBSOCKET_ONLY, 1, "warm-").await?;
+    let (warm, _) = connect_users(&[server.url()], 1, 1, WEBSOCKET_ONLY, 1, "warm-").await?;
     let before = server.usage()?;
     let started = Instant::now();
     let (users, connect, failures) =
-        try_connect_users(&server.url(), connections, 100, WEBSOCKET_ONLY, 200, "idle-").await?;
+        try_connect_users(&[server.url()], connections, 100, WEBSOCKET_ONLY, 200, "idle-").await?;
     if let Some(first) = failures.first() {
         eprintln!("  {} of {connections} joins failed, the first: {first:#}", failures.len());
     }
@@ -453,9 +462,9 @@ pub async fn durable(
     run_for: Duration,
 ) -> anyhow::Result<DurableResult> {
     let server = Server::start(launcher, target).await?;
-    let (alone, _) = connect_users(&server.url(), 1, 1, WEBSOCKET_ONLY, 1, "alone-").await?;
+    let (alone, _) = connect_users(&[server.url()], 1, 1, WEBSOCKET_ONLY, 1, "alone-").await?;
     let (single, mut failed) = closed_loop(&alone, run_for).await;
-    let (many, _) = connect_users(&server.url(), users, 10, WEBSOCKET_ONLY, 200, "durable-").await?;
+    let (many, _) = connect_users(&[server.url()], users, 10, WEBSOCKET_ONLY, 200, "durable-").await?;
     let (concurrent, failed_many) = closed_loop(&many, run_for).await;
     failed += failed_many;
     Ok(DurableResult {

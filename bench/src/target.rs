@@ -266,6 +266,17 @@ impl Usage {
         Ok(Usage { cpu_seconds, rss_bytes: rss_kib * 1024, at: Instant::now() })
     }
 
+    /// The servers' CPU time and memory added up (one server: its own).
+    pub fn total(servers: &[&Server]) -> anyhow::Result<Usage> {
+        let mut total = Usage { cpu_seconds: 0.0, rss_bytes: 0, at: Instant::now() };
+        for server in servers {
+            let usage = server.usage()?;
+            total.cpu_seconds += usage.cpu_seconds;
+            total.rss_bytes += usage.rss_bytes;
+        }
+        Ok(total)
+    }
+
     /// CPU use between `earlier` and `self`, in percent of one core.
     pub fn cpu_percent_since(&self, earlier: &Usage) -> f64 {
         let wall = self.at.saturating_duration_since(earlier.at).as_secs_f64();

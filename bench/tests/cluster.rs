@@ -197,3 +197,27 @@ async fn a_node_killed_mid_conversation_loses_nothing_and_its_people_carry_on_th
     assert_eq!(result.delivered, result.expected, "every acknowledged message reached everyone: {result:?}");
     assert_eq!((result.duplicates, result.order_violations), (0, 0), "{result:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_nodes_against_one_benchmark_runs_every_setup_and_loses_nothing() {
+    let options = causerie_bench::Options::smoke();
+    let results = causerie_bench::cluster::fanout_comparison(&launcher(), &options.fanout).await.unwrap();
+    assert_eq!(results.len(), causerie_bench::cluster::SETUPS.len());
+    for (setup, fanout) in &results {
+        assert_eq!(fanout.steps.len(), options.fanout.rates.len(), "{} ran every step", setup.label);
+        for step in &fanout.steps {
+            assert!(step.accepted > 0, "{} accepted messages", setup.label);
+            assert_eq!(
+                (step.lost, step.duplicates, step.failed),
+                (0, 0, 0),
+                "{} at {}",
+                setup.label,
+                step.sends_per_second
+            );
+        }
+    }
+    let machine = causerie_bench::report::Machine::read(&launcher());
+    let markdown = causerie_bench::cluster::markdown(&machine, &options.fanout, &results);
+    assert!(markdown.contains("| 2 nodes, Postgres + Redis |"), "{markdown}");
+    assert!(markdown.contains("## Every step"));
+}
