@@ -66,7 +66,9 @@ pub fn nginx_site() -> PathBuf {
 pub struct Cluster {
     pub nodes: Vec<Server>,
     pub nginx: Service,
-    pub redis: Service,
+    /// `None` while stopped by [`Cluster::stop_redis`].
+    redis: Option<Service>,
+    redis_port: u16,
     pub postgres: Service,
     /// The flags each node was started with (`--redis-url`, `--database-url`, and the caller's).
     pub node_args: Vec<String>,
@@ -94,7 +96,8 @@ impl Cluster {
         if redis {
             node_args.extend(["--redis-url".to_owned(), format!("redis://127.0.0.1:{}", redis_service.port)]);
         }
-        let redis = redis_service;
+        let redis_port = redis_service.port;
+        let redis = Some(redis_service);
         node_args.extend(extra.iter().cloned());
         let mut started = Vec::new();
         for _ in 0..nodes {
@@ -102,10 +105,23 @@ impl Cluster {
         }
         let ports: Vec<u16> = started.iter().map(|node| node.port).collect();
         let nginx_port = free_port()?;
-        let conf = launcher.work_dir.join(format!("nginx-{nginx_port}.conf"));
+        // Absolute: nginx reads a relative path from its prefix, a directory of its own.
+        let conf = std::path::absolute(launcher.work_dir.join(format!("nginx-{nginx_port}.conf")))
+            .context("the path of nginx's configuration")?;
         std::fs::write(&conf, nginx_conf(&ports, nginx_port)?).context("writing nginx's configuration")?;
         let nginx = Service::start(vec!["nginx".into(), conf.display().to_string(), nginx_port.to_string()]).await?;
-        Ok(Cluster { nodes: started, nginx, redis, postgres, node_args })
+        Ok(Cluster { nodes: started, nginx, redis, redis_port, postgres, node_args })
+    }
+
+    /// Stops Redis, as an outage would (the nodes go on without it).
+    pub fn stop_redis(&mut self) {
+        drop(self.redis.take());
+    }
+
+    /// Starts Redis again on the port it had.
+    pub async fn start_redis(&mut self) -> anyhow::Result<()> {
+        self.redis = Some(Service::start(vec!["redis".into(), self.redis_port.to_string()]).await?);
+        Ok(())
     }
 
     /// Where clients connect: nginx.

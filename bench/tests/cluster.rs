@@ -178,6 +178,56 @@ async fn when_a_node_dies_its_people_are_seen_leaving_from_the_other_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_outage_the_nodes_share_presence_and_messages_again_and_nothing_stored_is_lost() {
+    let mut cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
+    let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
+    let bob = Person::open(&two, "Bob", "session-bob-000003");
+    let (mut bob_joins, mut bob_messages) = (bob.chat.on::<MemberJoined>(), bob.chat.on::<ChatMessage>());
+    bob.join().await.unwrap();
+    let ada = Person::open(&one, "Ada", "session-ada-000003");
+    ada.join().await.unwrap();
+    next_such(&mut bob_joins, "Ada's arrival at Bob's", |notice| notice.member.name.as_str() == "Ada").await;
+
+    cluster.stop_redis();
+    // Node one carries on alone: Cy joins, Ada's message is stored and acknowledged.
+    let cy = Person::open(&one, "Cy", "session-cy-0000003");
+    cy.join().await.unwrap();
+    let body = MessageBody::parse("said while Redis was down").unwrap();
+    let during = ada.chat.request(&SendMessage { room: room(), body, client_id: None }, WAIT).await.unwrap();
+
+    cluster.start_redis().await.unwrap();
+    // Node one's snapshot after the outage tells node two about Cy.
+    next_such(&mut bob_joins, "Cy's arrival at Bob's, after the outage", |n| n.member.name.as_str() == "Cy").await;
+    // Broadcasts cross again once both nodes' adapters have reconnected and subscribed again (about a second):
+    // Ada sends until one reaches Bob live. Each is stored whether or not it crossed.
+    let mut sent = vec![during.message];
+    let crossed = async {
+        loop {
+            let body = MessageBody::parse(&format!("after the outage, #{}", sent.len())).unwrap();
+            let accepted = ada.chat.request(&SendMessage { room: room(), body, client_id: None }, WAIT).await.unwrap();
+            sent.push(accepted.message.clone());
+            let arrived = tokio::time::timeout(Duration::from_millis(500), async {
+                while let Some(message) = bob_messages.next().await {
+                    if message.id == accepted.message.id {
+                        return;
+                    }
+                }
+            });
+            if arrived.await.is_ok() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, crossed).await.expect("broadcasts cross again within 20 s of Redis coming back");
+    // And everything said meanwhile is in the room's history, in order, for Bob's next resume.
+    let rejoined = bob.chat.request(&JoinRoom { room: room(), since: Some(0) }, WAIT).await.unwrap();
+    let stored: Vec<_> = rejoined.history.iter().map(|m| (m.seq, m.id.clone())).collect();
+    let expected: Vec<_> = sent.iter().map(|m| (m.seq, m.id.clone())).collect();
+    assert_eq!(stored, expected, "every acknowledged message is stored, numbered without gaps");
+    assert_eq!(stored.first().map(|(seq, _)| *seq), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_conversation_loses_nothing_and_its_people_carry_on_through_nginx() {
     let config = ChaosConfig {
         clients: 40,

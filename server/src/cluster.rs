@@ -22,6 +22,8 @@ use socketioxide::adapter::Adapter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub mod driver;
+
 use crate::presence::{NodeId, Presence, Report};
 use crate::realtime::{Hub, admin, chat};
 
@@ -99,14 +101,15 @@ async fn publish(
                     lost = false;
                     while reports.try_recv().is_ok() {}
                     hub.presence.report_snapshot();
-                    tracing::info!("Redis is back: presence snapshot sent");
+                    tracing::info!("Redis is back: a presence snapshot goes out next");
                 }
                 Err(_) => {
                     tokio::time::sleep(RETRY_AFTER).await;
                     continue;
                 }
             }
-            if !matches!(message, Message::Report(_)) {
+            // A report taken from the queue before Redis came back is older than that snapshot: drop it too.
+            if matches!(message, Message::Report(_)) {
                 continue;
             }
         }
@@ -184,9 +187,14 @@ async fn listen<A: Adapter>(
                 Err(e) => tracing::warn!(error = %e, "Redis still unreachable"),
             }
         };
-        // What the others said meanwhile is lost: ask again, and tell them about this node.
+        // What the others said meanwhile is lost: ask again, and tell them about this node. Nobody could be heard
+        // meanwhile, so silence until now says nothing about the other nodes: their clocks start again.
         let _ = hello.send(());
         hub.presence.report_snapshot();
+        let now = Instant::now();
+        for heard in seen.values_mut() {
+            *heard = now;
+        }
     }
 }
 

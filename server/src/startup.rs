@@ -39,10 +39,16 @@ pub async fn clustered_router(
     store: Arc<dyn MessageStore>,
     redis: redis::Client,
 ) -> anyhow::Result<Router> {
-    use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
+    use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
     let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
-    let adapter = RedisAdapterCtr::new_with_redis(&redis).await.context("connecting the Socket.IO adapter to Redis")?;
-    let (socket_layer, io) = socket_io(config, &hub).with_adapter::<RedisAdapter<_>>(adapter).build_layer();
+    // Our driver, not socketioxide-redis's own: that one never reconnects after Redis restarts.
+    let driver = cluster::driver::ReconnectingDriver::connect(&redis)
+        .await
+        .context("connecting the Socket.IO adapter to Redis")?;
+    let adapter = RedisAdapterCtr::new_with_driver(driver, RedisAdapterConfig::default());
+    let (socket_layer, io) = socket_io(config, &hub)
+        .with_adapter::<CustomRedisAdapter<_, cluster::driver::ReconnectingDriver>>(adapter)
+        .build_layer();
     for init in realtime::attach(&io, &hub) {
         init.await.map_err(|e| anyhow::anyhow!("{e}")).context("subscribing a namespace to Redis")?;
     }
