@@ -53,6 +53,17 @@ export default defineConfig({
       stdout: "ignore",
       stderr: "pipe",
     },
+    {
+      // Several nodes (issue #8): two release nodes on :3004 and :3005 sharing Postgres and Redis, nginx on :3006.
+      command: "../scripts/e2e-cluster",
+      url: "http://127.0.0.1:3006/",
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+      timeout: 120_000,
+      // SIGTERM, so that the script stops Postgres, Redis and nginx and removes their files.
+      gracefulShutdown: { signal: "SIGTERM", timeout: 10_000 },
+    },
   ],
   use: {
     baseURL: process.env.BASE_URL ?? "http://127.0.0.1:3000",

@@ -57,11 +57,6 @@ fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The nginx configuration that docs/deploy.md gives operators.
-pub fn nginx_site() -> PathBuf {
-    repository().join("docs/deploy/nginx.conf")
-}
-
 /// A running cluster. Dropping it stops everything.
 pub struct Cluster {
     pub nodes: Vec<Server>,
@@ -76,7 +71,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts Postgres, Redis, `nodes` Causerie nodes using both, and nginx in front of them with
-    /// docs/deploy/nginx.conf. `extra` are more flags for every node.
+    /// docs/deploy/nginx.conf (scripts/test-service puts the nodes in it). `extra` are more flags for every node.
     pub async fn start(launcher: &Launcher, nodes: usize, extra: &[String]) -> anyhow::Result<Cluster> {
         Self::start_with(launcher, nodes, true, extra).await
     }
@@ -103,13 +98,9 @@ impl Cluster {
         for _ in 0..nodes {
             started.push(Server::start_with(launcher, Target::CauserieNode, &node_args).await?);
         }
-        let ports: Vec<u16> = started.iter().map(|node| node.port).collect();
-        let nginx_port = free_port()?;
-        // Absolute: nginx reads a relative path from its prefix, a directory of its own.
-        let conf = std::path::absolute(launcher.work_dir.join(format!("nginx-{nginx_port}.conf")))
-            .context("the path of nginx's configuration")?;
-        std::fs::write(&conf, nginx_conf(&ports, nginx_port)?).context("writing nginx's configuration")?;
-        let nginx = Service::start(vec!["nginx".into(), conf.display().to_string(), nginx_port.to_string()]).await?;
+        let mut nginx = vec!["nginx".to_owned(), free_port()?.to_string()];
+        nginx.extend(started.iter().map(|node| node.port.to_string()));
+        let nginx = Service::start(nginx).await?;
         Ok(Cluster { nodes: started, nginx, redis, redis_port, postgres, node_args })
     }
 
@@ -128,39 +119,6 @@ impl Cluster {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx.port)
     }
-}
-
-/// nginx's main configuration for the tests, around docs/deploy/nginx.conf with the nodes' ports in it.
-pub fn nginx_conf(node_ports: &[u16], listen: u16) -> anyhow::Result<String> {
-    let site = std::fs::read_to_string(nginx_site()).context("reading docs/deploy/nginx.conf")?;
-    let mut out = String::new();
-    let mut servers_written = false;
-    for line in site.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("server 127.0.0.1:") {
-            if !servers_written {
-                for port in node_ports {
-                    out.push_str(&format!("    server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;\n"));
-                }
-                servers_written = true;
-            }
-        } else if trimmed.starts_with("listen ") {
-            out.push_str(&format!("    listen 127.0.0.1:{listen};\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !servers_written {
-        bail!("docs/deploy/nginx.conf has no `server 127.0.0.1:…` lines to put the nodes in");
-    }
-    // Relative paths are under the prefix that scripts/test-service gives nginx (a fresh temporary directory).
-    Ok(format!(
-        "daemon off;\nworker_processes 1;\npid nginx.pid;\nerror_log error.log warn;\n\
-         events {{ worker_connections 8192; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path body;\n    proxy_temp_path proxy;\n    \
-         fastcgi_temp_path fastcgi;\n    uwsgi_temp_path uwsgi;\n    scgi_temp_path scgi;\n{out}}}\n"
-    ))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 //! same versions) and the same guarantees, held by the database rather than by one process:
 //!
 //! - **seq without gaps, across nodes**: each append takes a transaction-scoped advisory lock on its room, then
-//!   reads the room's last seq and inserts the next one. Two nodes appending to one room take turns; a rolled-back
-//!   append leaves no hole.
-//! - **deduplication**: under the same lock, an earlier message with the same (room, sender, client id) is
-//!   returned instead, and the unique index `messages_dedup` stands behind it.
+//!   inserts the room's last seq plus one. Two nodes appending to one room take turns; a rolled-back append leaves
+//!   no hole.
+//! - **deduplication**: the insert does nothing when the unique index `messages_dedup` already holds the same
+//!   (room, sender, client id); the earlier message is then returned instead.
 //! - **durability**: the ack goes out after `COMMIT` returned (Postgres's `synchronous_commit`, on by default).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -97,59 +97,77 @@ impl PostgresStore {
 
     async fn append_now(&self, new: NewMessage) -> Result<Appended, StoreError> {
         let mut client = self.client().await?;
+        // Prepared once per connection (deadpool caches them), so that below each statement is one message.
+        let lock = client.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").await?;
+        let insert_image = client.prepare_cached(INSERT_IMAGE).await?;
+        let insert_message = client.prepare_cached(INSERT_MESSAGE).await?;
         let transaction = client.transaction().await?;
-        // One room at a time, across every node: held until COMMIT (or rollback, when `transaction` is dropped).
-        transaction.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&new.room.as_str()]).await?;
-        if let Some(client_id) = &new.client_id {
-            let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.sender_id = $2 AND m.client_id = $3");
-            let earlier =
-                transaction.query_opt(&sql, &[&new.room.as_str(), &new.from.id.0, &client_id.as_str()]).await?;
-            if let Some(row) = earlier {
-                return Ok(Appended::Duplicate(row_of(&row)?.into_message()?));
-            }
-        }
-        let seq: i64 = transaction
-            .query_one("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = $1", &[&new.room.as_str()])
-            .await?
-            .try_get(0)?;
-        if let Some(image) = &new.image {
-            let size = i64::try_from(image.bytes.len()).unwrap_or(i64::MAX);
-            transaction
-                .execute(
-                    "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
+        let room = new.room.as_str();
+        let image_size = new.image.as_ref().map(|image| i64::try_from(image.bytes.len()).unwrap_or(i64::MAX));
+        let image = async {
+            match &new.image {
+                None => Ok(0),
+                Some(image) => {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
                         &image.id,
                         &image.kind.content_type(),
-                        &size,
+                        &image_size,
                         &i64::from(image.width),
                         &i64::from(image.height),
                         &image.bytes.as_ref(),
-                    ],
-                )
-                .await?;
-        }
-        transaction
-            .execute(
-                "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    &new.id.0,
-                    &new.room.as_str(),
-                    &seq,
-                    &new.from.id.0,
-                    &new.from.name.as_str(),
-                    &new.body.as_str(),
-                    &new.sent_at.0,
-                    &new.client_id.as_ref().map(ClientId::as_str),
-                    &new.image.as_ref().map(|image| image.id.as_str()),
-                ],
-            )
-            .await?;
+                    ];
+                    transaction.execute(&insert_image, &params).await
+                }
+            }
+        };
+        let client_id = new.client_id.as_ref().map(ClientId::as_str);
+        let image_id = new.image.as_ref().map(|image| image.id.as_str());
+        let message_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &new.id.0,
+            &room,
+            &new.from.id.0,
+            &new.from.name.as_str(),
+            &new.body.as_str(),
+            &new.sent_at.0,
+            &client_id,
+            &image_id,
+        ];
+        // Pipelined: the three go out together and run in this order, so that the room's lock is held before the
+        // insert reads the room's last seq. One round trip instead of one per statement.
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&room];
+        let (locked, image, inserted) = tokio::join!(
+            transaction.execute(&lock, &lock_params),
+            image,
+            transaction.query_opt(&insert_message, &message_params)
+        );
+        locked?;
+        image?;
+        let Some(row) = inserted? else {
+            // Nothing inserted: the sender already sent this client id to this room (the dedup index). Under the
+            // room's lock nothing else can conflict. Dropping the transaction rolls back the image, if any.
+            let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.sender_id = $2 AND m.client_id = $3");
+            let original = transaction.query_opt(&sql, &[&room, &new.from.id.0, &client_id]).await?;
+            return match original {
+                Some(row) => Ok(Appended::Duplicate(row_of(&row)?.into_message()?)),
+                None => Err(StoreError::Corrupt(format!("message {} conflicted with nothing", new.id.0))),
+            };
+        };
+        let seq: i64 = row.try_get(0)?;
         transaction.commit().await?;
         let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
         Ok(Appended::New(new.stored_as(seq)))
     }
 }
+
+/// Nothing when the id is taken: a retry of the same message (whose insert then does nothing either, and the
+/// transaction is rolled back).
+const INSERT_IMAGE: &str = "INSERT INTO images (id, content_type, size, width, height, bytes) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+
+/// The next seq of the room, computed in the insert itself; nothing when the (room, sender, client id) is taken.
+const INSERT_MESSAGE: &str = "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
+     SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, $5, $6, $7, $8 FROM messages WHERE room = $2 \
+     ON CONFLICT DO NOTHING RETURNING seq";
 
 /// A row of [`SELECT_MESSAGES`].
 fn row_of(row: &tokio_postgres::Row) -> Result<StoredRow, StoreError> {

@@ -1,0 +1,49 @@
+import { expect, test } from "@playwright/test";
+import { unique, withPeople } from "./fixtures/pages";
+import { CLUSTER_BALANCER, CLUSTER_NODE_ONE, CLUSTER_NODE_TWO } from "./fixtures/servers";
+
+test("people in browsers on two different nodes talk, whisper, type and see each other", async ({ browser }) => {
+  const room = unique("two-nodes");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await ada.enter(room, "Ada", CLUSTER_NODE_ONE);
+    await bob.enter(room, "Bob", CLUSTER_NODE_TWO);
+    await expect(ada.member("Bob")).toHaveCount(1);
+    await expect(bob.member("Ada")).toHaveCount(1);
+    await expect(ada.notice("Bob joined")).toHaveCount(1);
+
+    await bob.say("hello from node two");
+    await expect(ada.message("hello from node two")).toHaveCount(1);
+    await ada.say("and back from node one");
+    await expect(bob.message("and back from node one")).toHaveCount(1);
+
+    await ada.page.getByRole("button", { name: "Private message to Bob" }).click();
+    await ada.say("psst, across nodes");
+    await expect(bob.message("psst, across nodes")).toContainText("Private from Ada");
+
+    await bob.composer.pressSequentially("typing on node two");
+    await expect(ada.typing).toContainText("Bob is typing");
+
+    await bob.page.close();
+    await expect(ada.notice("Bob left")).toHaveCount(1);
+    await expect(ada.member("Bob")).toHaveCount(0);
+  });
+});
+
+test("through nginx, each browser keeps its session on one node and the room spans them", async ({ browser }) => {
+  const room = unique("balanced");
+  await withPeople(browser, 3, async (people) => {
+    const names = ["Ada", "Bob", "Cy"];
+    for (const [i, person] of people.entries()) {
+      await person.enter(room, names[i], CLUSTER_BALANCER);
+    }
+    for (const [i, person] of people.entries()) {
+      await person.say(`hello from ${names[i]}`);
+    }
+    for (const person of people) {
+      for (const name of names) {
+        await expect(person.message(`hello from ${name}`)).toHaveCount(1);
+      }
+      await expect(person.members).toHaveCount(3);
+    }
+  });
+});
