@@ -54,9 +54,9 @@ export default defineConfig({
       stderr: "pipe",
     },
     {
-      // Several nodes (issue #8): two release nodes on :3004 and :3005 sharing Postgres and Redis, nginx on :3006.
+      // Several nodes (issue #8): two release nodes on :3011 and :3012 sharing Postgres and Redis, nginx on :3013.
       command: "../scripts/e2e-cluster",
-      url: "http://127.0.0.1:3006/",
+      url: "http://127.0.0.1:3013/",
       reuseExistingServer: false,
       stdout: "ignore",
       stderr: "pipe",

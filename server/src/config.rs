@@ -91,7 +91,12 @@ fn postgres_url(input: &str) -> Result<String, String> {
 
 /// A Redis URL, with RESP3 asked for: socketioxide's Redis adapter needs it (Redis 7 and later speak it).
 fn redis_url(input: &str) -> Result<String, String> {
-    if !(input.starts_with("redis://") || input.starts_with("rediss://")) {
+    if input.starts_with("rediss://") {
+        return Err("TLS to Redis (rediss://) is not built in: reach Redis over a private network or a tunnel, \
+                    with redis://"
+            .to_owned());
+    }
+    if !input.starts_with("redis://") {
         return Err("expected a Redis URL: redis://host:port".to_owned());
     }
     let url = if input.contains("protocol=") {
@@ -220,6 +225,8 @@ mod tests {
         assert_eq!(config.database_url.as_deref(), Some("postgres://causerie@127.0.0.1:5433/chat"));
         let err = Config::try_parse_from(["causerie", "--redis-url", "127.0.0.1:6379"]).unwrap_err();
         assert!(err.to_string().contains("expected a Redis URL: redis://host:port"), "{err}");
+        let err = Config::try_parse_from(["causerie", "--redis-url", "rediss://h:6379"]).unwrap_err();
+        assert!(err.to_string().contains("TLS to Redis (rediss://) is not built in"), "{err}");
         let err = Config::try_parse_from(["causerie", "--database-url", "mysql://x"]).unwrap_err();
         assert!(err.to_string().contains("expected a Postgres URL"), "{err}");
         let err = Config::try_parse_from(["causerie", "--database-url", "postgres://h:notaport/db"]).unwrap_err();
