@@ -199,7 +199,7 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let leptos_options = config.leptos_options()?;
         let addr = leptos_options.site_addr;
-        let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let store: Arc<dyn MessageStore> = if let Some(url) = &config.database_url {
             let store = PostgresStore::connect(url).await.context("opening the Postgres database (--database-url)")?;
             tracing::info!("messages are stored in Postgres");
@@ -239,21 +239,6 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         axum::serve(no_delay(self.listener), self.router).await.context("serving HTTP")
     }
-}
-
-/// Connections the kernel may hold for the server before it accepts them (capped by `net.core.somaxconn`, 4096 on
-/// current Linux). tokio's default, 1024, is less than a connect storm: 5,000 clients coming back after a restart
-/// overflowed it (the kernel's `ListenOverflows` counter), and each dropped SYN waits a second before it is sent
-/// again, a second that every such client adds to the storm.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// A listening socket on `addr` with [`LISTEN_BACKLOG`]; reusing the address as `TcpListener::bind` does, so that
-/// a restarted server gets its port back at once.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Turns off Nagle's algorithm on every connection. Chat frames are small and each one matters now: with Nagle, a
