@@ -359,9 +359,30 @@ impl Chat {
         });
 
         let this_room = room.clone();
+        let gap_socket = socket.clone();
+        // Set while a hole is being filled, so that the live messages arriving meanwhile do not ask again.
+        let filling = std::rc::Rc::new(std::cell::Cell::new(false));
         on_each(&socket, move |message: ChatMessage| {
-            if message.room == this_room {
-                state.add_message(message);
+            if message.room != this_room {
+                return;
+            }
+            // Seqs have no gaps: a live message more than one past what is shown means some never arrived (a
+            // broadcast lost with the node that stored it, or while Redis was down). Fetch them. Only once joined:
+            // before, the join's own history is still on its way.
+            let missing = if state.joined.get_untracked() {
+                protocol::missing_before(state.resume_seq(), message.seq)
+            } else {
+                None
+            };
+            state.add_message(message);
+            if let Some(after) = missing
+                && !filling.replace(true)
+            {
+                let (socket, room, filling) = (gap_socket.clone(), this_room.clone(), filling.clone());
+                spawn_local(async move {
+                    catch_up(&socket, &room, state, after).await;
+                    filling.set(false);
+                });
             }
         });
         let this_room = room.clone();

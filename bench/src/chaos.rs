@@ -273,12 +273,28 @@ async fn receive(
     config: ChaosConfig,
 ) {
     let live = {
-        let (user, ledger) = (user.clone(), ledger.clone());
+        let (user, ledger, config) = (user.clone(), ledger.clone(), config.clone());
+        // Set while a hole is being filled, so that live messages arriving meanwhile do not ask again.
+        let filling = Arc::new(AtomicBool::new(false));
         tokio::spawn(async move {
             while let Some(event) = messages.next().await {
                 let Some(message) = event.args.into_iter().next() else { continue };
-                if let Ok(message) = serde_json::from_value::<ChatMessage>(message) {
-                    ledger.received(user.index, &message);
+                let Ok(message) = serde_json::from_value::<ChatMessage>(message) else { continue };
+                // As the page does: a live message past the next seq shows a hole (a broadcast lost with the node
+                // that stored it); fetch what is missing. Only once joined, and only when recovering.
+                let missing = (config.recovery && ledger.in_room(user.index))
+                    .then(|| protocol::missing_before(ledger.resume_point(user.index), message.seq))
+                    .flatten();
+                ledger.received(user.index, &message);
+                if let Some(after) = missing
+                    && !filling.swap(true, Ordering::SeqCst)
+                {
+                    let (user, ledger, filling, timeout) =
+                        (user.clone(), ledger.clone(), filling.clone(), config.request_timeout);
+                    tokio::spawn(async move {
+                        page_forward(&user, &ledger, after, timeout).await;
+                        filling.store(false, Ordering::SeqCst);
+                    });
                 }
             }
         })
@@ -308,22 +324,32 @@ async fn receive(
         for message in &joined.history {
             ledger.received(user.index, message);
         }
-        let mut more = joined.has_more;
-        while more {
-            let Some(after) = ledger.resume_point(user.index) else { break };
-            let request = LoadHistory { room: user.room.clone(), from: HistoryFrom::After(after) };
-            match user.chat.request(&request, config.request_timeout).await {
-                Ok(HistoryPage { messages, has_more }) => {
-                    for message in &messages {
-                        ledger.received(user.index, message);
-                    }
-                    more = has_more && !messages.is_empty();
-                }
-                Err(_) => break,
-            }
+        if joined.has_more
+            && let Some(after) = ledger.resume_point(user.index)
+        {
+            page_forward(&user, &ledger, after, config.request_timeout).await;
         }
     }
     live.abort();
+}
+
+/// Reads the room forward from `after`, page by page, until nothing newer is left (or a request fails).
+async fn page_forward(user: &User, ledger: &Ledger, mut after: u64, timeout: Duration) {
+    loop {
+        let request = LoadHistory { room: user.room.clone(), from: HistoryFrom::After(after) };
+        match user.chat.request(&request, timeout).await {
+            Ok(HistoryPage { messages, has_more }) => {
+                for message in &messages {
+                    ledger.received(user.index, message);
+                }
+                match messages.last() {
+                    Some(last) if has_more => after = last.seq,
+                    _ => return,
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

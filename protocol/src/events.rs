@@ -221,6 +221,16 @@ pub fn resume_point(seqs: impl IntoIterator<Item = u64>) -> Option<u64> {
     )
 }
 
+/// Whether a live message numbered `seq`, arriving at a client whose messages run unbroken up to `resume` (its
+/// [`resume_point`]), shows that some went missing on their way: then `Some(after)`, where to page forward from
+/// (`history` with `after`). A room's `seq`s have no gaps, so anything more than one past `resume` is a hole: a
+/// broadcast lost with the node that stored the message, or while Redis was down. A client that holds nothing yet
+/// (`None`) misses everything before `seq`.
+pub fn missing_before(resume: Option<u64>, seq: u64) -> Option<u64> {
+    let after = resume.unwrap_or(0);
+    (seq > after.saturating_add(1)).then_some(after)
+}
+
 /// Client → server: post a message to a room the sender has joined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -578,6 +588,16 @@ mod tests {
         assert_eq!(resume_point([3, 1, 2, 2]), Some(3), "in any order, copies and all");
         assert_eq!(resume_point([10, 11, 12, 14, 15]), Some(12), "13 is missing: resume after 12");
         assert_eq!(resume_point([51, 52, 53]), Some(53), "the run need not start at 1");
+    }
+
+    #[test]
+    fn a_live_message_past_the_next_seq_shows_a_hole_to_fill() {
+        assert_eq!(missing_before(Some(8), 9), None, "the next one");
+        assert_eq!(missing_before(Some(8), 5), None, "an old one again");
+        assert_eq!(missing_before(Some(8), 10), Some(8), "9 went missing");
+        assert_eq!(missing_before(None, 1), None, "the room's first message");
+        assert_eq!(missing_before(None, 4), Some(0), "nothing held, three before it");
+        assert_eq!(missing_before(Some(u64::MAX), u64::MAX), None);
     }
 
     #[test]
