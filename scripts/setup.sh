@@ -106,12 +106,14 @@ setup_services() {
     as_root apt-get update
     # Without starting their system services, which the tests do not use (nginx's would take port 80): Debian's
     # policy-rc.d says no to every service start while it exists.
-    local policy=/usr/sbin/policy-rc.d own_policy=
-    if [ ! -e "$policy" ]; then
-      as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
-      own_policy=yes
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-    if [ -n "$own_policy" ]; then as_root rm -f "$policy"; fi
+    # In a subshell whose exit removes the policy again, even when the install fails or is interrupted.
+    (
+      policy=/usr/sbin/policy-rc.d
+      if [ ! -e "$policy" ]; then
+        trap 'as_root rm -f "$policy"' EXIT
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
+      fi
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    )
   fi
 }

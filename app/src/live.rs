@@ -241,6 +241,9 @@ fn on_each<E: protocol::Event + 'static>(socket: &Socket, mut apply: impl FnMut(
     });
 }
 
+/// How long a hole among a room's messages may last before the page fetches what is missing.
+const HOLE_GRACE: Duration = Duration::from_millis(300);
+
 /// Loads the rest of what was missed, page by page, after the join brought the first [`protocol::Joined::MAX_HISTORY`]
 /// (up to `after`). It pages from its own cursor, not from the newest message shown: live messages keep arriving
 /// meanwhile, and paging after them would skip the gap.
@@ -366,24 +369,27 @@ impl Chat {
             if message.room != this_room {
                 return;
             }
-            // Seqs have no gaps: a live message more than one past what is shown means some never arrived (a
-            // broadcast lost with the node that stored it, or while Redis was down). Fetch them. Only once joined:
-            // before, the join's own history is still on its way.
-            let missing = if state.joined.get_untracked() {
-                protocol::missing_before(state.resume_seq(), message.seq)
-            } else {
-                None
-            };
             state.add_message(message);
-            if let Some(after) = missing
-                && !filling.replace(true)
-            {
-                let (socket, room, filling) = (gap_socket.clone(), this_room.clone(), filling.clone());
-                spawn_local(async move {
-                    catch_up(&socket, &room, state, after).await;
-                    filling.set(false);
-                });
+            // Seqs have no gaps: a hole among the messages shown means some never arrived (a broadcast lost with
+            // the node that stored it, or while Redis was down). Only once joined: before, the join's own history
+            // is still on its way.
+            if !state.joined.get_untracked() || state.hole().is_none() || filling.replace(true) {
+                return;
             }
+            let (socket, room, filling) = (gap_socket.clone(), this_room.clone(), filling.clone());
+            // Broadcasts of consecutive messages can cross on their way (two handlers, two nodes): wait a moment,
+            // and fill only a hole that is still there, so that a reordering costs the room no request.
+            set_timeout(
+                move || {
+                    spawn_local(async move {
+                        if let Some(after) = state.hole() {
+                            catch_up(&socket, &room, state, after).await;
+                        }
+                        filling.set(false);
+                    });
+                },
+                HOLE_GRACE,
+            );
         });
         let this_room = room.clone();
         on_each(&socket, move |message: PrivateMessage| {

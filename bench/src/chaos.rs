@@ -251,6 +251,9 @@ async fn send_all(user: Arc<User>, ledger: Arc<Ledger>, config: ChaosConfig, sta
     }
 }
 
+/// How long a hole among a receiver's messages may last before it fetches what is missing (as the page does).
+const HOLE_GRACE: Duration = Duration::from_millis(300);
+
 /// How many times a client asks to join on one connection while its joins go unanswered.
 const JOIN_ATTEMPTS: u32 = 20;
 
@@ -280,22 +283,22 @@ async fn receive(
             while let Some(event) = messages.next().await {
                 let Some(message) = event.args.into_iter().next() else { continue };
                 let Ok(message) = serde_json::from_value::<ChatMessage>(message) else { continue };
-                // As the page does: a live message past the next seq shows a hole (a broadcast lost with the node
-                // that stored it); fetch what is missing. Only once joined, and only when recovering.
-                let missing = (config.recovery && ledger.in_room(user.index))
-                    .then(|| protocol::missing_before(ledger.resume_point(user.index), message.seq))
-                    .flatten();
                 ledger.received(user.index, &message);
-                if let Some(after) = missing
-                    && !filling.swap(true, Ordering::SeqCst)
-                {
-                    let (user, ledger, filling, timeout) =
-                        (user.clone(), ledger.clone(), filling.clone(), config.request_timeout);
-                    tokio::spawn(async move {
-                        page_forward(&user, &ledger, after, timeout).await;
-                        filling.store(false, Ordering::SeqCst);
-                    });
+                // As the page does: a hole in what it holds (a broadcast lost with the node that stored it) is
+                // filled, if it is still there after a moment. Only once joined, and only when recovering.
+                let hole = config.recovery && ledger.in_room(user.index) && ledger.hole(user.index).is_some();
+                if !hole || filling.swap(true, Ordering::SeqCst) {
+                    continue;
                 }
+                let (user, ledger, filling, timeout) =
+                    (user.clone(), ledger.clone(), filling.clone(), config.request_timeout);
+                tokio::spawn(async move {
+                    tokio::time::sleep(HOLE_GRACE).await;
+                    if let Some(after) = ledger.hole(user.index) {
+                        page_forward(&user, &ledger, after, timeout).await;
+                    }
+                    filling.store(false, Ordering::SeqCst);
+                });
             }
         })
     };
@@ -415,6 +418,14 @@ impl Ledger {
     /// Where this receiver resumes, as the page does ([`protocol::resume_point`]).
     fn resume_point(&self, receiver: u32) -> Option<u64> {
         self.books().received.get(&receiver).and_then(|(_, seen)| protocol::resume_point(seen.keys().copied()))
+    }
+
+    /// Where messages are missing among those this receiver holds (the `after` to fetch from), if they are.
+    fn hole(&self, receiver: u32) -> Option<u64> {
+        let books = self.books();
+        let (_, seen) = books.received.get(&receiver)?;
+        let newest = seen.keys().max().copied()?;
+        protocol::missing_before(protocol::resume_point(seen.keys().copied()), newest)
     }
 
     /// Acknowledged messages not yet at one of the other members of their room.

@@ -191,9 +191,12 @@ async fn after_a_redis_outage_the_nodes_share_presence_and_messages_again_and_no
     cluster.stop_redis();
     // Node one carries on alone: Cy joins, Ada's message is stored and acknowledged.
     let cy = Person::open(&one, "Cy", "session-cy-0000003");
+    let mut cy_messages = cy.chat.on::<ChatMessage>();
     cy.join().await.unwrap();
     let body = MessageBody::parse("said while Redis was down").unwrap();
     let during = ada.chat.request(&SendMessage { room: room(), body, client_id: None }, WAIT).await.unwrap();
+    // Live on Ada's own node, even with no Redis to carry it further.
+    next_such(&mut cy_messages, "Ada's message at Cy's, on the same node", |m| m.id == during.message.id).await;
 
     cluster.start_redis().await.unwrap();
     // Node one's snapshot after the outage tells node two about Cy.

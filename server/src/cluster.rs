@@ -74,6 +74,10 @@ pub async fn join<A: Adapter>(redis: redis::Client, io: SocketIo<A>, hub: Hub) -
 }
 
 /// Sends this node's reports in order, a heartbeat every [`HEARTBEAT`] and a hello when asked.
+///
+/// While Redis is unreachable, what is queued is dropped, except removals: once Redis answers again, a fresh
+/// snapshot replaces every other report (they are older than it), then the removals go out (a removal speaks of
+/// other nodes' members, which no snapshot of this node covers), then a hello, so that the others' snapshots come.
 async fn publish(
     node: NodeId,
     mut redis: redis::aio::ConnectionManager,
@@ -84,6 +88,8 @@ async fn publish(
     let mut beats = tokio::time::interval(HEARTBEAT);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost = false;
+    // Removals made or taken off the queue while Redis was unreachable, to send once it is back.
+    let mut removals: Vec<Report> = Vec::new();
     loop {
         let message = tokio::select! {
             report = reports.recv() => match report {
@@ -94,28 +100,48 @@ async fn publish(
             _ = beats.tick() => Message::Heartbeat,
         };
         if lost {
-            // Reports were lost with Redis: the queued ones are older than a snapshot taken now, which replaces
-            // them all. The ConnectionManager reconnects by itself; this only waits for it.
-            match send(&mut redis, &node, Message::Heartbeat).await {
-                Ok(()) => {
-                    lost = false;
-                    while reports.try_recv().is_ok() {}
-                    hub.presence.report_snapshot();
-                    tracing::info!("Redis is back: a presence snapshot goes out next");
-                }
-                Err(_) => {
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    continue;
-                }
-            }
-            // A report taken from the queue before Redis came back is older than that snapshot: drop it too.
-            if matches!(message, Message::Report(_)) {
+            keep_removals(Some(message), &mut reports, &mut removals);
+            // The ConnectionManager reconnects by itself; this only asks whether it has.
+            if send(&mut redis, &node, Message::Heartbeat).await.is_err() {
+                tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
+            lost = false;
+            // Whatever was queued meanwhile is older than the snapshot queued now (removals aside).
+            keep_removals(None, &mut reports, &mut removals);
+            hub.presence.report_snapshot();
+            tracing::info!("Redis is back: presence snapshot, removals and a hello go out");
+            for removal in std::mem::take(&mut removals) {
+                if send(&mut redis, &node, Message::Report(removal.clone())).await.is_err() {
+                    lost = true;
+                    removals.push(removal);
+                }
+            }
+            if send(&mut redis, &node, Message::Hello).await.is_err() {
+                lost = true;
+            }
+            continue;
         }
+        let removal = match &message {
+            Message::Report(report @ Report::Removed { .. }) => Some(report.clone()),
+            _ => None,
+        };
         if let Err(e) = send(&mut redis, &node, message).await {
             tracing::warn!(error = %e, "presence not published: Redis unreachable");
             lost = true;
+            removals.extend(removal);
+        }
+    }
+}
+
+/// While Redis is unreachable: keeps the removals among `message` and what is queued, drops the rest.
+fn keep_removals(message: Option<Message>, reports: &mut mpsc::UnboundedReceiver<Report>, removals: &mut Vec<Report>) {
+    if let Some(Message::Report(report @ Report::Removed { .. })) = message {
+        removals.push(report);
+    }
+    while let Ok(report) = reports.try_recv() {
+        if matches!(report, Report::Removed { .. }) {
+            removals.push(report);
         }
     }
 }
@@ -138,6 +164,9 @@ async fn listen<A: Adapter>(
 ) {
     let mut seen: HashMap<NodeId, Instant> = HashMap::new();
     let mut sweeps = tokio::time::interval(HEARTBEAT);
+    // This node's own heartbeats coming back show that the subscription works: a connection that died without
+    // closing would otherwise look like every other node falling silent.
+    let mut heard_myself = Instant::now();
     loop {
         {
             let mut messages = subscriber.on_message();
@@ -154,15 +183,28 @@ async fn listen<A: Adapter>(
                         };
                         match serde_json::from_str::<Envelope>(&payload) {
                             Ok(envelope) if envelope.node != node => {
-                                seen.insert(envelope.node.clone(), Instant::now());
+                                let known = seen.insert(envelope.node.clone(), Instant::now()).is_some();
+                                // A node not heard from before (or forgotten since): its reports change a copy
+                                // of it that is empty here, so ask for its snapshot, unless this is one.
+                                let whole = matches!(
+                                    envelope.message,
+                                    Message::Hello | Message::Report(Report::Snapshot { .. })
+                                );
+                                if !known && !whole {
+                                    let _ = hello.send(());
+                                }
                                 receive(&io, &hub.presence, envelope).await;
                             }
-                            Ok(_) => {}
+                            Ok(_) => heard_myself = Instant::now(),
                             Err(e) => tracing::warn!(error = %e, "invalid presence message ignored"),
                         }
                     }
                     _ = sweeps.tick() => {
                         let now = Instant::now();
+                        if now.saturating_duration_since(heard_myself) > SILENT_AFTER {
+                            // Not even this node's own heartbeats come back: the subscription is what is gone.
+                            break;
+                        }
                         let silent: Vec<NodeId> = seen
                             .iter()
                             .filter(|(_, at)| now.saturating_duration_since(**at) > SILENT_AFTER)
@@ -195,6 +237,7 @@ async fn listen<A: Adapter>(
         for heard in seen.values_mut() {
             *heard = now;
         }
+        heard_myself = now;
     }
 }
 

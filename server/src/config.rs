@@ -48,7 +48,7 @@ pub struct Config {
 
     /// Run as one node of several: share rooms, broadcasts and presence with the other nodes through this Redis
     /// (redis://host:port, Redis 7 or later). Every node needs the same --redis-url and --database-url
-    #[arg(long, env = "CAUSERIE_REDIS_URL", hide_env_values = true, value_parser = redis_url)]
+    #[arg(long, env = "CAUSERIE_REDIS_URL", hide_env_values = true, value_parser = redis_url, requires = "database_url")]
     pub redis_url: Option<String>,
 
     /// Token for the admin page (/admin). Without one, the admin namespace refuses everybody
@@ -223,6 +223,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6390?protocol=resp3"));
         assert_eq!(config.database_url.as_deref(), Some("postgres://causerie@127.0.0.1:5433/chat"));
+        let err = Config::try_parse_from(["causerie", "--redis-url", "redis://h:6379"]).unwrap_err();
+        assert!(err.to_string().contains("--database-url"), "nodes need one shared database: {err}");
         let err = Config::try_parse_from(["causerie", "--redis-url", "127.0.0.1:6379"]).unwrap_err();
         assert!(err.to_string().contains("expected a Redis URL: redis://host:port"), "{err}");
         let err = Config::try_parse_from(["causerie", "--redis-url", "rediss://h:6379"]).unwrap_err();

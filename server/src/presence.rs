@@ -279,6 +279,10 @@ impl Presence {
         }
         if tell_others && seen.is_some() {
             self.report(Report::Removed { room: room.clone(), member: member.clone() });
+        } else if !connections.is_empty() {
+            // This node's part changed: say so, in order, so that a report of this member sent before the
+            // removal reached this node (and re-added elsewhere after it) is undone everywhere.
+            self.report(Report::Left { room: room.clone(), member: member.clone() });
         }
         drop(registry);
         if seen.is_some() {
@@ -362,6 +366,11 @@ impl Presence {
     /// `member` as present in `room`, on any node.
     pub fn find(&self, room: &RoomName, member: &MemberId) -> Option<Member> {
         self.registry().view(room).remove(member)
+    }
+
+    /// Whether `member` has a connection in `room` on this node.
+    pub fn is_here(&self, room: &RoomName, member: &MemberId) -> bool {
+        self.registry().rooms.get(room).is_some_and(|members| members.contains_key(member))
     }
 
     /// Whether `connection` (one of this node's) has joined `room`.

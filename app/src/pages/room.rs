@@ -215,6 +215,16 @@ impl RoomState {
         self.items.with_untracked(|items| protocol::resume_point(items.iter().filter_map(Item::seq)))
     }
 
+    /// Where messages are missing among those shown (the `after` to fetch from), if they are: a room's seqs have
+    /// no gaps.
+    pub fn hole(&self) -> Option<u64> {
+        self.items.with_untracked(|items| {
+            let seqs: Vec<u64> = items.iter().filter_map(Item::seq).collect();
+            let newest = seqs.iter().max().copied()?;
+            protocol::missing_before(protocol::resume_point(seqs), newest)
+        })
+    }
+
     /// The lowest `seq` shown: what older pages load before.
     pub fn first_seq(&self) -> Option<u64> {
         self.items.with_untracked(|items| items.iter().filter_map(Item::seq).min())

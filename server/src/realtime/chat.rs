@@ -15,7 +15,7 @@ use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef,
 use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 
-use super::{Hub, invalid_payload, member_channel, reply, room_channel};
+use super::{Hub, broadcast, invalid_payload, member_channel, reply, room_channel};
 use crate::presence::{Arrival, Change, JoinRefused};
 use crate::store::{Appended, NewImage, NewMessage};
 
@@ -303,8 +303,10 @@ async fn publish<A: Adapter>(
     let message = match hub.store.append(new).await {
         Ok(Appended::New(message)) => {
             hub.messages_total.fetch_add(1, Ordering::Relaxed);
-            // `to` leaves this connection out: it gets the message back in its ack instead.
-            if let Err(e) = socket.to(room_channel(&message.room)).emit(ChatMessage::NAME, &message).await {
+            // `to` leaves this connection out: it gets the message back in its ack instead. If the other nodes
+            // cannot be reached, their people fetch it when they see the hole in the room's numbers.
+            let to = || socket.to(room_channel(&message.room));
+            if let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
                 tracing::warn!(error = %e, room = %message.room, "broadcast failed");
             }
             message
@@ -335,8 +337,8 @@ async fn on_typing<A: Adapter>(
     }
     let notice = TypingNotice { room: room.clone(), member: me.member.clone() };
     // Nobody needs to be told that they themselves are typing, on any of their tabs.
-    let others = socket.to(room_channel(&room)).except(member_channel(&room, &me.member.id));
-    if let Err(e) = others.emit(TypingNotice::NAME, &notice).await {
+    let others = || socket.to(room_channel(&room)).except(member_channel(&room, &me.member.id));
+    if let Err(e) = broadcast(others, TypingNotice::NAME, &notice).await {
         tracing::debug!(error = %e, %room, "typing notice not sent");
     }
 }
@@ -366,9 +368,18 @@ async fn on_private<A: Adapter>(
     hub.messages_total.fetch_add(1, Ordering::Relaxed);
     clock.reset();
     // Exactly the two members' connections in this room; this one gets it in its ack.
-    let recipients = [member_channel(&message.room, &message.to.id), member_channel(&message.room, &message.from.id)];
-    if let Err(e) = socket.to(recipients).emit(PrivateMessage::NAME, &message).await {
-        tracing::warn!(error = %e, room = %message.room, "private message not delivered");
+    let recipients = || {
+        let channels = [member_channel(&message.room, &message.to.id), member_channel(&message.room, &message.from.id)];
+        socket.to(channels)
+    };
+    if let Err(e) = broadcast(recipients, PrivateMessage::NAME, &message).await {
+        tracing::warn!(error = %e, room = %message.room, "private message not delivered everywhere");
+        // Private messages are not stored: one that reached only this node is lost for a recipient elsewhere.
+        if matches!(e, socketioxide::BroadcastError::Adapter(_)) && !hub.presence.is_here(&message.room, &message.to.id)
+        {
+            let error = internal("Your private message could not be delivered right now. Try again in a moment.");
+            return reply::<PrivateAccepted>(ack, Err(error));
+        }
     }
     reply(ack, Ok(PrivateAccepted { message }));
 }

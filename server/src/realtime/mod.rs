@@ -78,6 +78,25 @@ pub(crate) fn member_channel(room: &RoomName, member: &MemberId) -> String {
     format!("member:{room}:{}", member.0)
 }
 
+/// Emits `event` to the sockets `to()` selects, on every node. With the Redis adapter, a failed publish (Redis
+/// unreachable) sends nothing at all, not even to this node's sockets: they then get it at least, and the error
+/// is returned. (Errors of single sockets are not retried: the others got it.)
+pub(crate) async fn broadcast<A: Adapter, T: Serialize + ?Sized>(
+    to: impl Fn() -> socketioxide::operators::BroadcastOperators<A>,
+    event: &str,
+    data: &T,
+) -> Result<(), socketioxide::BroadcastError> {
+    match to().emit(event, data).await {
+        Err(e @ socketioxide::BroadcastError::Adapter(_)) => {
+            if let Err(local) = to().local().emit(event, data).await {
+                tracing::warn!(error = %local, event, "not even sent to this node's connections");
+            }
+            Err(e)
+        }
+        other => other,
+    }
+}
+
 fn reply<T: Serialize>(ack: AckSender<impl Adapter>, result: Result<T, protocol::ErrorBody>) {
     if let Err(e) = ack.send(&protocol::AckResult::from(result)) {
         // The client went away, or did not ask for an ack; either way nobody is waiting for this answer.

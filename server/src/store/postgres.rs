@@ -23,9 +23,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_images.sql")),
 ];
 
-/// Connections per node. Appends to one room queue on its lock whatever this is; more connections let appends to
-/// other rooms and reads go on meanwhile.
+/// Connections per node. Appends to one room queue on its lock, each holding a connection while it waits: a room
+/// busier than this many appends at once makes everything else on the node wait for a connection too (at most
+/// [`TIMEOUT`]).
 const POOL_SIZE: usize = 16;
+
+/// The longest any step may take: getting a connection, the room's lock, a statement.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Any number held by the migrations' advisory lock, so that two nodes starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x00ca_5e71;
@@ -39,10 +43,25 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the database at `url` (postgres://…) and migrates it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|e: tokio_postgres::Error| StoreError::Pool(format!("invalid URL: {e}")))?;
+        // Nothing waits forever: a node that hangs mid-append would hold its room's lock for every node, and a
+        // request would hold its sender's ack. An append that cannot get the lock or a connection fails, and the
+        // client sends it again.
+        config.connect_timeout(TIMEOUT);
+        config.options(format!(
+            "-c lock_timeout={ms} -c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}",
+            ms = TIMEOUT.as_millis()
+        ));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(POOL_SIZE).build().map_err(|e| StoreError::Pool(e.to_string()))?;
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(TIMEOUT))
+            .create_timeout(Some(TIMEOUT))
+            .recycle_timeout(Some(TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Pool(e.to_string()))?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -132,10 +151,11 @@ impl PostgresStore {
             &client_id,
             &image_id,
         ];
-        // Pipelined: the three go out together and run in this order, so that the room's lock is held before the
-        // insert reads the room's last seq. One round trip instead of one per statement.
+        // Pipelined: the three go out together and run in this order (`biased`: polled, hence sent, in order), so
+        // that the room's lock is held before the insert reads the room's last seq. One round trip, not three.
         let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&room];
         let (locked, image, inserted) = tokio::join!(
+            biased;
             transaction.execute(&lock, &lock_params),
             image,
             transaction.query_opt(&insert_message, &message_params)
@@ -167,7 +187,7 @@ const INSERT_IMAGE: &str = "INSERT INTO images (id, content_type, size, width, h
 /// The next seq of the room, computed in the insert itself; nothing when the (room, sender, client id) is taken.
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
      SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, $5, $6, $7, $8 FROM messages WHERE room = $2 \
-     ON CONFLICT DO NOTHING RETURNING seq";
+     ON CONFLICT (room, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING seq";
 
 /// A row of [`SELECT_MESSAGES`].
 fn row_of(row: &tokio_postgres::Row) -> Result<StoredRow, StoreError> {
