@@ -8,6 +8,9 @@
 //!   (room, sender, client id); the earlier message is then returned instead.
 //! - **durability**: the ack goes out after `COMMIT` returned (Postgres's `synchronous_commit`, on by default).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use protocol::{ChatMessage, ClientId, ImageKind, RoomName};
 use tokio_postgres::NoTls;
@@ -23,9 +26,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_images.sql")),
 ];
 
-/// Connections per node. Appends to one room queue on its lock, each holding a connection while it waits: a room
-/// busier than this many appends at once makes everything else on the node wait for a connection too (at most
-/// [`TIMEOUT`]).
+/// Connections per node. Appends to one room take turns on the node before taking a connection (and then on the
+/// room's lock across nodes), so a busy room holds one connection and the rest serve other rooms and reads.
 const POOL_SIZE: usize = 16;
 
 /// The longest any step may take: getting a connection, the room's lock, a statement.
@@ -38,6 +40,9 @@ const MIGRATION_LOCK: i64 = 0x00ca_5e71;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// One turn per room on this node: an append waits here, holding no connection, while another append to the
+    /// same room is under way, so that a busy room never holds every pooled connection waiting on its lock.
+    rooms: Arc<std::sync::Mutex<HashMap<RoomName, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl PostgresStore {
@@ -62,7 +67,7 @@ impl PostgresStore {
             .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = Self { pool };
+        let store = Self { pool, rooms: Arc::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -114,7 +119,19 @@ impl PostgresStore {
         rows.iter().map(|row| row_of(row)?.into_message()).collect()
     }
 
+    /// This room's turn on this node (see `rooms`).
+    fn turn(&self, room: &RoomName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget the rooms nobody is appending to, so that the map does not grow with every room ever seen.
+        rooms.retain(|_, turn| Arc::strong_count(turn) > 1);
+        Arc::clone(rooms.entry(room.clone()).or_default())
+    }
+
     async fn append_now(&self, new: NewMessage) -> Result<Appended, StoreError> {
+        // Held across the awaits below: a tokio mutex, which is what it is for. The std mutex inside `turn` is
+        // released before any await.
+        let turn = self.turn(&new.room);
+        let _turn = turn.lock().await;
         let mut client = self.client().await?;
         // Prepared once per connection (deadpool caches them), so that below each statement is one message.
         let lock = client.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").await?;
