@@ -422,10 +422,7 @@ impl Ledger {
 
     /// Where messages are missing among those this receiver holds (the `after` to fetch from), if they are.
     fn hole(&self, receiver: u32) -> Option<u64> {
-        let books = self.books();
-        let (_, seen) = books.received.get(&receiver)?;
-        let newest = seen.keys().max().copied()?;
-        protocol::missing_before(protocol::resume_point(seen.keys().copied()), newest)
+        self.books().received.get(&receiver).and_then(|(_, seen)| protocol::hole(seen.keys().copied()))
     }
 
     /// Acknowledged messages not yet at one of the other members of their room.

@@ -157,17 +157,27 @@ async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() 
     assert_eq!((left.member.name.as_str(), left.reason), ("Cy", LeaveReason::Removed));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_a_node_dies_its_people_are_seen_leaving_from_the_other_node() {
-    let cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
-    let mut cluster = cluster;
-    let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
-    let bob = Person::open(&two, "Bob", "session-bob-000002");
-    let (mut bob_joins, mut bob_lefts) = (bob.chat.on::<MemberJoined>(), bob.chat.on::<MemberLeft>());
+/// Bob joins on node two, then Ada on node one, and Bob hears of her arrival. Returns them, and Bob's arrivals
+/// (for later ones). `suffix` makes their sessions this test's own.
+async fn ada_on_one_seen_by_bob_on_two(
+    cluster: &Cluster,
+    suffix: &str,
+) -> (Person, Person, impl Stream<Item = MemberJoined> + Unpin + use<>) {
+    let bob = Person::open(&cluster.nodes[1].url(), "Bob", &format!("session-bob-{suffix}"));
+    let mut bob_joins = bob.chat.on::<MemberJoined>();
     bob.join().await.unwrap();
-    let ada = Person::open(&one, "Ada", "session-ada-000002");
+    let ada = Person::open(&cluster.nodes[0].url(), "Ada", &format!("session-ada-{suffix}"));
     ada.join().await.unwrap();
     next_such(&mut bob_joins, "Ada's arrival at Bob's", |notice| notice.member.name.as_str() == "Ada").await;
+    (ada, bob, bob_joins)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_dies_its_people_are_seen_leaving_from_the_other_node() {
+    let mut cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
+    let (_ada, bob, _) = ada_on_one_seen_by_bob_on_two(&cluster, "000002").await;
+    let mut bob_lefts = bob.chat.on::<MemberLeft>();
+    let two = cluster.nodes[1].url();
 
     // Node one crashes. Ada's client only knows node one and cannot come back through the other.
     cluster.nodes[0].kill().await.unwrap();
@@ -180,13 +190,9 @@ async fn when_a_node_dies_its_people_are_seen_leaving_from_the_other_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_outage_the_nodes_share_presence_and_messages_again_and_nothing_stored_is_lost() {
     let mut cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
-    let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
-    let bob = Person::open(&two, "Bob", "session-bob-000003");
-    let (mut bob_joins, mut bob_messages) = (bob.chat.on::<MemberJoined>(), bob.chat.on::<ChatMessage>());
-    bob.join().await.unwrap();
-    let ada = Person::open(&one, "Ada", "session-ada-000003");
-    ada.join().await.unwrap();
-    next_such(&mut bob_joins, "Ada's arrival at Bob's", |notice| notice.member.name.as_str() == "Ada").await;
+    let (ada, bob, mut bob_joins) = ada_on_one_seen_by_bob_on_two(&cluster, "000003").await;
+    let mut bob_messages = bob.chat.on::<ChatMessage>();
+    let one = cluster.nodes[0].url();
 
     cluster.stop_redis();
     // Node one carries on alone: Cy joins, Ada's message is stored and acknowledged.

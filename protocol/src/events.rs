@@ -231,6 +231,14 @@ pub fn missing_before(resume: Option<u64>, seq: u64) -> Option<u64> {
     (seq > after.saturating_add(1)).then_some(after)
 }
 
+/// Where messages are missing among those a client holds (`seqs`): the `after` to page forward from, if some are.
+/// [`missing_before`] of the newest one held, seen from the [`resume_point`].
+pub fn hole(seqs: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let seqs: Vec<u64> = seqs.into_iter().collect();
+    let newest = seqs.iter().max().copied()?;
+    missing_before(resume_point(seqs), newest)
+}
+
 /// Client → server: post a message to a room the sender has joined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -598,6 +606,14 @@ mod tests {
         assert_eq!(missing_before(None, 1), None, "the room's first message");
         assert_eq!(missing_before(None, 4), Some(0), "nothing held, three before it");
         assert_eq!(missing_before(Some(u64::MAX), u64::MAX), None);
+    }
+
+    #[test]
+    fn a_hole_is_where_the_unbroken_run_ends_before_the_newest_message() {
+        assert_eq!(hole([]), None);
+        assert_eq!(hole([4, 5, 6]), None);
+        assert_eq!(hole([4, 5, 8, 6]), Some(6), "7 is missing");
+        assert_eq!(hole([1, 3]), Some(1));
     }
 
     #[test]

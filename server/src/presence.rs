@@ -180,14 +180,15 @@ impl Presence {
         connection: Sid,
     ) -> Result<(Arrival, Vec<Member>), JoinRefused> {
         let mut registry = self.registry();
-        admissible(room, &registry.view(room), member)?;
+        let mut view = registry.view(room);
+        admissible(room, &view, member)?;
         if let Some((_, rooms)) = registry.connections.get(&connection)
             && rooms.len() >= MAX_ROOMS_PER_CONNECTION
             && !rooms.contains(room)
         {
             return Err(JoinRefused::TooManyRooms { max: MAX_ROOMS_PER_CONNECTION });
         }
-        let arrival = if registry.in_view(room, &member.id) { Arrival::AnotherConnection } else { Arrival::Entered };
+        let arrival = if view.contains_key(&member.id) { Arrival::AnotherConnection } else { Arrival::Entered };
         let members = registry.rooms.entry(room.clone()).or_default();
         let present = members
             .entry(member.id.clone())
@@ -200,7 +201,9 @@ impl Presence {
             .or_insert_with(|| (member.id.clone(), HashSet::new()))
             .1
             .insert(room.clone());
-        let everyone = sorted(registry.view(room).into_values());
+        // The view with this member in it: what it was before, as admissible made sure of their name.
+        view.entry(member.id.clone()).or_insert_with(|| member.clone());
+        let everyone = sorted(view.into_values());
         if first_here {
             self.report(Report::Entered { room: room.clone(), member: member.clone() });
         }

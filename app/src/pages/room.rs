@@ -218,11 +218,7 @@ impl RoomState {
     /// Where messages are missing among those shown (the `after` to fetch from), if they are: a room's seqs have
     /// no gaps.
     pub fn hole(&self) -> Option<u64> {
-        self.items.with_untracked(|items| {
-            let seqs: Vec<u64> = items.iter().filter_map(Item::seq).collect();
-            let newest = seqs.iter().max().copied()?;
-            protocol::missing_before(protocol::resume_point(seqs), newest)
-        })
+        self.items.with_untracked(|items| protocol::hole(items.iter().filter_map(Item::seq)))
     }
 
     /// The lowest `seq` shown: what older pages load before.

@@ -195,6 +195,16 @@ pub(crate) const SELECT_MESSAGES: &str = "SELECT m.id, m.room, m.seq, m.sender_i
                                           m.client_id, i.id, i.content_type, i.size, i.width, i.height \
                                           FROM messages m LEFT JOIN images i ON i.id = m.image_id";
 
+/// A `seq` as the databases store it (a signed 64-bit integer); beyond any stored one when too large.
+pub(crate) fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// The row limit for a page of `limit` messages: one more, to learn whether there are more (see [`page_of`]).
+pub(crate) fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+}
+
 /// Keeps `limit` of `rows` fetched with a limit of `limit + 1`: the extra row says whether there are more.
 pub(crate) fn page_of(mut messages: Vec<ChatMessage>, limit: usize) -> Page {
     let has_more = messages.len() > limit;

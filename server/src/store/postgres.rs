@@ -16,7 +16,8 @@ use protocol::{ChatMessage, ClientId, ImageKind, RoomName};
 use tokio_postgres::NoTls;
 
 use super::{
-    Appended, MessageStore, NewMessage, Page, SELECT_MESSAGES, StoreError, StoreFuture, StoredImage, StoredRow, page_of,
+    Appended, MessageStore, NewMessage, Page, SELECT_MESSAGES, StoreError, StoreFuture, StoredImage, StoredRow,
+    limit_param, page_of, seq_param,
 };
 
 /// Every migration, in order, with the same versions as SQLite's. Each runs once, in a transaction, recorded in
@@ -223,14 +224,6 @@ fn row_of(row: &tokio_postgres::Row) -> Result<StoredRow, StoreError> {
         client_id: row.try_get(7)?,
         image,
     })
-}
-
-fn seq_param(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn limit_param(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
 }
 
 impl MessageStore for PostgresStore {

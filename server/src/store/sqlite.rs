@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Appended, MessageStore, NewMessage, Page, SELECT_MESSAGES as SELECT, StoreError, StoreFuture, StoredImage,
-    StoredRow, page_of,
+    StoredRow, limit_param, page_of, seq_param,
 };
 
 /// Every migration, in order. Each runs once, in a transaction, and is recorded in `schema_migrations`.
@@ -141,10 +141,6 @@ fn messages(connection: &Connection, sql: &str, params: impl rusqlite::Params) -
     Ok(out)
 }
 
-fn seq_param(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
 /// The writer thread: waits for a message, takes whatever else is already queued, and commits them all in one
 /// transaction. Ends when every [`SqliteStore`] handle is gone.
 fn write_batches(connection: &Mutex<Connection>, writes: &std::sync::mpsc::Receiver<Write>) {
@@ -267,14 +263,14 @@ impl MessageStore for SqliteStore {
     fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
         self.run(move |connection| {
             let sql = format!("{SELECT} WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3");
-            Ok(page_of(messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?, limit))
+            Ok(page_of(messages(connection, &sql, params![room.as_str(), seq_param(seq), limit_param(limit)])?, limit))
         })
     }
 
     fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
         self.run(move |connection| {
             let sql = format!("{SELECT} WHERE m.room = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3");
-            let newest_first = messages(connection, &sql, params![room.as_str(), seq_param(seq), limit as i64 + 1])?;
+            let newest_first = messages(connection, &sql, params![room.as_str(), seq_param(seq), limit_param(limit)])?;
             let mut page = page_of(newest_first, limit);
             page.messages.reverse();
             Ok(page)
