@@ -91,17 +91,21 @@ struct Chaos {
 
 fn main() -> anyhow::Result<()> {
     let command = Command::parse();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")?;
     match command {
         Command::Serve { args } => {
+            // The server as shipped, on the runtime it picks for itself.
             let config = server::Config::parse_from(std::iter::once("causerie".to_owned()).chain(args));
-            runtime.block_on(server::run(config))
+            server::runtime().context("starting the Tokio runtime")?.block_on(server::run(config))
         }
-        Command::Run(run) => runtime.block_on(run_all(run)),
-        Command::Chaos(chaos) => runtime.block_on(run_chaos(chaos)),
-        Command::Cluster(cluster) => runtime.block_on(run_cluster(cluster)),
+        Command::Run(run) => load_runtime()?.block_on(run_all(run)),
+        Command::Chaos(chaos) => load_runtime()?.block_on(run_chaos(chaos)),
+        Command::Cluster(cluster) => load_runtime()?.block_on(run_cluster(cluster)),
     }
+}
+
+/// The load generator's runtime: every CPU it is given.
+fn load_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")
 }
 
 async fn run_cluster(run: ClusterRun) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
+use anyhow::Context as _;
 use clap::Parser as _;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    server::run(server::Config::parse()).await
+fn main() -> anyhow::Result<()> {
+    let config = server::Config::parse();
+    server::runtime().context("starting the Tokio runtime")?.block_on(server::run(config))
 }

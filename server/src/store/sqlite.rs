@@ -208,28 +208,29 @@ fn insert(transaction: &Connection, new: NewMessage) -> Result<Appended, StoreEr
             return Ok(Appended::Duplicate(original));
         }
     }
-    let seq: i64 = transaction.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1",
-        [new.room.as_str()],
-        |row| row.get(0),
-    )?;
+    let seq: i64 = transaction
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?1")?
+        .query_row([new.room.as_str()], |row| row.get(0))?;
     if let Some(image) = &new.image {
-        transaction.execute(
-            "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+        transaction
+            .prepare_cached(
+                "INSERT INTO images (id, content_type, size, width, height, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
                 image.id,
                 image.kind.content_type(),
                 image.bytes.len() as i64,
                 image.width,
                 image.height,
                 image.bytes.as_ref()
-            ],
-        )?;
+            ])?;
     }
-    transaction.execute(
-        "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
+    transaction
+        .prepare_cached(
+            "INSERT INTO messages (id, room, seq, sender_id, sender_name, body, sent_at, client_id, image_id) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+        )?
+        .execute(params![
             new.id.0,
             new.room.as_str(),
             seq,
@@ -239,8 +240,7 @@ fn insert(transaction: &Connection, new: NewMessage) -> Result<Appended, StoreEr
             new.sent_at.0,
             new.client_id.as_ref().map(ClientId::as_str),
             new.image.as_ref().map(|image| image.id.as_str()),
-        ],
-    )?;
+        ])?;
     let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
     Ok(Appended::New(new.stored_as(seq)))
 }
