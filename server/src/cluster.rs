@@ -1,7 +1,7 @@
 //! Presence across nodes, over Redis pub/sub.
 //!
 //! socketioxide's Redis adapter carries broadcasts (messages, typing, private messages) from node to node, but
-//! who is in which room lives in each node's [`Presence`]. Each node publishes the changes to its own part as
+//! who is in which room lives in each node's [`Presence`](crate::presence::Presence). Each node publishes the changes to its own part as
 //! [`Report`]s on one channel, in order, and keeps a replica of every other node's part from theirs:
 //!
 //! - a node that starts asks the others for a snapshot (`hello`) and sends its own;
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 pub mod driver;
 
-use crate::presence::{NodeId, Presence, Report};
+use crate::presence::{NodeId, Report};
 use crate::realtime::{Hub, admin, chat};
 
 /// The pub/sub channel every node publishes its presence on.
@@ -193,7 +193,7 @@ async fn listen<A: Adapter>(
                                 if !known && !whole {
                                     let _ = hello.send(());
                                 }
-                                receive(&io, &hub.presence, envelope).await;
+                                receive(&io, &hub, envelope).await;
                             }
                             Ok(_) => heard_myself = Instant::now(),
                             Err(e) => tracing::warn!(error = %e, "invalid presence message ignored"),
@@ -214,7 +214,7 @@ async fn listen<A: Adapter>(
                             seen.remove(&gone);
                             tracing::warn!(node = %gone, "a node went silent: its members are forgotten");
                             for change in hub.presence.forget(&gone) {
-                                chat::announce(chat_local(&io), change).await;
+                                chat::announce(&io, &hub, change).await;
                             }
                         }
                     }
@@ -247,29 +247,21 @@ async fn resubscribe(redis: &redis::Client) -> anyhow::Result<redis::aio::PubSub
     Ok(subscriber)
 }
 
-async fn receive<A: Adapter>(io: &SocketIo<A>, presence: &Presence, envelope: Envelope) {
+async fn receive<A: Adapter>(io: &SocketIo<A>, hub: &Hub, envelope: Envelope) {
+    let presence = &hub.presence;
     match envelope.message {
         Message::Hello => presence.report_snapshot(),
         Message::Heartbeat => {}
         Message::Report(Report::Removed { room, member }) => {
             let (seen, connections) = presence.removed_elsewhere(&room, &member);
             if let Some(member) = seen {
-                admin::removed(io, &room, &member, &connections).await;
+                admin::removed(io, hub, &room, &member, &connections).await;
             }
         }
         Message::Report(report) => {
             for change in presence.apply(&envelope.node, report) {
-                chat::announce(chat_local(io), change).await;
+                chat::announce(io, hub, change).await;
             }
         }
-    }
-}
-
-/// This node's connections to the chat namespace.
-fn chat_local<A: Adapter>(io: &SocketIo<A>) -> socketioxide::operators::BroadcastOperators<A> {
-    match io.of(protocol::CHAT_NAMESPACE) {
-        Some(chat) => chat.local(),
-        // The chat namespace is registered before the cluster starts; should it be missing, the main namespace.
-        None => io.local(),
     }
 }

@@ -17,7 +17,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
 use socketioxide_core::adapter::DefinedAdapter;
 
-use super::{Hub, invalid_payload, member_channel, reply, room_channel};
+use super::{Hub, chat, invalid_payload, member_channel, reply, room_channel};
 
 /// How often admins get fresh [`Stats`].
 const STATS_EVERY: Duration = Duration::from_secs(1);
@@ -128,17 +128,17 @@ async fn on_remove<A: Adapter>(
         return reply::<MemberRemoved>(ack, Err(error));
     };
     tracing::info!(name = %member.name, %room, "removed by an admin");
-    removed(&io, &room, &member, &connections).await;
+    removed(&io, &hub, &room, &member, &connections).await;
     reply(ack, Ok(MemberRemoved { room, member }));
 }
 
 /// What each node does when a member is removed from a room: tells that member's connections here, takes them out
 /// of the room's traffic, and tells this node's other connections in the room.
-pub async fn removed<A: Adapter>(io: &SocketIo<A>, room: &RoomName, member: &Member, connections: &[Sid]) {
-    let Some(chat) = io.of(CHAT_NAMESPACE) else { return };
+pub async fn removed<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member, connections: &[Sid]) {
+    let Some(namespace) = io.of(CHAT_NAMESPACE) else { return };
     let channels = [room_channel(room), member_channel(room, &member.id)];
     for sid in connections {
-        if let Some(socket) = chat.get_socket(*sid) {
+        if let Some(socket) = namespace.get_socket(*sid) {
             // Told before leaving, so that the client stops rejoining; then out of the room's traffic.
             if let Err(e) = socket.emit(Removed::NAME, &Removed { room: room.clone() }) {
                 tracing::debug!(error = %e, "removal notice not sent");
@@ -146,10 +146,9 @@ pub async fn removed<A: Adapter>(io: &SocketIo<A>, room: &RoomName, member: &Mem
             socket.leave(channels.clone());
         }
     }
+    // Behind any notice of theirs still waiting, such as their arrival.
     let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
-    if let Err(e) = chat.local().to(room_channel(room)).emit(MemberLeft::NAME, &notice).await {
-        tracing::warn!(error = %e, %room, "removal notice not sent to the room");
-    }
+    chat::notify(io, hub, room.clone(), chat::Notice::Left(notice)).await;
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use protocol::{
     CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryFrom, HistoryPage, ImageKind, JoinRoom,
     Joined, LeaveReason, LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted,
-    PrivateMessage, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
+    PrivateMessage, RoomName, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -100,6 +100,7 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
 
 async fn on_join<A: Adapter>(
     socket: SocketRef<A>,
+    io: SocketIo<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
     TryData(request): TryData<JoinRoom>,
@@ -138,7 +139,7 @@ async fn on_join<A: Adapter>(
     tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
     if arrival == Arrival::Entered {
         // This node's connections only: every other node learns of the arrival from the cluster and tells its own.
-        announce(socket.local(), Change::Entered(room.clone(), me.member.clone())).await;
+        announce(&io, &hub, Change::Entered(room.clone(), me.member.clone())).await;
     }
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
     // the client drops by `seq`, but never zero times.
@@ -160,30 +161,68 @@ async fn on_join<A: Adapter>(
 
 /// A connection closed, or went silent past the heartbeat's timeout: its member leaves the rooms where this was
 /// their last connection.
-async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, State(hub): State<Hub>) {
+async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, State(hub): State<Hub>) {
     for (room, member) in hub.presence.disconnect(socket.id) {
         tracing::info!(sid = %socket.id, name = %member.name, %room, "left");
-        announce(socket.local(), Change::Left(room, member)).await;
+        announce(&io, &hub, Change::Left(room, member)).await;
     }
 }
 
+/// How long a busy room's presence notices wait at most (see [`super::bursts`]). A quiet room's go out at once.
+pub const NOTICE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A presence notice for the people in a room.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Joined(MemberJoined),
+    Left(MemberLeft),
+}
+
 /// Tells this node's connections in the room that someone entered or left it, except that member's own
-/// connections. Each node announces to its own connections (see [`crate::presence`]); `local` is this node's
-/// broadcast operator (`io.local()` or `socket.local()`, which also leaves that socket out).
-pub async fn announce<A: Adapter>(local: socketioxide::operators::BroadcastOperators<A>, change: Change) {
-    let result = match &change {
-        Change::Entered(room, member) => {
-            let notice = MemberJoined { room: room.clone(), member: member.clone() };
-            let to = local.to(room_channel(room)).except(member_channel(room, &member.id));
-            to.emit(MemberJoined::NAME, &notice).await
-        }
+/// connections. Each node announces to its own connections (see [`crate::presence`]).
+pub async fn announce<A: Adapter>(io: &SocketIo<A>, hub: &Hub, change: Change) {
+    let (room, notice) = match change {
+        Change::Entered(room, member) => (room.clone(), Notice::Joined(MemberJoined { room, member })),
         Change::Left(room, member) => {
-            let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Left };
-            local.to(room_channel(room)).emit(MemberLeft::NAME, &notice).await
+            (room.clone(), Notice::Left(MemberLeft { room, member, reason: LeaveReason::Left }))
         }
     };
+    notify(io, hub, room, notice).await;
+}
+
+/// Sends a presence notice to this node's connections in `room`: at once if the room is quiet, else with the
+/// room's next burst (see [`super::bursts`]). Every presence notice goes through here, so that none overtakes an
+/// earlier one: a departure never arrives before the arrival it follows.
+pub async fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, notice: Notice) {
+    let Some(now) = hub.notices.offer(&room, notice) else { return };
+    send_notice(io, &now).await;
+    let (io, hub) = (io.clone(), hub.clone());
+    // One task per room while its burst lasts. It alone sends the room's later notices, so they keep their order;
+    // the first one went out above, an interval before this task's first drain.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(hub.notices.interval()).await;
+            let Some(burst) = hub.notices.drain(&room) else { return };
+            for notice in &burst {
+                send_notice(&io, notice).await;
+            }
+        }
+    });
+}
+
+async fn send_notice<A: Adapter>(io: &SocketIo<A>, notice: &Notice) {
+    let Some(chat) = io.of(CHAT_NAMESPACE) else { return };
+    let result = match notice {
+        Notice::Joined(joined) => {
+            // That member's own connections know already.
+            let to =
+                chat.local().to(room_channel(&joined.room)).except(member_channel(&joined.room, &joined.member.id));
+            to.emit(MemberJoined::NAME, joined).await
+        }
+        Notice::Left(left) => chat.local().to(room_channel(&left.room)).emit(MemberLeft::NAME, left).await,
+    };
     if let Err(e) = result {
-        tracing::warn!(error = %e, ?change, "presence notice not sent");
+        tracing::warn!(error = %e, ?notice, "presence notice not sent");
     }
 }
 

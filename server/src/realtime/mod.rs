@@ -8,6 +8,7 @@
 //! Every request event answers through its ack with a typed [`protocol::AckResult`].
 
 pub mod admin;
+pub mod bursts;
 pub mod chat;
 pub mod lobby;
 
@@ -22,6 +23,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::AckSender;
 use socketioxide_core::adapter::DefinedAdapter;
 
+use self::bursts::Bursts;
 use crate::limits::{Limiter, RateLimit};
 use crate::presence::Presence;
 use crate::store::MessageStore;
@@ -40,6 +42,8 @@ pub struct HubState {
     pub admin_token: Option<String>,
     /// Where messages are kept.
     pub store: Arc<dyn MessageStore>,
+    /// Presence notices waiting for their room's next burst.
+    pub notices: Bursts<chat::Notice>,
 }
 
 impl Hub {
@@ -50,6 +54,7 @@ impl Hub {
             messages_total: AtomicU64::new(0),
             admin_token,
             store,
+            notices: Bursts::new(chat::NOTICE_INTERVAL),
         }))
     }
 }

@@ -2,7 +2,8 @@
 
 use protocol::{
     ADMIN_NAMESPACE, AckResult, AdminAuth, CHAT_NAMESPACE, ChatAuth, DisplayName, ErrorCode, LOBBY_NAMESPACE,
-    LeaveReason, MemberLeft, MemberRemoved, MessageBody, RemoveMember, Removed, RoomsSnapshot, SendMessage, Stats,
+    LeaveReason, MemberJoined, MemberLeft, MemberRemoved, MessageBody, RemoveMember, Removed, RoomsSnapshot,
+    SendMessage, Stats,
 };
 use server::Config;
 use sio_client::{Client, SocketEvent};
@@ -118,4 +119,32 @@ async fn an_admin_removes_a_member_from_a_room_on_all_their_tabs() {
     assert_eq!(refusal(ack).code, ErrorCode::NotInRoom);
     let again: AckResult<MemberRemoved> = within("the ack", admin.emit_with_ack(&remove, PATIENCE)).await.unwrap();
     assert_eq!(refusal(again).code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn a_removal_right_after_an_arrival_reaches_the_room_after_that_arrival() {
+    let app = app_with_admin().await;
+    let client = Client::builder(app.base_url()).connect();
+    let admin = client.socket_with_auth(ADMIN_NAMESPACE, &AdminAuth { token: TOKEN.into() }).unwrap();
+    next("the admin connected", &mut admin.on::<Stats>()).await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut arrivals = bob.on::<MemberJoined>();
+    let mut departures = bob.on::<MemberLeft>();
+
+    // Bob's own arrival began a burst of notices in the room: Cy's arrival, Ada's and then her removal wait for
+    // its end. The removal must not overtake Ada's arrival, or Bob would be left seeing her in the room.
+    let (_c, _cy) = app.member("Cy", "general").await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let ada_id = join(&ada, "general").await.you.id;
+    let remove = RemoveMember { room: room("general"), member: ada_id };
+    within("the removal", admin.request(&remove, PATIENCE)).await.unwrap();
+
+    let left = next("ada's removal at bob's", &mut departures).await;
+    assert_eq!((left.member.name.as_str(), left.reason), ("Ada", LeaveReason::Removed));
+    // Bob has by now every notice sent before that one.
+    let seen: Vec<String> =
+        std::iter::from_fn(|| futures::FutureExt::now_or_never(futures::StreamExt::next(&mut arrivals)).flatten())
+            .map(|arrival| arrival.member.name.as_str().to_owned())
+            .collect();
+    assert_eq!(seen, ["Cy", "Ada"]);
 }
