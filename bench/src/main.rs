@@ -103,7 +103,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The load generator's runtime: every CPU it is given.
+/// The load generator's runtime: a worker per CPU it is given. (A single-thread runtime on its one CPU, as the
+/// server has, made it slower: 65 k deliveries/s with a p99 of half a second where this one reaches 69–71 k.)
 fn load_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")
 }

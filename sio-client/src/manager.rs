@@ -545,7 +545,7 @@ impl Manager {
         }
     }
 
-    fn on_socket_packet(&mut self, now: Millis, packet: Packet) {
+    fn on_socket_packet(&mut self, now: Millis, mut packet: Packet) {
         let Some(ns) = self.namespaces.get_mut(&packet.nsp) else {
             tracing::debug!(nsp = %packet.nsp, "packet for a namespace this client did not open");
             return;
@@ -591,10 +591,9 @@ impl Manager {
                 if ns.status != NsStatus::Connected {
                     return;
                 }
-                let Some((name, args)) = packet.event_parts() else {
+                let Some((name, args)) = packet.take_event() else {
                     return;
                 };
-                let (name, args) = (name.to_owned(), args.to_vec());
                 self.outputs.push_back(Output::Event {
                     nsp: packet.nsp,
                     name,
