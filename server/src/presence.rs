@@ -93,15 +93,20 @@ impl Registry {
 
     /// Everyone in `room` on any node, each once, by name.
     fn view(&self, room: &RoomName) -> BTreeMap<MemberId, Member> {
-        let mut members: BTreeMap<MemberId, Member> = self
+        self.view_of(room).into_iter().map(|(id, member)| (id.clone(), member.clone())).collect()
+    }
+
+    /// [`Self::view`], borrowed: a join reads the whole room, and copying it twice showed in the connect storm.
+    fn view_of(&self, room: &RoomName) -> BTreeMap<&MemberId, &Member> {
+        let mut members: BTreeMap<&MemberId, &Member> = self
             .rooms
             .get(room)
-            .map(|local| local.iter().map(|(id, present)| (id.clone(), present.member.clone())).collect())
+            .map(|local| local.iter().map(|(id, present)| (id, &present.member)).collect())
             .unwrap_or_default();
         for rooms in self.remote.values() {
             if let Some(remote) = rooms.get(room) {
                 for (id, member) in remote {
-                    members.entry(id.clone()).or_insert_with(|| member.clone());
+                    members.entry(id).or_insert(member);
                 }
             }
         }
@@ -180,7 +185,7 @@ impl Presence {
         connection: Sid,
     ) -> Result<(Arrival, Vec<Member>), JoinRefused> {
         let mut registry = self.registry();
-        let mut view = registry.view(room);
+        let view = registry.view_of(room);
         admissible(room, &view, member)?;
         if let Some((_, rooms)) = registry.connections.get(&connection)
             && rooms.len() >= MAX_ROOMS_PER_CONNECTION
@@ -189,6 +194,12 @@ impl Presence {
             return Err(JoinRefused::TooManyRooms { max: MAX_ROOMS_PER_CONNECTION });
         }
         let arrival = if view.contains_key(&member.id) { Arrival::AnotherConnection } else { Arrival::Entered };
+        // The view with this member in it: what it was before, as admissible made sure of their name.
+        let mut everyone: Vec<Member> = view.into_values().cloned().collect();
+        if arrival == Arrival::Entered {
+            everyone.push(member.clone());
+        }
+        let everyone = sorted(everyone);
         let members = registry.rooms.entry(room.clone()).or_default();
         let present = members
             .entry(member.id.clone())
@@ -201,9 +212,6 @@ impl Presence {
             .or_insert_with(|| (member.id.clone(), HashSet::new()))
             .1
             .insert(room.clone());
-        // The view with this member in it: what it was before, as admissible made sure of their name.
-        view.entry(member.id.clone()).or_insert_with(|| member.clone());
-        let everyone = sorted(view.into_values());
         if first_here {
             self.report(Report::Entered { room: room.clone(), member: member.clone() });
         }
@@ -363,7 +371,7 @@ impl Presence {
 
     /// Whether `member` could join `room` now, and why not: what [`Presence::join`] would say, without joining.
     pub fn check(&self, room: &RoomName, member: &Member) -> Result<(), JoinRefused> {
-        admissible(room, &self.registry().view(room), member)
+        admissible(room, &self.registry().view_of(room), member)
     }
 
     /// `member` as present in `room`, on any node.
@@ -437,7 +445,7 @@ fn differences(before: Vec<(RoomName, BTreeMap<MemberId, Member>)>, registry: &R
 }
 
 /// The rule for entering a room: a member keeps one name per room, and no two members share one.
-fn admissible(room: &RoomName, members: &BTreeMap<MemberId, Member>, member: &Member) -> Result<(), JoinRefused> {
+fn admissible(room: &RoomName, members: &BTreeMap<&MemberId, &Member>, member: &Member) -> Result<(), JoinRefused> {
     if let Some(present) = members.get(&member.id)
         && present.name != member.name
     {
@@ -451,7 +459,8 @@ fn admissible(room: &RoomName, members: &BTreeMap<MemberId, Member>, member: &Me
 
 fn sorted(members: impl IntoIterator<Item = Member>) -> Vec<Member> {
     let mut list: Vec<Member> = members.into_iter().collect();
-    list.sort_by_key(|member| member.name.as_str().to_lowercase());
+    // Cached: one lowercase copy per name, not two per comparison.
+    list.sort_by_cached_key(|member| member.name.as_str().to_lowercase());
     list
 }
 
