@@ -133,7 +133,13 @@ pub async fn run(launcher: &Launcher, options: &Options) -> anyhow::Result<Repor
     for &target in options.targets.iter().filter(|_| runs(Scenario::Storm)) {
         eprintln!("{}: a storm of {} clients, and a restart", target.label(), options.storm_clients);
         let storm = scenarios::storm(launcher, target, options.storm_clients, options.storm_per_room).await?;
-        eprintln!("  all joined in {:.2} s, all back in {:.2} s", storm.seconds_all_joined, storm.seconds_all_back);
+        eprintln!(
+            "  all joined in {:.2} s, all back in {:.2} s (server CPU {:.2} s and {:.2} s)",
+            storm.seconds_all_joined,
+            storm.seconds_all_back,
+            storm.server_cpu_seconds_joining,
+            storm.server_cpu_seconds_back
+        );
         report.storm.push(storm);
     }
     for &target in options.targets.iter().filter(|_| runs(Scenario::Durable)) {

@@ -353,13 +353,14 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| Target | all joined | all back after restart | back | acked before, kept | lost after | joins asked again |"
+            "| Target | all joined | all back after restart | back | acked before, kept | lost after | joins asked again | \
+             server CPU, joining / back |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
         for s in &self.storm {
             let _ = writeln!(
                 md,
-                "| {} | {:.2} s | {:.2} s | {}/{} | {}/{} | {} of {} | {} |",
+                "| {} | {:.2} s | {:.2} s | {}/{} | {}/{} | {} of {} | {} | {:.2} s / {:.2} s |",
                 s.target.label(),
                 s.seconds_all_joined,
                 s.seconds_all_back,
@@ -369,7 +370,9 @@ impl Report {
                 s.acked_before,
                 s.lost_after,
                 s.expected_after,
-                s.join_retries
+                s.join_retries,
+                s.server_cpu_seconds_joining,
+                s.server_cpu_seconds_back
             );
         }
 

@@ -317,6 +317,10 @@ pub struct StormResult {
     pub lost_after: u64,
     /// Joins that got no answer in time and were asked again: each one is a server that dropped a request.
     pub join_retries: u64,
+    /// The server's CPU time until everyone had joined, and again from its restart until everyone was back: less
+    /// noisy than the wall-clock times when comparing two builds on a shared machine.
+    pub server_cpu_seconds_joining: f64,
+    pub server_cpu_seconds_back: f64,
 }
 
 pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: u32) -> anyhow::Result<StormResult> {
@@ -327,6 +331,7 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
     let mut users = Vec::with_capacity(clients as usize);
     let mut tasks = Vec::new();
     let join_retries = Arc::new(AtomicU64::new(0));
+    let cpu_at_start = server.usage()?.cpu_seconds;
     let started = Instant::now();
     // Everyone at once, browser-style (long-polling, then WebSocket). Each user joins its room on every connect,
     // as the app does: the first time, and again after each reconnection.
@@ -362,12 +367,15 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         bail!("{}: only {} of {clients} clients joined within {deadline:?}", target.label(), first.len());
     }
     let seconds_all_joined = first.iter().map(|(_, at, _)| at.duration_since(started)).max().unwrap_or_default();
+    let server_cpu_seconds_joining = server.usage()?.cpu_seconds - cpu_at_start;
 
     // One acknowledged message per room, then a crash.
     let leaders: Vec<&Arc<User>> = users.iter().filter(|u| u.index % per_room.max(1) == 0).collect();
     let acked_before = each_sends(&leaders, 0).await;
     let back_from = server.restart().await?;
+    let cpu_at_restart = server.usage()?.cpu_seconds;
     let back = collect_joins(&mut joins, clients, back_from, deadline).await;
+    let server_cpu_seconds_back = server.usage()?.cpu_seconds - cpu_at_restart;
     let seconds_all_back =
         back.iter().map(|(_, at, _)| at.saturating_duration_since(back_from)).max().unwrap_or_default();
     let kept_after_restart = back
@@ -398,6 +406,8 @@ pub async fn storm(launcher: &Launcher, target: Target, clients: u32, per_room: 
         expected_after,
         lost_after,
         join_retries: join_retries.load(Ordering::Relaxed),
+        server_cpu_seconds_joining,
+        server_cpu_seconds_back,
     })
 }
 
