@@ -19,7 +19,8 @@ pub use startup::Application;
 /// multi-thread runtime has a single worker anyway, and its work-stealing bookkeeping (atomic task states, a shared
 /// injection queue) is pure cost: the connect storm of `scripts/bench` took about 20% longer with it.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // Unknown counts as several: the multi-thread runtime is right everywhere, the other only on one CPU.
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let mut builder = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -57,8 +57,10 @@ pub enum RequestError {
     Rejected(ErrorBody),
 }
 
-/// An event or an acknowledgement as it came off the wire: JSON arguments, in which binary parts are
-/// `{"_placeholder":true,"num":i}` objects, and the binary attachments those placeholders point at.
+/// An event or an acknowledgement as it came off the wire: JSON arguments and binary attachments. In a binary
+/// packet the binary parts are `{"_placeholder":true,"num":i}` objects, each checked to point at an attachment;
+/// in a text packet (no attachments) such an object is plain data: check `num` against `attachments` before
+/// indexing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawEvent {
     pub args: Vec<Value>,

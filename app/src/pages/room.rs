@@ -131,6 +131,15 @@ pub struct MemberEntry {
     pub online: bool,
 }
 
+/// Marks `id` offline; says whether they were online until now.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn went_offline(entries: &mut [MemberEntry], id: &MemberId) -> bool {
+    let Some(entry) = entries.iter_mut().find(|entry| &entry.member.id == id) else { return false };
+    let was_online = std::mem::replace(&mut entry.online, false);
+    sort_members(entries);
+    was_online
+}
+
 /// The reactive state of one open room, shared with the live connection.
 #[derive(Clone, Copy)]
 pub struct RoomState {
@@ -275,12 +284,12 @@ impl RoomState {
 
     pub fn member_left(&self, member: Member, reason: LeaveReason, at_ms: f64) {
         self.stopped_typing(&member.id);
-        self.members.try_update(|entries| {
-            if let Some(entry) = entries.iter_mut().find(|entry| entry.member.id == member.id) {
-                entry.online = false;
-            }
-            sort_members(entries);
-        });
+        let was_here = self.members.try_update(|entries| went_offline(entries, &member.id)).unwrap_or(false);
+        // A departure of someone this page never saw here (it waited in a busy room's burst while this page
+        // joined) is no news.
+        if !was_here {
+            return;
+        }
         let text = match reason {
             LeaveReason::Removed => format!("{} was removed by an admin", member.name),
             LeaveReason::Left | LeaveReason::Unknown => format!("{} left", member.name),
@@ -958,6 +967,16 @@ mod tests {
         assert_eq!(fitted(100, 1000), (27, 270));
         assert_eq!(fitted(40, 30), (40, 30));
         assert_eq!(fitted(0, 0), (1, 1));
+    }
+
+    #[test]
+    fn only_someone_online_here_can_go_offline() {
+        let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
+        let mut entries = vec![MemberEntry { member: ada.clone(), online: true }];
+        assert!(went_offline(&mut entries, &ada.id));
+        assert!(!entries[0].online);
+        assert!(!went_offline(&mut entries, &ada.id), "already offline");
+        assert!(!went_offline(&mut entries, &MemberId("bob".into())), "never here");
     }
 
     #[test]

@@ -197,12 +197,13 @@ pub async fn announce<A: Adapter>(io: &SocketIo<A>, hub: &Hub, change: Change) {
 /// room's next burst (see [`super::bursts`]). Every presence notice goes through here, so that none overtakes an
 /// earlier one: a departure never arrives before the arrival it follows.
 pub async fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, notice: Notice) {
-    let Some(now) = hub.notices.offer(&room, notice) else { return };
-    send_notice(io, &now).await;
+    let Some(first) = hub.notices.offer(&room, notice) else { return };
     let (io, hub) = (io.clone(), hub.clone());
-    // One task per room while its burst lasts. It alone sends the room's later notices, so they keep their order;
-    // the first one went out above, an interval before this task's first drain.
+    // One task per room while its burst lasts. It alone sends the room's notices, so they keep their order: the
+    // first at once, the ones offered meanwhile after each interval. Spawned before anything is awaited, so that
+    // no caller going away can leave the room listed (and its later notices waiting) with no task to send them.
     tokio::spawn(async move {
+        send_notice(&io, &first).await;
         loop {
             tokio::time::sleep(hub.notices.interval()).await;
             let Some(burst) = hub.notices.drain(&room) else { return };
@@ -228,7 +229,12 @@ async fn send_notice<A: Adapter>(io: &SocketIo<A>, notice: &Notice) {
                 chat.local().to(room_channel(&joined.room)).except(member_channel(&joined.room, &joined.member.id));
             to.emit(MemberJoined::NAME, joined).await
         }
-        Notice::Left(left) => chat.local().to(room_channel(&left.room)).emit(MemberLeft::NAME, left).await,
+        // Nor theirs of their own departure: one that waited for a burst could otherwise reach a tab they opened
+        // meanwhile (a reload), which would then show them gone.
+        Notice::Left(left) => {
+            let to = chat.local().to(room_channel(&left.room)).except(member_channel(&left.room, &left.member.id));
+            to.emit(MemberLeft::NAME, left).await
+        }
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, ?notice, "presence notice not sent");

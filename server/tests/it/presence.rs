@@ -104,6 +104,46 @@ async fn arrivals_in_quick_succession_all_reach_the_room_in_order() {
 }
 
 #[tokio::test]
+async fn someone_back_before_their_departure_was_announced_is_not_told_they_left() {
+    let app = spawn_app().await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut bob_arrivals = bob.on::<MemberJoined>();
+    let mut bob_departures = bob.on::<MemberLeft>();
+    // Bob's arrival began a burst of notices: Ada's arrival and departure wait for its end...
+    let session = "ada-session-token-0001";
+    let (first_tab, tab) = app.tab("Ada", session, "general").await;
+    let ada = join(&tab, "general").await.you.id;
+    first_tab.close();
+    // Gone once a private message to her is refused as having nobody to go to (asked until then: the server
+    // learns of the closed connection a moment later).
+    let whisper = SendPrivate { room: room("general"), to: ada, body: MessageBody::parse("still there?").unwrap() };
+    loop {
+        let ack: AckResult<PrivateAccepted> = within("the ack", bob.emit_with_ack(&whisper, PATIENCE)).await.unwrap();
+        match ack.into_result() {
+            Err(error) if error.code == ErrorCode::NotFound => break,
+            Err(error) => panic!("unexpected refusal: {error:?}"),
+            Ok(_) => {}
+        }
+    }
+    // ...and she is back (a reload) before they go out.
+    let (_t, reloaded) = app.tab("Ada", session, "general").await;
+    let mut ada_arrivals = reloaded.on::<MemberJoined>();
+    let mut ada_departures = reloaded.on::<MemberLeft>();
+    let (_c, _cy) = app.member("Cy", "general").await;
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(next("an arrival at bob's", &mut bob_arrivals).await.member.name.as_str().to_owned());
+    }
+    assert_eq!(seen, ["Ada", "Ada", "Cy"]);
+    assert_eq!(next("ada's departure at bob's", &mut bob_departures).await.member.name.as_str(), "Ada");
+    // Cy's arrival came after all of that, to Ada's new tab too: by then it would have had the departure.
+    assert_eq!(next("cy's arrival at ada's", &mut ada_arrivals).await.member.name.as_str(), "Cy");
+    let told = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut ada_departures));
+    assert!(told.is_none(), "Ada's new tab was told she left: {told:?}");
+}
+
+#[tokio::test]
 async fn the_join_ack_lists_everyone_in_the_room() {
     let app = spawn_app().await;
     let (_a, _ada) = app.member("Ada", "general").await;
