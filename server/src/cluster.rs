@@ -213,8 +213,9 @@ async fn listen<A: Adapter>(
                         for gone in silent {
                             seen.remove(&gone);
                             tracing::warn!(node = %gone, "a node went silent: its members are forgotten");
+                            let _turn = hub.presence_turn();
                             for change in hub.presence.forget(&gone) {
-                                chat::announce(&io, &hub, change).await;
+                                chat::announce(&io, &hub, change);
                             }
                         }
                     }
@@ -253,14 +254,20 @@ async fn receive<A: Adapter>(io: &SocketIo<A>, hub: &Hub, envelope: Envelope) {
         Message::Hello => presence.report_snapshot(),
         Message::Heartbeat => {}
         Message::Report(Report::Removed { room, member }) => {
+            let turn = hub.presence_turn();
             let (seen, connections) = presence.removed_elsewhere(&room, &member);
+            if let Some(member) = &seen {
+                admin::removed_from_room(io, hub, &room, member);
+            }
+            drop(turn);
             if let Some(member) = seen {
-                admin::removed(io, hub, &room, &member, &connections).await;
+                admin::removed(io, &room, &member, &connections).await;
             }
         }
         Message::Report(report) => {
+            let _turn = hub.presence_turn();
             for change in presence.apply(&envelope.node, report) {
-                chat::announce(io, hub, change).await;
+                chat::announce(io, hub, change);
             }
         }
     }

@@ -123,18 +123,29 @@ async fn on_remove<A: Adapter>(
         Err(e) => return reply::<MemberRemoved>(ack, Err(invalid_payload(e))),
     };
     // Takes them out here and tells the other nodes to do the same with their connections (see `cluster`).
+    let turn = hub.presence_turn();
     let Some((member, connections)) = hub.presence.remove(&room, &member) else {
+        drop(turn);
         let error = ErrorBody::new(ErrorCode::NotFound, format!("That person is not in #{room} any more."));
         return reply::<MemberRemoved>(ack, Err(error));
     };
     tracing::info!(name = %member.name, %room, "removed by an admin");
-    removed(&io, &hub, &room, &member, &connections).await;
+    removed_from_room(&io, &hub, &room, &member);
+    drop(turn);
+    removed(&io, &room, &member, &connections).await;
     reply(ack, Ok(MemberRemoved { room, member }));
 }
 
-/// What each node does when a member is removed from a room: tells that member's connections here, takes them out
-/// of the room's traffic, and tells this node's other connections in the room.
-pub async fn removed<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member, connections: &[Sid]) {
+/// Tells this node's connections in the room that an admin removed `member`, behind any notice of theirs still
+/// waiting (such as their arrival). Call it holding [`Hub::presence_turn`] since the removal.
+pub fn removed_from_room<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member) {
+    let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
+    chat::notify(io, hub, room.clone(), chat::Notice::Left(notice));
+}
+
+/// What each node does when a member is removed from a room, besides [`removed_from_room`]: tells that member's
+/// connections here and takes them out of the room's traffic.
+pub async fn removed<A: Adapter>(io: &SocketIo<A>, room: &RoomName, member: &Member, connections: &[Sid]) {
     let Some(namespace) = io.of(CHAT_NAMESPACE) else { return };
     let channels = [room_channel(room), member_channel(room, &member.id)];
     for sid in connections {
@@ -146,9 +157,6 @@ pub async fn removed<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, m
             socket.leave(channels.clone());
         }
     }
-    // Behind any notice of theirs still waiting, such as their arrival.
-    let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
-    chat::notify(io, hub, room.clone(), chat::Notice::Left(notice)).await;
 }
 
 #[cfg(test)]

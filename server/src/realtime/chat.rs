@@ -110,9 +110,11 @@ async fn on_join<A: Adapter>(
         Ok(request) => request,
         Err(e) => return reply::<Joined>(ack, Err(invalid_payload(e))),
     };
+    let turn = hub.presence_turn();
     let (arrival, members) = match hub.presence.join(&room, &me.member, socket.id) {
         Ok(joined) => joined,
         Err(refused) => {
+            drop(turn);
             tracing::info!(sid = %socket.id, name = %me.member.name, %room, %refused, "join refused");
             let code = match refused {
                 JoinRefused::NameInUse { .. } | JoinRefused::OtherNameInRoom { .. } => ErrorCode::NameInUse,
@@ -121,13 +123,21 @@ async fn on_join<A: Adapter>(
             return reply::<Joined>(ack, Err(ErrorBody::new(code, refused.to_string())));
         }
     };
+    if arrival == Arrival::Entered {
+        // This node's connections only: every other node learns of the arrival from the cluster and tells its own.
+        announce(&io, &hub, Change::Entered(room.clone(), me.member.clone()));
+    }
+    drop(turn);
     let channels = [room_channel(&room), member_channel(&room, &me.member.id)];
     socket.join(channels.clone());
     // socketioxide runs this handler and the disconnect handler as separate tasks: the connection may have closed
     // (and `on_disconnect` run) since this join began. It clears `connected` before starting that handler, so
     // checking it after registering means one of the two always sees the other, and no ghost stays behind.
     if !socket.connected() {
-        hub.presence.disconnect(socket.id);
+        let _turn = hub.presence_turn();
+        for (room, member) in hub.presence.disconnect(socket.id) {
+            announce(&io, &hub, Change::Left(room, member));
+        }
         return;
     }
     // Likewise an admin may have removed this member between the registry and the channels above.
@@ -137,10 +147,6 @@ async fn on_join<A: Adapter>(
         return reply::<Joined>(ack, Err(error));
     }
     tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
-    if arrival == Arrival::Entered {
-        // This node's connections only: every other node learns of the arrival from the cluster and tells its own.
-        announce(&io, &hub, Change::Entered(room.clone(), me.member.clone())).await;
-    }
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
     // the client drops by `seq`, but never zero times.
     let history = match since {
@@ -162,9 +168,10 @@ async fn on_join<A: Adapter>(
 /// A connection closed, or went silent past the heartbeat's timeout: its member leaves the rooms where this was
 /// their last connection.
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, State(hub): State<Hub>) {
+    let _turn = hub.presence_turn();
     for (room, member) in hub.presence.disconnect(socket.id) {
         tracing::info!(sid = %socket.id, name = %member.name, %room, "left");
-        announce(&io, &hub, Change::Left(room, member)).await;
+        announce(&io, &hub, Change::Left(room, member));
     }
 }
 
@@ -182,21 +189,22 @@ pub enum Notice {
 }
 
 /// Tells this node's connections in the room that someone entered or left it, except that member's own
-/// connections. Each node announces to its own connections (see [`crate::presence`]).
-pub async fn announce<A: Adapter>(io: &SocketIo<A>, hub: &Hub, change: Change) {
+/// connections. Each node announces to its own connections (see [`crate::presence`]). Call it holding
+/// [`Hub::presence_turn`] since the change.
+pub fn announce<A: Adapter>(io: &SocketIo<A>, hub: &Hub, change: Change) {
     let (room, notice) = match change {
         Change::Entered(room, member) => (room.clone(), Notice::Joined(MemberJoined { room, member })),
         Change::Left(room, member) => {
             (room.clone(), Notice::Left(MemberLeft { room, member, reason: LeaveReason::Left }))
         }
     };
-    notify(io, hub, room, notice).await;
+    notify(io, hub, room, notice);
 }
 
 /// Sends a presence notice to this node's connections in `room`: at once if the room is quiet, else with the
 /// room's next burst (see [`super::bursts`]). Every presence notice goes through here, so that none overtakes an
 /// earlier one: a departure never arrives before the arrival it follows.
-pub async fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, notice: Notice) {
+pub fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, notice: Notice) {
     let Some(first) = hub.notices.offer(&room, notice) else { return };
     let (io, hub) = (io.clone(), hub.clone());
     // One task per room while its burst lasts. It alone sends the room's notices, so they keep their order: the

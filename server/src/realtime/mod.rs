@@ -13,8 +13,8 @@ pub mod chat;
 pub mod lobby;
 
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use protocol::{MemberId, RoomName};
 use serde::Serialize;
@@ -44,6 +44,8 @@ pub struct HubState {
     pub store: Arc<dyn MessageStore>,
     /// Presence notices waiting for their room's next burst.
     pub notices: Bursts<chat::Notice>,
+    /// Held from a change to presence until its notice is queued (see [`Hub::presence_turn`]).
+    presence_turn: Mutex<()>,
 }
 
 impl Hub {
@@ -55,7 +57,16 @@ impl Hub {
             admin_token,
             store,
             notices: Bursts::new(chat::NOTICE_INTERVAL),
+            presence_turn: Mutex::new(()),
         }))
+    }
+
+    /// Hold this from a change to [`HubState::presence`] until its notices are queued ([`chat::notify`]): the
+    /// registry and the queue are locked separately, and without the turn two handlers on two threads (a join and
+    /// the same connection's disconnect) could queue their notices in the opposite order of their changes, leaving
+    /// the room showing someone who is gone. Never held across an `.await`.
+    pub fn presence_turn(&self) -> MutexGuard<'_, ()> {
+        self.presence_turn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
