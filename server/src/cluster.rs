@@ -254,14 +254,10 @@ async fn receive<A: Adapter>(io: &SocketIo<A>, hub: &Hub, envelope: Envelope) {
         Message::Hello => presence.report_snapshot(),
         Message::Heartbeat => {}
         Message::Report(Report::Removed { room, member }) => {
-            let turn = hub.presence_turn();
+            let _turn = hub.presence_turn();
             let (seen, connections) = presence.removed_elsewhere(&room, &member);
-            if let Some(member) = &seen {
-                admin::removed_from_room(io, hub, &room, member);
-            }
-            drop(turn);
             if let Some(member) = seen {
-                admin::removed(io, &room, &member, &connections).await;
+                admin::removed(io, hub, &room, &member, &connections);
             }
         }
         Message::Report(report) => {

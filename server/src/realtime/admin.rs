@@ -130,27 +130,22 @@ async fn on_remove<A: Adapter>(
         return reply::<MemberRemoved>(ack, Err(error));
     };
     tracing::info!(name = %member.name, %room, "removed by an admin");
-    removed_from_room(&io, &hub, &room, &member);
+    removed(&io, &hub, &room, &member, &connections);
     drop(turn);
-    removed(&io, &room, &member, &connections).await;
     reply(ack, Ok(MemberRemoved { room, member }));
 }
 
-/// Tells this node's connections in the room that an admin removed `member`, behind any notice of theirs still
-/// waiting (such as their arrival). Call it holding [`Hub::presence_turn`] since the removal.
-pub fn removed_from_room<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member) {
+/// What each node does when a member is removed from a room: tells that member's connections here (before they
+/// leave, so that the client stops rejoining), takes them out of the room's traffic, and tells the room, behind any
+/// notice of theirs still waiting (such as their arrival). Call it holding [`Hub::presence_turn`] since the
+/// removal, so that a join from one of their tabs cannot slip in between and be undone by the leaving here.
+pub fn removed<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member, connections: &[Sid]) {
     let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
     chat::notify(io, hub, room.clone(), chat::Notice::Left(notice));
-}
-
-/// What each node does when a member is removed from a room, besides [`removed_from_room`]: tells that member's
-/// connections here and takes them out of the room's traffic.
-pub async fn removed<A: Adapter>(io: &SocketIo<A>, room: &RoomName, member: &Member, connections: &[Sid]) {
     let Some(namespace) = io.of(CHAT_NAMESPACE) else { return };
     let channels = [room_channel(room), member_channel(room, &member.id)];
     for sid in connections {
         if let Some(socket) = namespace.get_socket(*sid) {
-            // Told before leaving, so that the client stops rejoining; then out of the room's traffic.
             if let Err(e) = socket.emit(Removed::NAME, &Removed { room: room.clone() }) {
                 tracing::debug!(error = %e, "removal notice not sent");
             }

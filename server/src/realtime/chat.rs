@@ -123,23 +123,28 @@ async fn on_join<A: Adapter>(
             return reply::<Joined>(ack, Err(ErrorBody::new(code, refused.to_string())));
         }
     };
+    let channels = [room_channel(&room), member_channel(&room, &me.member.id)];
+    socket.join(channels.clone());
+    // socketioxide runs this handler and the disconnect handler as separate tasks: the connection may have closed
+    // since this join began. It clears `connected` before starting `on_disconnect`, which then waits for the turn
+    // held here: seen connected now, the departure comes after this arrival; seen closed, this join undoes itself
+    // (announcing what the disconnect may no longer find to announce: the connection's other rooms), and nobody
+    // hears of an arrival that did not last.
+    if !socket.connected() {
+        for (left, member) in hub.presence.disconnect(socket.id) {
+            if left != room || arrival == Arrival::AnotherConnection {
+                announce(&io, &hub, Change::Left(left, member));
+            }
+        }
+        drop(turn);
+        socket.leave(channels);
+        return;
+    }
     if arrival == Arrival::Entered {
         // This node's connections only: every other node learns of the arrival from the cluster and tells its own.
         announce(&io, &hub, Change::Entered(room.clone(), me.member.clone()));
     }
     drop(turn);
-    let channels = [room_channel(&room), member_channel(&room, &me.member.id)];
-    socket.join(channels.clone());
-    // socketioxide runs this handler and the disconnect handler as separate tasks: the connection may have closed
-    // (and `on_disconnect` run) since this join began. It clears `connected` before starting that handler, so
-    // checking it after registering means one of the two always sees the other, and no ghost stays behind.
-    if !socket.connected() {
-        let _turn = hub.presence_turn();
-        for (room, member) in hub.presence.disconnect(socket.id) {
-            announce(&io, &hub, Change::Left(room, member));
-        }
-        return;
-    }
     // Likewise an admin may have removed this member between the registry and the channels above.
     if !hub.presence.is_in(&room, socket.id) {
         socket.leave(channels);
