@@ -15,7 +15,7 @@ use protocol::{
 };
 use sio_client::{AckError, Client, ConnectionState, RequestError, Socket, SocketEvent};
 
-use crate::pages::{AdminState, Pending, PendingImage, RoomState, Status};
+use crate::pages::{AdminState, HeldPresence, Pending, PendingImage, PresenceChange, RoomState, Status};
 
 /// A message that got no answer this many times in a row shows as failed, with a retry button.
 const MAX_ATTEMPTS: u32 = 3;
@@ -231,6 +231,14 @@ fn watch_status(client: &Client, status: RwSignal<Status>) {
     });
 }
 
+/// Shows an arrival or a departure in the room.
+fn apply_presence(state: RoomState, change: PresenceChange) {
+    match change {
+        PresenceChange::Joined(member) => state.member_joined(member, now_ms()),
+        PresenceChange::Left(member, reason) => state.member_left(member, reason, now_ms()),
+    }
+}
+
 /// Runs `apply` on every `E` the socket receives, until the stream ends (the page closed the client).
 fn on_each<E: protocol::Event + 'static>(socket: &Socket, mut apply: impl FnMut(E) + 'static) {
     let mut incoming = socket.on::<E>();
@@ -305,6 +313,8 @@ impl Chat {
         let mut lifecycle = socket.lifecycle();
         let join_socket = socket.clone();
         let join_room = room.clone();
+        let held = std::rc::Rc::new(HeldPresence::default());
+        let join_held = held.clone();
         spawn_local(async move {
             while let Some(event) = lifecycle.next().await {
                 match event {
@@ -330,6 +340,9 @@ impl Chat {
                                     state.add_message(message);
                                 }
                                 state.joined_as(joined.you, joined.members);
+                                for change in join_held.release() {
+                                    apply_presence(state, change);
+                                }
                                 state.error.try_set(None);
                                 if missed_more && let Some(after) = resume_after {
                                     catch_up(&join_socket, &join_room, state, after).await;
@@ -397,16 +410,22 @@ impl Chat {
                 state.add_private(message);
             }
         });
-        let this_room = room.clone();
+        let (this_room, held_joins) = (room.clone(), held.clone());
         on_each(&socket, move |event: MemberJoined| {
             if event.room == this_room {
-                state.member_joined(event.member, now_ms());
+                let change = PresenceChange::Joined(event.member);
+                if let Some(change) = held_joins.hold_unless_joined(state.joined.get_untracked(), change) {
+                    apply_presence(state, change);
+                }
             }
         });
         let this_room = room.clone();
         on_each(&socket, move |event: MemberLeft| {
             if event.room == this_room {
-                state.member_left(event.member, event.reason, now_ms());
+                let change = PresenceChange::Left(event.member, event.reason);
+                if let Some(change) = held.hold_unless_joined(state.joined.get_untracked(), change) {
+                    apply_presence(state, change);
+                }
             }
         });
         let this_room = room.clone();

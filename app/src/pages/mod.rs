@@ -6,7 +6,10 @@ pub use admin::AdminPage;
 pub use join::JoinPage;
 pub use room::RoomPage;
 #[cfg(feature = "hydrate")]
-pub(crate) use {admin::AdminState, room::Pending, room::PendingImage, room::RoomState, room::Status};
+pub(crate) use {
+    admin::AdminState, room::HeldPresence, room::Pending, room::PendingImage, room::PresenceChange, room::RoomState,
+    room::Status,
+};
 
 use leptos::prelude::*;
 

@@ -131,6 +131,39 @@ pub struct MemberEntry {
     pub online: bool,
 }
 
+/// A presence notice for this room, as the page applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PresenceChange {
+    Joined(Member),
+    Left(Member, LeaveReason),
+}
+
+/// Presence notices that arrive between (re)connecting and the join's answer: held, and applied after the answer's
+/// member list. Applied before it, a departure of someone the list then names (the list was taken a moment
+/// earlier) would be undone by it, leaving them shown as present.
+#[derive(Default)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub struct HeldPresence(std::cell::Cell<Vec<PresenceChange>>);
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+impl HeldPresence {
+    /// Keeps `change` for later if the page has not joined yet; otherwise gives it back, to apply now.
+    pub fn hold_unless_joined(&self, joined: bool, change: PresenceChange) -> Option<PresenceChange> {
+        if joined {
+            return Some(change);
+        }
+        let mut held = self.0.take();
+        held.push(change);
+        self.0.set(held);
+        None
+    }
+
+    /// What was held, oldest first; nothing is held after.
+    pub fn release(&self) -> Vec<PresenceChange> {
+        self.0.take()
+    }
+}
+
 /// Marks `id` offline; says whether they were online until now.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn went_offline(entries: &mut [MemberEntry], id: &MemberId) -> bool {
@@ -967,6 +1000,18 @@ mod tests {
         assert_eq!(fitted(100, 1000), (27, 270));
         assert_eq!(fitted(40, 30), (40, 30));
         assert_eq!(fitted(0, 0), (1, 1));
+    }
+
+    #[test]
+    fn presence_notices_before_the_join_answer_wait_for_it_in_order() {
+        let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
+        let held = HeldPresence::default();
+        let left = PresenceChange::Left(ada.clone(), LeaveReason::Left);
+        assert_eq!(held.hold_unless_joined(false, PresenceChange::Joined(ada.clone())), None);
+        assert_eq!(held.hold_unless_joined(false, left.clone()), None);
+        assert_eq!(held.release(), vec![PresenceChange::Joined(ada.clone()), left.clone()]);
+        assert_eq!(held.release(), vec![], "released once");
+        assert_eq!(held.hold_unless_joined(true, left.clone()), Some(left), "once joined, applied at once");
     }
 
     #[test]
