@@ -133,6 +133,7 @@ pub struct MemberEntry {
 
 /// A presence notice for this room, as the page applies it.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 pub enum PresenceChange {
     Joined(Member),
     Left(Member, LeaveReason),
