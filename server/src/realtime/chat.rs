@@ -235,19 +235,16 @@ pub fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, notice: N
 
 async fn send_notice<A: Adapter>(io: &SocketIo<A>, notice: &Notice) {
     let Some(chat) = io.of(CHAT_NAMESPACE) else { return };
+    let (room, member) = match notice {
+        Notice::Joined(joined) => (&joined.room, &joined.member.id),
+        Notice::Left(left) => (&left.room, &left.member.id),
+    };
+    // Never to that member's own connections: they know they arrived, and a departure that waited for a burst
+    // could otherwise reach a tab they opened meanwhile (a reload), which would then show them gone.
+    let to = chat.local().to(room_channel(room)).except(member_channel(room, member));
     let result = match notice {
-        Notice::Joined(joined) => {
-            // That member's own connections know already.
-            let to =
-                chat.local().to(room_channel(&joined.room)).except(member_channel(&joined.room, &joined.member.id));
-            to.emit(MemberJoined::NAME, joined).await
-        }
-        // Nor theirs of their own departure: one that waited for a burst could otherwise reach a tab they opened
-        // meanwhile (a reload), which would then show them gone.
-        Notice::Left(left) => {
-            let to = chat.local().to(room_channel(&left.room)).except(member_channel(&left.room, &left.member.id));
-            to.emit(MemberLeft::NAME, left).await
-        }
+        Notice::Joined(joined) => to.emit(MemberJoined::NAME, joined).await,
+        Notice::Left(left) => to.emit(MemberLeft::NAME, left).await,
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, ?notice, "presence notice not sent");
