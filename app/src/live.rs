@@ -231,6 +231,13 @@ fn watch_status(client: &Client, status: RwSignal<Status>) {
     });
 }
 
+/// A presence notice as it arrives: shown now once the room is joined, else held for the join's answer.
+fn presence_notice(state: RoomState, held: &HeldPresence, change: PresenceChange) {
+    if let Some(change) = held.hold_unless_joined(state.joined.get_untracked(), change) {
+        apply_presence(state, change);
+    }
+}
+
 /// Shows an arrival or a departure in the room.
 fn apply_presence(state: RoomState, change: PresenceChange) {
     match change {
@@ -413,19 +420,13 @@ impl Chat {
         let (this_room, held_joins) = (room.clone(), held.clone());
         on_each(&socket, move |event: MemberJoined| {
             if event.room == this_room {
-                let change = PresenceChange::Joined(event.member);
-                if let Some(change) = held_joins.hold_unless_joined(state.joined.get_untracked(), change) {
-                    apply_presence(state, change);
-                }
+                presence_notice(state, &held_joins, PresenceChange::Joined(event.member));
             }
         });
         let this_room = room.clone();
         on_each(&socket, move |event: MemberLeft| {
             if event.room == this_room {
-                let change = PresenceChange::Left(event.member, event.reason);
-                if let Some(change) = held.hold_unless_joined(state.joined.get_untracked(), change) {
-                    apply_presence(state, change);
-                }
+                presence_notice(state, &held, PresenceChange::Left(event.member, event.reason));
             }
         });
         let this_room = room.clone();
