@@ -79,18 +79,16 @@ impl PostgresStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
-        client
+        // One transaction under one lock, the bookkeeping table included: nodes starting together migrate one
+        // after the other. (Even `CREATE TABLE IF NOT EXISTS` fails when two sessions run it at the same instant.)
+        let transaction = client.transaction().await?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        transaction
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
             )
-            .await
-            // Two nodes creating the table at the same instant: one of them loses, and the table is there.
-            .or_else(|e| {
-                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) { Ok(()) } else { Err(e) }
-            })?;
+            .await?;
         for (version, sql) in MIGRATIONS {
-            let transaction = client.transaction().await?;
-            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
             let applied =
                 transaction.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await?;
             if applied.is_none() {
@@ -104,8 +102,8 @@ impl PostgresStore {
                     .await?;
                 tracing::info!(version, "applied a database migration");
             }
-            transaction.commit().await?;
         }
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -368,6 +366,17 @@ pub(crate) mod tests {
         let again = PostgresStore::connect(&url).await.unwrap();
         assert!(matches!(again.append(new("a", "Ada", "kept", Some("c-1"))).await.unwrap(), Appended::Duplicate(_)));
         assert_eq!(again.latest(room("a"), 10).await.unwrap().messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn nodes_starting_together_on_a_new_database_all_migrate_it() {
+        for _ in 0..5 {
+            let url = empty_database().await;
+            let nodes: Vec<_> = (0..4).map(|_| PostgresStore::connect(&url)).collect();
+            for node in futures::future::join_all(nodes).await {
+                node.unwrap();
+            }
+        }
     }
 
     #[tokio::test]
