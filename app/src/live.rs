@@ -9,13 +9,13 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
     ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, HistoryFrom,
-    ImageKind, JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberId, MemberJoined, MemberLeft, MessageBody, PrivateMessage,
-    RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendImage, SendMessage, SendPrivate, Stats, Typing,
-    TypingNotice,
+    ImageKind, JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberChange, MemberId, MessageBody, PresenceChanged,
+    PrivateMessage, RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendImage, SendMessage, SendPrivate,
+    Stats, Typing, TypingNotice,
 };
 use sio_client::{AckError, Client, ConnectionState, RequestError, Socket, SocketEvent};
 
-use crate::pages::{AdminState, HeldPresence, Pending, PendingImage, PresenceChange, RoomState, Status};
+use crate::pages::{AdminState, HeldPresence, Pending, PendingImage, RoomState, Status};
 
 /// A message that got no answer this many times in a row shows as failed, with a retry button.
 const MAX_ATTEMPTS: u32 = 3;
@@ -232,17 +232,18 @@ fn watch_status(client: &Client, status: RwSignal<Status>) {
 }
 
 /// A presence notice as it arrives: shown now once the room is joined, else held for the join's answer.
-fn presence_notice(state: RoomState, held: &HeldPresence, change: PresenceChange) {
+fn presence_notice(state: RoomState, held: &HeldPresence, change: MemberChange) {
     if let Some(change) = held.hold_unless_joined(state.joined.get_untracked(), change) {
         apply_presence(state, change);
     }
 }
 
 /// Shows an arrival or a departure in the room.
-fn apply_presence(state: RoomState, change: PresenceChange) {
+fn apply_presence(state: RoomState, change: MemberChange) {
     match change {
-        PresenceChange::Joined(member) => state.member_joined(member, now_ms()),
-        PresenceChange::Left(member, reason) => state.member_left(member, reason, now_ms()),
+        MemberChange::Joined { member } => state.member_joined(member, now_ms()),
+        MemberChange::Left { member, reason } => state.member_left(member, reason, now_ms()),
+        MemberChange::Unknown => {}
     }
 }
 
@@ -417,16 +418,12 @@ impl Chat {
                 state.add_private(message);
             }
         });
-        let (this_room, held_joins) = (room.clone(), held.clone());
-        on_each(&socket, move |event: MemberJoined| {
-            if event.room == this_room {
-                presence_notice(state, &held_joins, PresenceChange::Joined(event.member));
-            }
-        });
         let this_room = room.clone();
-        on_each(&socket, move |event: MemberLeft| {
+        on_each(&socket, move |event: PresenceChanged| {
             if event.room == this_room {
-                presence_notice(state, &held, PresenceChange::Left(event.member, event.reason));
+                for change in event.changes {
+                    presence_notice(state, &held, change);
+                }
             }
         });
         let this_room = room.clone();

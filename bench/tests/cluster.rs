@@ -14,8 +14,8 @@ use causerie_bench::cluster::Cluster;
 use futures::{FutureExt as _, Stream, StreamExt as _};
 use protocol::{
     ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, DisplayName, ErrorCode, JoinRoom, Joined,
-    LOBBY_NAMESPACE, LeaveReason, MemberJoined, MemberLeft, MessageBody, PrivateMessage, RemoveMember, Removed,
-    RoomName, RoomsSnapshot, SendMessage, SendPrivate, SessionToken, Stats, Typing, TypingNotice,
+    LOBBY_NAMESPACE, LeaveReason, Member, MemberChange, MessageBody, PresenceChanged, PrivateMessage, RemoveMember,
+    Removed, RoomName, RoomsSnapshot, SendMessage, SendPrivate, SessionToken, Stats, Typing, TypingNotice,
 };
 use sio_client::{Client, RequestError, Socket};
 
@@ -92,7 +92,7 @@ async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() 
     let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
 
     let ada = Person::open(&one, "Ada", "session-ada-000001");
-    let (mut ada_joins, mut ada_lefts) = (ada.chat.on::<MemberJoined>(), ada.chat.on::<MemberLeft>());
+    let (mut ada_joins, mut ada_lefts) = (arrivals(&ada.chat), departures(&ada.chat));
     let (mut ada_messages, mut ada_typing) = (ada.chat.on::<ChatMessage>(), ada.chat.on::<TypingNotice>());
     assert_eq!(names(&ada.join().await.unwrap().members), ["Ada"]);
 
@@ -107,7 +107,7 @@ async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() 
     let bob_joined = bob.join().await.unwrap();
     assert_eq!(names(&bob_joined.members), ["Ada", "Bob"], "one room across both nodes");
     let notice = next_such(&mut ada_joins, "Bob's arrival at Ada's", |_| true).await;
-    assert_eq!(notice.member, bob_joined.you);
+    assert_eq!(notice, bob_joined.you);
 
     let body = MessageBody::parse("hello from node two").unwrap();
     let sent = bob.chat.request(&SendMessage { room: room(), body, client_id: None }, WAIT).await.unwrap();
@@ -145,7 +145,7 @@ async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() 
     let cy_joined = cy.join().await.unwrap();
     assert_eq!(names(&cy_joined.members), ["Ada", "Bob", "Cy"]);
     let arrival = next_such(&mut ada_joins, "Cy's arrival at Ada's", |_| true).await;
-    assert_eq!(arrival.member.name.as_str(), "Cy");
+    assert_eq!(arrival.name.as_str(), "Cy");
     assert!(ada_lefts.next().now_or_never().is_none(), "Bob is still here through node one");
 
     // An admin on node one removes Cy, who is on node two: Cy is told, Ada sees the removal once.
@@ -154,7 +154,7 @@ async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() 
     admin_one.request(&remove, WAIT).await.expect("the admin removes Cy");
     next_such(&mut cy_removed, "Cy told of the removal", |removed| removed.room == room()).await;
     let left = next_such(&mut ada_lefts, "Cy's removal at Ada's", |_| true).await;
-    assert_eq!((left.member.name.as_str(), left.reason), ("Cy", LeaveReason::Removed));
+    assert_eq!((left.0.name.as_str(), left.1), ("Cy", LeaveReason::Removed));
 }
 
 /// Bob joins on node two, then Ada on node one, and Bob hears of her arrival. Returns them, and Bob's arrivals
@@ -162,13 +162,13 @@ async fn people_on_two_nodes_chat_whisper_type_and_see_each_other_as_one_room() 
 async fn ada_on_one_seen_by_bob_on_two(
     cluster: &Cluster,
     suffix: &str,
-) -> (Person, Person, impl Stream<Item = MemberJoined> + Unpin + use<>) {
+) -> (Person, Person, impl Stream<Item = Member> + Unpin + use<>) {
     let bob = Person::open(&cluster.nodes[1].url(), "Bob", &format!("session-bob-{suffix}"));
-    let mut bob_joins = bob.chat.on::<MemberJoined>();
+    let mut bob_joins = arrivals(&bob.chat);
     bob.join().await.unwrap();
     let ada = Person::open(&cluster.nodes[0].url(), "Ada", &format!("session-ada-{suffix}"));
     ada.join().await.unwrap();
-    next_such(&mut bob_joins, "Ada's arrival at Bob's", |notice| notice.member.name.as_str() == "Ada").await;
+    next_such(&mut bob_joins, "Ada's arrival at Bob's", |member| member.name.as_str() == "Ada").await;
     (ada, bob, bob_joins)
 }
 
@@ -176,13 +176,13 @@ async fn ada_on_one_seen_by_bob_on_two(
 async fn when_a_node_dies_its_people_are_seen_leaving_from_the_other_node() {
     let mut cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
     let (_ada, bob, _) = ada_on_one_seen_by_bob_on_two(&cluster, "000002").await;
-    let mut bob_lefts = bob.chat.on::<MemberLeft>();
+    let mut bob_lefts = departures(&bob.chat);
     let two = cluster.nodes[1].url();
 
     // Node one crashes. Ada's client only knows node one and cannot come back through the other.
     cluster.nodes[0].kill().await.unwrap();
     let left = next_such(&mut bob_lefts, "Ada's departure at Bob's", |_| true).await;
-    assert_eq!((left.member.name.as_str(), left.reason), ("Ada", LeaveReason::Left));
+    assert_eq!((left.0.name.as_str(), left.1), ("Ada", LeaveReason::Left));
     let cy = Person::open(&two, "Cy", "session-cy-0000002");
     assert_eq!(names(&cy.join().await.unwrap().members), ["Bob", "Cy"], "no ghost of Ada");
 }
@@ -206,7 +206,7 @@ async fn after_a_redis_outage_the_nodes_share_presence_and_messages_again_and_no
 
     cluster.start_redis().await.unwrap();
     // Node one's snapshot after the outage tells node two about Cy.
-    next_such(&mut bob_joins, "Cy's arrival at Bob's, after the outage", |n| n.member.name.as_str() == "Cy").await;
+    next_such(&mut bob_joins, "Cy's arrival at Bob's, after the outage", |member| member.name.as_str() == "Cy").await;
     // Broadcasts cross again once both nodes' adapters have reconnected and subscribed again (about a second):
     // Ada sends until one reaches Bob live. Each is stored whether or not it crossed.
     let mut sent = vec![during.message];
@@ -279,4 +279,18 @@ async fn the_two_nodes_against_one_benchmark_runs_every_setup_and_loses_nothing(
     let markdown = causerie_bench::cluster::markdown(&machine, &options.fanout, &results);
     assert!(markdown.contains("| 2 nodes, Postgres + Redis |"), "{markdown}");
     assert!(markdown.contains("## Every step"));
+}
+
+/// The members whose arrival `socket` hears of, in order, however the server grouped them into events.
+fn arrivals(socket: &Socket) -> impl Stream<Item = Member> + Unpin + use<> {
+    presence_changes(socket).filter_map(|change| std::future::ready(change.joined()))
+}
+
+/// The members whose departure `socket` hears of, in order, with why they left.
+fn departures(socket: &Socket) -> impl Stream<Item = (Member, LeaveReason)> + Unpin + use<> {
+    presence_changes(socket).filter_map(|change| std::future::ready(change.left()))
+}
+
+fn presence_changes(socket: &Socket) -> impl Stream<Item = MemberChange> + Unpin + use<> {
+    socket.on::<PresenceChanged>().flat_map(|event| futures::stream::iter(event.changes))
 }

@@ -25,8 +25,11 @@ socket.on("connect_error", (err) => {
   process.exit(1);
 });
 
-socket.on("member_joined", ({ member }) => console.log(`* ${member.name} joined`));
-socket.on("member_left", ({ member }) => console.log(`* ${member.name} left`));
+socket.on("presence", ({ changes }) => {
+  for (const { change, member } of changes) {
+    if (change === "joined" || change === "left") console.log(`* ${member.name} ${change}`);
+  }
+});
 let lastSeq = 0;
 let sent = false;
 const seen = new Set();

@@ -316,30 +316,58 @@ impl Event for ChatMessage {
     const NAME: &'static str = "message";
 }
 
-/// Server → client: someone entered the room (their first tab did; further tabs are not announced).
+/// Server → client: people entered or left the room, in the order it happened. A quiet room hears of each change
+/// at once, one per event; while changes keep coming (everyone coming back after a server restart) they come
+/// together, about every half second. Apply them in order; a change about someone already shown that way is no
+/// change. Never about the recipient themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MemberJoined {
+pub struct PresenceChanged {
     pub room: RoomName,
-    pub member: Member,
+    pub changes: Vec<MemberChange>,
 }
 
-impl Event for MemberJoined {
-    const NAME: &'static str = "member_joined";
+impl Event for PresenceChanged {
+    const NAME: &'static str = "presence";
 }
 
-/// Server → client: someone is no longer in the room: their last tab closed or went silent, or an admin removed
-/// them.
+/// One arrival or departure in a [`PresenceChanged`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberLeft {
-    pub room: RoomName,
-    pub member: Member,
-    pub reason: LeaveReason,
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum MemberChange {
+    /// Their first tab entered the room (further tabs are not announced).
+    Joined { member: Member },
+    /// Their last tab closed or went silent, or an admin removed them.
+    Left { member: Member, reason: LeaveReason },
+    /// A change from a newer server: skip it.
+    #[serde(other)]
+    Unknown,
 }
 
-impl Event for MemberLeft {
-    const NAME: &'static str = "member_left";
+impl MemberChange {
+    /// Whom the change is about; `None` for an [`MemberChange::Unknown`] one.
+    pub fn member(&self) -> Option<&Member> {
+        match self {
+            Self::Joined { member } | Self::Left { member, .. } => Some(member),
+            Self::Unknown => None,
+        }
+    }
+
+    /// Who arrived, if this is an arrival.
+    pub fn joined(self) -> Option<Member> {
+        match self {
+            Self::Joined { member } => Some(member),
+            _ => None,
+        }
+    }
+
+    /// Who left and why, if this is a departure.
+    pub fn left(self) -> Option<(Member, LeaveReason)> {
+        match self {
+            Self::Left { member, reason } => Some((member, reason)),
+            _ => None,
+        }
+    }
 }
 
 /// Why a member left a room.
@@ -587,6 +615,28 @@ mod tests {
 
     fn ada() -> Member {
         Member { id: MemberId("m-ada".into()), name: DisplayName::parse("Ada").unwrap() }
+    }
+
+    #[test]
+    fn presence_changes_are_tagged_by_kind_and_a_newer_kind_is_skipped_not_refused() {
+        let changed = PresenceChanged {
+            room: RoomName::parse("rust").unwrap(),
+            changes: vec![
+                MemberChange::Joined { member: ada() },
+                MemberChange::Left { member: ada(), reason: LeaveReason::Removed },
+            ],
+        };
+        let member = json!({"id": "m-ada", "name": "Ada"});
+        let wire = json!({"room": "rust", "changes": [
+            {"change": "joined", "member": member},
+            {"change": "left", "member": member, "reason": "removed"},
+        ]});
+        assert_eq!(serde_json::to_value(&changed).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<PresenceChanged>(wire).unwrap(), changed);
+        let newer = json!({"room": "rust", "changes": [{"change": "renamed", "member": member}]});
+        let read = serde_json::from_value::<PresenceChanged>(newer).unwrap();
+        assert_eq!(read.changes, vec![MemberChange::Unknown]);
+        assert_eq!(read.changes[0].member(), None);
     }
 
     #[test]

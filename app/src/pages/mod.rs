@@ -7,8 +7,7 @@ pub use join::JoinPage;
 pub use room::RoomPage;
 #[cfg(feature = "hydrate")]
 pub(crate) use {
-    admin::AdminState, room::HeldPresence, room::Pending, room::PendingImage, room::PresenceChange, room::RoomState,
-    room::Status,
+    admin::AdminState, room::HeldPresence, room::Pending, room::PendingImage, room::RoomState, room::Status,
 };
 
 use leptos::prelude::*;

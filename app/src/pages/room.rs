@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use protocol::{
-    ChatMessage, ClientId, DisplayName, HistoryPage, ImageKind, ImageRef, LeaveReason, Member, MemberId, MessageBody,
-    PrivateMessage, RoomName,
+    ChatMessage, ClientId, DisplayName, HistoryPage, ImageKind, ImageRef, LeaveReason, Member, MemberChange, MemberId,
+    MessageBody, PrivateMessage, RoomName,
 };
 
 use crate::urls::{encode_component, join_url};
@@ -131,25 +131,17 @@ pub struct MemberEntry {
     pub online: bool,
 }
 
-/// A presence notice for this room, as the page applies it.
-#[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub enum PresenceChange {
-    Joined(Member),
-    Left(Member, LeaveReason),
-}
-
 /// Presence notices that arrive between (re)connecting and the join's answer: held, and applied after the answer's
 /// member list. Applied before it, a departure of someone the list then names (the list was taken a moment
 /// earlier) would be undone by it, leaving them shown as present.
 #[derive(Default)]
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub struct HeldPresence(std::cell::Cell<Vec<PresenceChange>>);
+pub struct HeldPresence(std::cell::Cell<Vec<MemberChange>>);
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 impl HeldPresence {
     /// Keeps `change` for later if the page has not joined yet; otherwise gives it back, to apply now.
-    pub fn hold_unless_joined(&self, joined: bool, change: PresenceChange) -> Option<PresenceChange> {
+    pub fn hold_unless_joined(&self, joined: bool, change: MemberChange) -> Option<MemberChange> {
         if joined {
             return Some(change);
         }
@@ -160,7 +152,7 @@ impl HeldPresence {
     }
 
     /// What was held, oldest first; nothing is held after.
-    pub fn release(&self) -> Vec<PresenceChange> {
+    pub fn release(&self) -> Vec<MemberChange> {
         self.0.take()
     }
 }
@@ -1007,10 +999,11 @@ mod tests {
     fn presence_notices_before_the_join_answer_wait_for_it_in_order() {
         let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
         let held = HeldPresence::default();
-        let left = PresenceChange::Left(ada.clone(), LeaveReason::Left);
-        assert_eq!(held.hold_unless_joined(false, PresenceChange::Joined(ada.clone())), None);
+        let joined = MemberChange::Joined { member: ada.clone() };
+        let left = MemberChange::Left { member: ada.clone(), reason: LeaveReason::Left };
+        assert_eq!(held.hold_unless_joined(false, joined.clone()), None);
         assert_eq!(held.hold_unless_joined(false, left.clone()), None);
-        assert_eq!(held.release(), vec![PresenceChange::Joined(ada.clone()), left.clone()]);
+        assert_eq!(held.release(), vec![joined, left.clone()]);
         assert_eq!(held.release(), vec![], "released once");
         assert_eq!(held.hold_unless_joined(true, left.clone()), Some(left), "once joined, applied at once");
     }

@@ -3,7 +3,9 @@
 //
 //   namespace "/"   auth {name, session?}: refused with connect_error when the name is missing or too long.
 //     "join" {room, since?}        joins; ack {ok: {room, you, members, history, hasMore}}; others get
-//                                  "member_joined" when a member's first connection enters.
+//                                  "presence" when a member's first connection enters (and when their last leaves):
+//                                  at once in a quiet room, else in bursts every 500 ms, 16 changes an event at most,
+//                                  never about the recipient, as Causerie does.
 //     "send" {room, body, clientId?}
 //                                  stores the message with the room's next seq (a repeated clientId from the same
 //                                  member returns the original); broadcasts "message" to the room except the
@@ -19,6 +21,8 @@ const MAX_NAME = 32;
 const MAX_BODY = 2000;
 const MAX_HISTORY = 100;
 const PAGE = 50;
+const NOTICE_INTERVAL_MS = 500;
+const CHANGES_PER_EVENT = 16;
 
 const server = http.createServer();
 const io = new Server(server, { maxHttpBufferSize: 3e6 });
@@ -42,6 +46,48 @@ function text(value, max) {
 }
 
 const error = (code, message) => ({ error: { code, message } });
+
+// The Socket.IO room of one member's connections in one chat room.
+const memberRoom = (name, id) => `member:${name}:${id}`;
+
+// room name -> the presence changes waiting for the room's next burst; a room is listed while a burst lasts.
+const bursts = new Map();
+
+function announce(name, change) {
+  const waiting = bursts.get(name);
+  if (waiting) {
+    waiting.push(change);
+    return;
+  }
+  bursts.set(name, []);
+  sendChanges(name, [change]);
+  const tick = () => {
+    const burst = bursts.get(name);
+    if (burst.length === 0) {
+      bursts.delete(name);
+      return;
+    }
+    bursts.set(name, []);
+    for (let i = 0; i < burst.length; i += CHANGES_PER_EVENT) {
+      sendChanges(name, burst.slice(i, i + CHANGES_PER_EVENT));
+    }
+    setTimeout(tick, NOTICE_INTERVAL_MS);
+  };
+  setTimeout(tick, NOTICE_INTERVAL_MS);
+}
+
+// Everyone in the room gets the changes, except that nobody's copy has the ones about themselves.
+function sendChanges(name, changes) {
+  const about = [...new Set(changes.map((c) => c.member.id))];
+  io.to(name)
+    .except(about.map((id) => memberRoom(name, id)))
+    .emit("presence", { room: name, changes });
+  if (about.length < 2) return;
+  for (const id of about) {
+    const others = changes.filter((c) => c.member.id !== id);
+    io.to(memberRoom(name, id)).emit("presence", { room: name, changes: others });
+  }
+}
 
 io.use((socket, next) => {
   const name = text(socket.handshake.auth && socket.handshake.auth.name, MAX_NAME);
@@ -73,8 +119,8 @@ io.on("connection", (socket) => {
     }
     entry.sockets.add(socket.id);
     socket.data.rooms.add(name);
-    socket.join(name);
-    if (entered) socket.to(name).emit("member_joined", { room: name, member: me });
+    socket.join([name, memberRoom(name, me.id)]);
+    if (entered) announce(name, { change: "joined", member: me });
     const since = Number.isInteger(request.since) ? request.since : null;
     let history, hasMore;
     if (since === null) {
@@ -121,7 +167,7 @@ io.on("connection", (socket) => {
       entry.sockets.delete(socket.id);
       if (entry.sockets.size === 0) {
         r.members.delete(me.id);
-        socket.to(name).emit("member_left", { room: name, member: me, reason: "left" });
+        announce(name, { change: "left", member: me, reason: "left" });
       }
     }
   });

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use protocol::{
-    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ErrorBody, ErrorCode, Event, LeaveReason, Member, MemberLeft,
+    ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ErrorBody, ErrorCode, Event, LeaveReason, Member, MemberChange,
     MemberRemoved, RemoveMember, Removed, RoomName, Stats,
 };
 use socketioxide::adapter::Adapter;
@@ -140,8 +140,8 @@ async fn on_remove<A: Adapter>(
 /// notice of theirs still waiting (such as their arrival). Call it holding [`Hub::presence_turn`] since the
 /// removal, so that a join from one of their tabs cannot slip in between and be undone by the leaving here.
 pub fn removed<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member, connections: &[Sid]) {
-    let notice = MemberLeft { room: room.clone(), member: member.clone(), reason: LeaveReason::Removed };
-    chat::notify(io, hub, room.clone(), chat::Notice::Left(notice));
+    let change = MemberChange::Left { member: member.clone(), reason: LeaveReason::Removed };
+    chat::notify(io, hub, room.clone(), change);
     let Some(namespace) = io.of(CHAT_NAMESPACE) else { return };
     let channels = [room_channel(room), member_channel(room, &member.id)];
     for sid in connections {

@@ -2,9 +2,10 @@
 //!
 //! A quiet room hears of an arrival or a departure at once. While notices keep coming (a server restart, when
 //! everyone in a room of fifty comes back within a few seconds and each return is news to all the others), the
-//! ones that follow wait for the end of the interval and then go out together, in order. Each recipient's
-//! connection then takes the whole burst in one write instead of one write per notice: in the connect storm of
-//! `scripts/bench` the notices were a quarter of the server's work, nearly all of it in system calls.
+//! ones that follow wait for the end of the interval and then go out together, in order, as one `presence` event
+//! (or a few, for a big burst). Each recipient's connection then gets one packet per burst instead of one per
+//! change: in the connect storm of `scripts/bench` the notices were a quarter of the server's work, nearly all of
+//! it in system calls.
 //!
 //! This module only keeps the queue; [`super::chat::notify`] sends.
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use protocol::{
     CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryFrom, HistoryPage, ImageKind, JoinRoom,
-    Joined, LeaveReason, LoadHistory, Member, MemberJoined, MemberLeft, MessageAccepted, MessageId, PrivateAccepted,
-    PrivateMessage, RoomName, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
+    Joined, LeaveReason, LoadHistory, Member, MemberChange, MemberId, MessageAccepted, MessageId, PresenceChanged,
+    PrivateAccepted, PrivateMessage, RoomName, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -183,71 +183,76 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, State(
 /// How long a busy room's presence notices wait at most (see [`super::bursts`]). A quiet room's go out at once.
 pub const NOTICE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How many of a burst's notices are queued for the room's connections before they get to write them out.
-const NOTICES_AT_ONCE: usize = 8;
-
-/// A presence notice for the people in a room.
-#[derive(Debug, Clone)]
-pub enum Notice {
-    Joined(MemberJoined),
-    Left(MemberLeft),
-}
+/// How many of a burst's changes go in one event. A connection's WebSocket keeps a write buffer the size of its
+/// largest write, so a whole burst in one event would cost every idle connection in a big room kilobytes.
+const CHANGES_PER_EVENT: usize = 16;
 
 /// Tells this node's connections in the room that someone entered or left it, except that member's own
 /// connections. Each node announces to its own connections (see [`crate::presence`]). Call it holding
 /// [`Hub::presence_turn`] since the change.
 pub fn announce<A: Adapter>(io: &SocketIo<A>, hub: &Hub, change: Change) {
-    let (room, notice) = match change {
-        Change::Entered(room, member) => (room.clone(), Notice::Joined(MemberJoined { room, member })),
-        Change::Left(room, member) => {
-            (room.clone(), Notice::Left(MemberLeft { room, member, reason: LeaveReason::Left }))
-        }
+    let (room, change) = match change {
+        Change::Entered(room, member) => (room, MemberChange::Joined { member }),
+        Change::Left(room, member) => (room, MemberChange::Left { member, reason: LeaveReason::Left }),
     };
-    notify(io, hub, room, notice);
+    notify(io, hub, room, change);
 }
 
-/// Sends a presence notice to this node's connections in `room`: at once if the room is quiet, else with the
-/// room's next burst (see [`super::bursts`]). Every presence notice goes through here, so that none overtakes an
+/// Sends a presence change to this node's connections in `room`: at once if the room is quiet, else with the
+/// room's next burst (see [`super::bursts`]). Every presence change goes through here, so that none overtakes an
 /// earlier one: a departure never arrives before the arrival it follows.
-pub fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, notice: Notice) {
-    let Some(first) = hub.notices.offer(&room, notice) else { return };
+pub fn notify<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: RoomName, change: MemberChange) {
+    let Some(first) = hub.notices.offer(&room, change) else { return };
     let (io, hub) = (io.clone(), hub.clone());
-    // One task per room while its burst lasts. It alone sends the room's notices, so they keep their order: the
+    // One task per room while its burst lasts. It alone sends the room's changes, so they keep their order: the
     // first at once, the ones offered meanwhile after each interval. Spawned before anything is awaited, so that
-    // no caller going away can leave the room listed (and its later notices waiting) with no task to send them.
+    // no caller going away can leave the room listed (and its later changes waiting) with no task to send them.
     tokio::spawn(async move {
-        send_notice(&io, &first).await;
+        send_changes(&io, &room, &[first]).await;
         loop {
             tokio::time::sleep(hub.notices.interval()).await;
             let Some(burst) = hub.notices.drain(&room) else { return };
-            // A few at a time, letting the connections write each handful out before the next: every notice
-            // queued at once sits in each recipient's queue, and those queues keep the memory of their fullest
-            // moment (a whole burst queued at once cost 19 KiB per idle connection in `scripts/bench`).
-            for handful in burst.chunks(NOTICES_AT_ONCE) {
-                for notice in handful {
-                    send_notice(&io, notice).await;
-                }
+            for part in burst.chunks(CHANGES_PER_EVENT) {
+                send_changes(&io, &room, part).await;
+                // Let the connections write this event out before queueing the next: every packet queued at once
+                // sits in each recipient's queue, and those queues keep the memory of their fullest moment.
                 tokio::task::yield_now().await;
             }
         }
     });
 }
 
-async fn send_notice<A: Adapter>(io: &SocketIo<A>, notice: &Notice) {
+/// Sends `changes` to this node's connections in `room` as one [`PresenceChanged`], leaving out of each
+/// connection's copy the changes about its own member.
+async fn send_changes<A: Adapter>(io: &SocketIo<A>, room: &RoomName, changes: &[MemberChange]) {
     let Some(chat) = io.of(CHAT_NAMESPACE) else { return };
-    let (room, member) = match notice {
-        Notice::Joined(joined) => (&joined.room, &joined.member.id),
-        Notice::Left(left) => (&left.room, &left.member.id),
-    };
-    // Never to that member's own connections: they know they arrived, and a departure that waited for a burst
-    // could otherwise reach a tab they opened meanwhile (a reload), which would then show them gone.
-    let to = chat.local().to(room_channel(room)).except(member_channel(room, member));
-    let result = match notice {
-        Notice::Joined(joined) => to.emit(MemberJoined::NAME, joined).await,
-        Notice::Left(left) => to.emit(MemberLeft::NAME, left).await,
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, ?notice, "presence notice not sent");
+    let mut about: Vec<&MemberId> = changes.iter().filter_map(MemberChange::member).map(|m| &m.id).collect();
+    about.sort_unstable();
+    about.dedup();
+    // Never to a member's own connections: they know they arrived, and a departure that waited for a burst could
+    // otherwise reach a tab they opened meanwhile (a reload), which would then show them gone. So everyone else
+    // in the room gets all the changes, and each member the burst is about gets the others' (when there are any).
+    let channels: Vec<String> = about.iter().map(|id| member_channel(room, id)).collect();
+    let everyone_else = chat.clone().local().to(room_channel(room)).except(channels.clone());
+    send_presence(everyone_else, room, changes.to_vec()).await;
+    if about.len() < 2 {
+        return;
+    }
+    for (id, channel) in about.iter().zip(channels) {
+        let others: Vec<MemberChange> =
+            changes.iter().filter(|c| c.member().map(|m| &m.id) != Some(*id)).cloned().collect();
+        send_presence(chat.clone().local().to(channel), room, others).await;
+    }
+}
+
+async fn send_presence<A: Adapter>(
+    to: socketioxide::operators::BroadcastOperators<A>,
+    room: &RoomName,
+    changes: Vec<MemberChange>,
+) {
+    let event = PresenceChanged { room: room.clone(), changes };
+    if let Err(e) = to.emit(PresenceChanged::NAME, &event).await {
+        tracing::warn!(error = %e, ?event, "presence change not sent");
     }
 }
 

@@ -43,7 +43,7 @@ pub struct HubState {
     /// Where messages are kept.
     pub store: Arc<dyn MessageStore>,
     /// Presence notices waiting for their room's next burst.
-    pub notices: Bursts<chat::Notice>,
+    pub notices: Bursts<protocol::MemberChange>,
     /// Held from a change to presence until its notice is queued (see [`Hub::presence_turn`]).
     presence_turn: Mutex<()>,
 }

@@ -3,7 +3,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use protocol::{AckResult, CHAT_NAMESPACE, ChatAuth, DisplayName, JoinRoom, Joined, RoomName, SessionToken};
+use protocol::{
+    AckResult, CHAT_NAMESPACE, ChatAuth, DisplayName, JoinRoom, Joined, LeaveReason, Member, MemberChange,
+    PresenceChanged, RoomName, SessionToken,
+};
 use server::{Application, Config};
 use sio_client::{Client, Socket, SocketEvent};
 use tokio::task::JoinHandle;
@@ -192,4 +195,19 @@ pub async fn http_request(app: &TestApp, method: &str, path: &str, headers: &[(&
     let mut response = Vec::new();
     within("the response", stream.read_to_end(&mut response)).await.unwrap();
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Every presence change `socket` hears of, one by one, however the server grouped them into events.
+pub fn presence_changes(socket: &Socket) -> impl Stream<Item = MemberChange> + Unpin + use<> {
+    socket.on::<PresenceChanged>().flat_map(|event| futures::stream::iter(event.changes))
+}
+
+/// The members whose arrival `socket` hears of, in order.
+pub fn arrivals(socket: &Socket) -> impl Stream<Item = Member> + Unpin + use<> {
+    presence_changes(socket).filter_map(|change| futures::future::ready(change.joined()))
+}
+
+/// The members whose departure `socket` hears of, in order, with why they left.
+pub fn departures(socket: &Socket) -> impl Stream<Item = (Member, LeaveReason)> + Unpin + use<> {
+    presence_changes(socket).filter_map(|change| futures::future::ready(change.left()))
 }
