@@ -241,8 +241,8 @@ fn presence_notice(state: RoomState, held: &HeldPresence, change: MemberChange) 
 /// Shows an arrival or a departure in the room.
 fn apply_presence(state: RoomState, change: MemberChange) {
     match change {
-        MemberChange::Joined { member } => state.member_joined(member, now_ms()),
-        MemberChange::Left { member, reason } => state.member_left(member, reason, now_ms()),
+        MemberChange::Joined { member } => state.member_joined(member),
+        MemberChange::Left { member, reason } => state.member_left(member, reason),
         MemberChange::Unknown => {}
     }
 }

@@ -331,17 +331,65 @@ impl Event for PresenceChanged {
     const NAME: &'static str = "presence";
 }
 
-/// One arrival or departure in a [`PresenceChanged`].
+/// One arrival or departure in a [`PresenceChanged`]. On the wire `{"change": "joined", "member"}` or
+/// `{"change": "left", "member", "reason"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "snake_case")]
+#[serde(try_from = "WireChange", into = "WireChange")]
 pub enum MemberChange {
     /// Their first tab entered the room (further tabs are not announced).
     Joined { member: Member },
     /// Their last tab closed or went silent, or an admin removed them.
     Left { member: Member, reason: LeaveReason },
     /// A change from a newer server: skip it.
+    Unknown,
+}
+
+/// [`MemberChange`] as it travels: a flat object rather than a serde-tagged enum, whose decoding buffers every
+/// field first (and costs the browser's bundle kilobytes of generic code for it).
+#[derive(Serialize, Deserialize)]
+struct WireChange {
+    change: ChangeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    member: Option<Member>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<LeaveReason>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChangeKind {
+    Joined,
+    Left,
     #[serde(other)]
     Unknown,
+}
+
+impl TryFrom<WireChange> for MemberChange {
+    type Error = String;
+
+    fn try_from(wire: WireChange) -> Result<Self, String> {
+        match (wire.change, wire.member) {
+            (ChangeKind::Unknown, _) => Ok(Self::Unknown),
+            (ChangeKind::Joined, Some(member)) => Ok(Self::Joined { member }),
+            // A departure without a reason is one of unknown reason, not a malformed one.
+            (ChangeKind::Left, Some(member)) => {
+                Ok(Self::Left { member, reason: wire.reason.unwrap_or(LeaveReason::Unknown) })
+            }
+            (ChangeKind::Joined | ChangeKind::Left, None) => Err("a presence change without its member".to_owned()),
+        }
+    }
+}
+
+impl From<MemberChange> for WireChange {
+    fn from(change: MemberChange) -> Self {
+        match change {
+            MemberChange::Joined { member } => Self { change: ChangeKind::Joined, member: Some(member), reason: None },
+            MemberChange::Left { member, reason } => {
+                Self { change: ChangeKind::Left, member: Some(member), reason: Some(reason) }
+            }
+            MemberChange::Unknown => Self { change: ChangeKind::Unknown, member: None, reason: None },
+        }
+    }
 }
 
 impl MemberChange {
@@ -637,6 +685,9 @@ mod tests {
         let read = serde_json::from_value::<PresenceChanged>(newer).unwrap();
         assert_eq!(read.changes, vec![MemberChange::Unknown]);
         assert_eq!(read.changes[0].member(), None);
+        let memberless = json!({"room": "rust", "changes": [{"change": "joined"}]});
+        let error = serde_json::from_value::<PresenceChanged>(memberless).unwrap_err();
+        assert!(error.to_string().contains("without its member"), "{error}");
     }
 
     #[test]

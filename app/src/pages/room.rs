@@ -186,6 +186,9 @@ pub struct RoomState {
     pub has_older: RwSignal<bool>,
     /// A page of older messages is on its way.
     pub loading_older: RwSignal<bool>,
+    /// Presence notices shown so far: each one's key. Not the time, since a burst's changes all land in the same
+    /// millisecond, and a notice whose key is already shown is dropped.
+    notices: StoredValue<u64>,
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
@@ -207,6 +210,7 @@ impl RoomState {
             removed: RwSignal::new(false),
             has_older: RwSignal::new(first.has_more),
             loading_older: RwSignal::new(false),
+            notices: StoredValue::new(0),
         }
     }
 
@@ -266,8 +270,14 @@ impl RoomState {
         self.push(Item::Private(message));
     }
 
-    fn notice(&self, key: String, text: String) {
-        self.push(Item::Notice { key, text });
+    fn notice(&self, text: String) {
+        let Some(number) = self.notices.try_update_value(|count| {
+            *count += 1;
+            *count
+        }) else {
+            return;
+        };
+        self.push(Item::Notice { key: format!("notice:{number}"), text });
     }
 
     /// The join was accepted: these are the members now. Anyone else listed is offline.
@@ -287,7 +297,7 @@ impl RoomState {
         self.joined.try_set(true);
     }
 
-    pub fn member_joined(&self, member: Member, at_ms: f64) {
+    pub fn member_joined(&self, member: Member) {
         let mut announce = false;
         self.members.try_update(|entries| {
             match entries.iter_mut().find(|entry| entry.member.id == member.id) {
@@ -304,11 +314,11 @@ impl RoomState {
             sort_members(entries);
         });
         if announce {
-            self.notice(format!("joined:{}:{}", member.id.0, at_ms as u64), format!("{} joined", member.name));
+            self.notice(format!("{} joined", member.name));
         }
     }
 
-    pub fn member_left(&self, member: Member, reason: LeaveReason, at_ms: f64) {
+    pub fn member_left(&self, member: Member, reason: LeaveReason) {
         self.stopped_typing(&member.id);
         let was_here = self.members.try_update(|entries| went_offline(entries, &member.id)).unwrap_or(false);
         // A departure of someone this page never saw here (it waited in a busy room's burst while this page
@@ -320,7 +330,7 @@ impl RoomState {
             LeaveReason::Removed => format!("{} was removed by an admin", member.name),
             LeaveReason::Left | LeaveReason::Unknown => format!("{} left", member.name),
         };
-        self.notice(format!("left:{}:{}", member.id.0, at_ms as u64), text);
+        self.notice(text);
     }
 
     /// `member` is typing: show it until `until_ms`, unless it is this person.
@@ -993,6 +1003,30 @@ mod tests {
         assert_eq!(fitted(100, 1000), (27, 270));
         assert_eq!(fitted(40, 30), (40, 30));
         assert_eq!(fitted(0, 0), (1, 1));
+    }
+
+    #[test]
+    fn someone_who_joins_leaves_and_joins_again_in_one_burst_gets_three_notices() {
+        let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
+        let me = Member { id: MemberId("bob".into()), name: DisplayName::parse("Bob").unwrap() };
+        let state = RoomState::new(HistoryPage { messages: Vec::new(), has_more: false });
+        state.joined_as(me.clone(), vec![me]);
+        // One event's changes are applied one after the other, within the same millisecond.
+        state.member_joined(ada.clone());
+        state.member_left(ada.clone(), LeaveReason::Left);
+        state.member_joined(ada);
+        let notices: Vec<String> = state
+            .items
+            .get_untracked()
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Notice { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notices, ["Ada joined", "Ada left", "Ada joined"]);
+        let online: Vec<bool> = state.members.get_untracked().iter().map(|entry| entry.online).collect();
+        assert_eq!(online, [true, true], "Ada and Bob are both here");
     }
 
     #[test]

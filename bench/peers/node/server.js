@@ -47,7 +47,9 @@ function text(value, max) {
 
 const error = (code, message) => ({ error: { code, message } });
 
-// The Socket.IO room of one member's connections in one chat room.
+// The Socket.IO rooms of a chat room's connections, and of one member's connections in it. Both prefixed, as
+// Causerie's are: a chat room named like a member room must not catch that member's traffic.
+const chatRoom = (name) => `room:${name}`;
 const memberRoom = (name, id) => `member:${name}:${id}`;
 
 // room name -> the presence changes waiting for the room's next burst; a room is listed while a burst lasts.
@@ -79,7 +81,7 @@ function announce(name, change) {
 // Everyone in the room gets the changes, except that nobody's copy has the ones about themselves.
 function sendChanges(name, changes) {
   const about = [...new Set(changes.map((c) => c.member.id))];
-  io.to(name)
+  io.to(chatRoom(name))
     .except(about.map((id) => memberRoom(name, id)))
     .emit("presence", { room: name, changes });
   if (about.length < 2) return;
@@ -119,7 +121,7 @@ io.on("connection", (socket) => {
     }
     entry.sockets.add(socket.id);
     socket.data.rooms.add(name);
-    socket.join([name, memberRoom(name, me.id)]);
+    socket.join([chatRoom(name), memberRoom(name, me.id)]);
     if (entered) announce(name, { change: "joined", member: me });
     const since = Number.isInteger(request.since) ? request.since : null;
     let history, hasMore;
@@ -155,7 +157,7 @@ io.on("connection", (socket) => {
     if (clientId) message.clientId = clientId;
     r.messages.push(message);
     if (key) r.sent.set(key, message.seq);
-    socket.to(name).emit("message", message);
+    socket.to(chatRoom(name)).emit("message", message);
     ack({ ok: { message } });
   });
 
