@@ -281,8 +281,7 @@ async fn receive(
         let filling = Arc::new(AtomicBool::new(false));
         tokio::spawn(async move {
             while let Some(event) = messages.next().await {
-                let Some(message) = event.args.into_iter().next() else { continue };
-                let Ok(message) = serde_json::from_value::<ChatMessage>(message) else { continue };
+                let Some(Ok(message)) = event.args.first().map(|arg| arg.decode::<ChatMessage>()) else { continue };
                 ledger.received(user.index, &message);
                 // As the page does: a hole in what it holds (a broadcast lost with the node that stored it) is
                 // filled, if it is still there after a moment. Only once joined, and only when recovering.

@@ -16,6 +16,7 @@ use serde_json::Value;
 #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
 use crate::manager::{AckFailure, Action, EmitOptions, Output};
 use crate::manager::{Config, ConnectionState, DisconnectReason, EmitError, Manager, TransportKind};
+use crate::packet::Arg;
 
 /// Something that happened to one namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,13 +58,13 @@ pub enum RequestError {
     Rejected(ErrorBody),
 }
 
-/// An event or an acknowledgement as it came off the wire: JSON arguments and binary attachments. In a binary
-/// packet the binary parts are `{"_placeholder":true,"num":i}` objects, each checked to point at an attachment;
-/// in a text packet (no attachments) such an object is plain data: check `num` against `attachments` before
-/// indexing.
+/// An event or an acknowledgement as it came off the wire: its arguments undecoded (JSON text, see [`Arg`]) and its
+/// binary attachments. In a binary packet the binary parts are `{"_placeholder":true,"num":i}` objects, each
+/// checked to point at an attachment; in a text packet (no attachments) such an object is plain data: check `num`
+/// against `attachments` before indexing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawEvent {
-    pub args: Vec<Value>,
+    pub args: Vec<Arg>,
     pub attachments: Vec<Vec<u8>>,
     /// Set when the server asked for an acknowledgement: answer it with [`Socket::ack_raw`].
     pub ack_id: Option<u64>,
@@ -265,7 +266,7 @@ fn first_argument<T: serde::de::DeserializeOwned>(answer: RawEvent) -> Result<T,
     let Some(first) = answer.args.into_iter().next() else {
         return Err(AckError::Decode("the acknowledgement carries no data".into()));
     };
-    serde_json::from_value(first).map_err(|e| AckError::Decode(e.to_string()))
+    first.decode().map_err(|e| AckError::Decode(e.to_string()))
 }
 
 impl Socket {
@@ -364,7 +365,7 @@ impl Socket {
     pub fn on<E: Event>(&self) -> impl futures::Stream<Item = E> + Unpin + use<E> {
         self.on_raw(E::NAME).filter_map(|raw: RawEvent| {
             let decoded = match raw.args.into_iter().next() {
-                Some(value) => serde_json::from_value::<E>(value).map_err(|e| e.to_string()),
+                Some(arg) => arg.decode::<E>().map_err(|e| e.to_string()),
                 None => Err("no payload".to_owned()),
             };
             futures::future::ready(match decoded {

@@ -41,6 +41,7 @@ mod manager_tests;
 pub use client::{AckError, Client, ClientBuilder, RawEvent, RequestError, Socket, SocketEvent};
 pub use engine::{EnginePacket, Frame, OpenInfo};
 pub use manager::{Config, ConnectionState, DisconnectReason, EmitError, TransportKind};
+pub use packet::Arg;
 
 /// A point in time, in milliseconds since an origin the driver picks. The sans-IO core never reads a clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::backoff::Backoff;
 use crate::engine::{EnginePacket, OpenInfo};
-use crate::packet::{Decoder, Packet, PacketKind};
+use crate::packet::{Arg, Decoder, Packet, PacketKind};
 use crate::{DecodeError, Millis};
 
 /// Reconnection and timeout settings. [`Default`] gives the reference JavaScript client's values.
@@ -140,13 +140,13 @@ pub enum Output {
     Event {
         nsp: String,
         name: String,
-        args: Vec<Value>,
+        args: Vec<Arg>,
         attachments: Vec<Vec<u8>>,
         ack_id: Option<u64>,
     },
     Ack {
         id: u64,
-        args: Vec<Value>,
+        args: Vec<Arg>,
         attachments: Vec<Vec<u8>>,
     },
     /// An acknowledgement that will never come: its timeout passed, or the client was closed.
@@ -557,7 +557,7 @@ impl Manager {
                 }
                 ns.status = NsStatus::Connected;
                 let buffered: Vec<Packet> = ns.buffer.drain(..).collect();
-                let sid = packet.data.as_ref().and_then(|d| d.get("sid")).and_then(Value::as_str).map(str::to_owned);
+                let sid = packet.value().and_then(|d| d.get("sid")).and_then(Value::as_str).map(str::to_owned);
                 self.outputs.push_back(Output::Connected { nsp: packet.nsp.clone(), sid });
                 // Buffered emits go out after the CONNECT answer, in the order they were made.
                 for buffered in &buffered {
@@ -567,7 +567,7 @@ impl Manager {
             PacketKind::ConnectError => {
                 ns.status = NsStatus::Closed;
                 ns.buffer.clear();
-                let data = packet.data.unwrap_or(Value::Null);
+                let data = packet.value().cloned().unwrap_or(Value::Null);
                 let message = match &data {
                     Value::String(s) => s.clone(),
                     other => other.get("message").and_then(Value::as_str).unwrap_or("connection refused").to_owned(),
@@ -603,15 +603,13 @@ impl Manager {
                 });
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
+                let mut packet = packet;
                 let Some(id) = packet.id else { return };
                 if self.acks.remove(&id).is_none() {
                     // Late (already timed out) or unknown: nobody waits for it any more.
                     return;
                 }
-                let args = match packet.data {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
-                };
+                let args = packet.take_args();
                 self.outputs.push_back(Output::Ack { id, args, attachments: packet.attachments });
             }
         }

@@ -174,7 +174,7 @@ fn an_ack_is_matched_to_its_emit_by_id() {
     server(&mut m, 5, r#"30[{"ok":true}]"#);
     assert_eq!(
         drain_outputs(&mut m),
-        vec![Output::Ack { id: 0, args: vec![json!({"ok": true})], attachments: vec![] }]
+        vec![Output::Ack { id: 0, args: vec![json!({"ok": true}).into()], attachments: vec![] }]
     );
 }
 
@@ -277,7 +277,7 @@ fn binary_events_arrive_with_their_attachments() {
         vec![Output::Event {
             nsp: "/".into(),
             name: "image".into(),
-            args: vec![json!({"_placeholder": true, "num": 0})],
+            args: vec![json!({"_placeholder": true, "num": 0}).into()],
             attachments: vec![vec![9, 8, 7]],
             ack_id: None,
         }]
@@ -320,7 +320,7 @@ fn server_events_for_a_connected_namespace_are_delivered_with_their_ack_id() {
         vec![Output::Event {
             nsp: "/".into(),
             name: "ping?".into(),
-            args: vec![Value::from(1)],
+            args: vec![Value::from(1).into()],
             attachments: vec![],
             ack_id: Some(7)
         }]

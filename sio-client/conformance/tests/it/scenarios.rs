@@ -328,7 +328,7 @@ async fn binary_round_trip(client: &Client) {
     .await
     .unwrap();
     assert_eq!(answer.attachments, vec![bytes.clone()], "client → server → ack");
-    assert_eq!(answer.args, vec![placeholder.clone()]);
+    assert_eq!(answer.args, vec![placeholder.clone().into()]);
 
     let mut echoes = socket.on_raw("echo");
     socket.emit_raw("echo", vec![placeholder.clone()], vec![bytes.clone()], false);
@@ -356,11 +356,11 @@ pub async fn the_server_can_ask_the_client_for_an_ack(kind: Kind) {
     connected(&mut lifecycle).await;
     socket.emit_raw("ask-me", vec![json!({"text": "what is six times seven?"})], vec![], false);
     let question = within("the server's question", questions.next()).await.unwrap();
-    assert_eq!(question.args, vec![json!({"text": "what is six times seven?"})]);
+    assert_eq!(question.args, vec![json!({"text": "what is six times seven?"}).into()]);
     let id = question.ack_id.expect("the server asked for an acknowledgement");
     socket.ack_raw(id, vec![json!({"text": "42"})], vec![]);
     let answer = within("the server to report our answer", answers.next()).await.unwrap();
-    assert_eq!(answer.args, vec![json!({"text": "42"})]);
+    assert_eq!(answer.args, vec![json!({"text": "42"}).into()]);
 }
 
 pub async fn two_namespaces_share_one_connection(kind: Kind) {
