@@ -221,8 +221,6 @@ impl Recorder {
     }
 }
 
-/// Starts a task that times every benchmark message `user` receives. Duplicates are told apart by (step, sender,
-/// number), per receiver.
 /// The part of a [`protocol::ChatMessage`] the load generator reads.
 #[derive(serde::Deserialize)]
 struct Body<'a> {
@@ -230,6 +228,8 @@ struct Body<'a> {
     body: std::borrow::Cow<'a, str>,
 }
 
+/// Starts a task that times every benchmark message `user` receives. Duplicates are told apart by (step, sender,
+/// number), per receiver.
 pub fn receive(user: &mut User, recorder: Arc<Recorder>) -> Option<tokio::task::JoinHandle<()>> {
     let mut messages = user.take_messages()?;
     Some(tokio::spawn(async move {
