@@ -1007,26 +1007,29 @@ mod tests {
 
     #[test]
     fn someone_who_joins_leaves_and_joins_again_in_one_burst_gets_three_notices() {
-        let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
-        let me = Member { id: MemberId("bob".into()), name: DisplayName::parse("Bob").unwrap() };
-        let state = RoomState::new(HistoryPage { messages: Vec::new(), has_more: false });
-        state.joined_as(me.clone(), vec![me]);
-        // One event's changes are applied one after the other, within the same millisecond.
-        state.member_joined(ada.clone());
-        state.member_left(ada.clone(), LeaveReason::Left);
-        state.member_joined(ada);
-        let notices: Vec<String> = state
-            .items
-            .get_untracked()
-            .into_iter()
-            .filter_map(|item| match item {
-                Item::Notice { text, .. } => Some(text),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(notices, ["Ada joined", "Ada left", "Ada joined"]);
-        let online: Vec<bool> = state.members.get_untracked().iter().map(|entry| entry.online).collect();
-        assert_eq!(online, [true, true], "Ada and Bob are both here");
+        // Signals live in their owner's arena (server builds keep one per request).
+        Owner::new_root(None).with(|| {
+            let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
+            let me = Member { id: MemberId("bob".into()), name: DisplayName::parse("Bob").unwrap() };
+            let state = RoomState::new(HistoryPage { messages: Vec::new(), has_more: false });
+            state.joined_as(me.clone(), vec![me]);
+            // One event's changes are applied one after the other, within the same millisecond.
+            state.member_joined(ada.clone());
+            state.member_left(ada.clone(), LeaveReason::Left);
+            state.member_joined(ada);
+            let notices: Vec<String> = state
+                .items
+                .get_untracked()
+                .into_iter()
+                .filter_map(|item| match item {
+                    Item::Notice { text, .. } => Some(text),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(notices, ["Ada joined", "Ada left", "Ada joined"]);
+            let online: Vec<bool> = state.members.get_untracked().iter().map(|entry| entry.online).collect();
+            assert_eq!(online, [true, true], "Ada and Bob are both here");
+        });
     }
 
     #[test]
