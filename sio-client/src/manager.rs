@@ -603,7 +603,6 @@ impl Manager {
                 });
             }
             PacketKind::Ack | PacketKind::BinaryAck => {
-                let mut packet = packet;
                 let Some(id) = packet.id else { return };
                 if self.acks.remove(&id).is_none() {
                     // Late (already timed out) or unknown: nobody waits for it any more.
