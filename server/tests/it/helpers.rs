@@ -207,6 +207,15 @@ pub fn arrivals(socket: &Socket) -> impl Stream<Item = Member> + Unpin + use<> {
     presence_changes(socket).filter_map(|change| futures::future::ready(change.joined()))
 }
 
+/// The names of the next `count` members `arrivals` yields, in order.
+pub async fn next_names(what: &str, arrivals: &mut (impl Stream<Item = Member> + Unpin), count: usize) -> Vec<String> {
+    let mut names = Vec::with_capacity(count);
+    while names.len() < count {
+        names.push(next(what, arrivals).await.name.as_str().to_owned());
+    }
+    names
+}
+
 /// The members whose departure `socket` hears of, in order, with why they left.
 pub fn departures(socket: &Socket) -> impl Stream<Item = (Member, LeaveReason)> + Unpin + use<> {
     presence_changes(socket).filter_map(|change| futures::future::ready(change.left()))

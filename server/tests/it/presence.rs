@@ -7,7 +7,7 @@ use protocol::{
 use server::Config;
 
 use crate::helpers::{
-    PATIENCE, RawSocket, arrivals, departures, join, next, refusal, room, spawn_app, spawn_app_with, within,
+    PATIENCE, RawSocket, arrivals, departures, join, next, next_names, refusal, room, spawn_app, spawn_app_with, within,
 };
 
 #[tokio::test]
@@ -94,24 +94,15 @@ async fn arrivals_in_quick_succession_all_reach_the_room_in_order_and_nobody_hea
     // Bob's arrival began a burst of notices in the room: these wait for its end and come together, in more than
     // one event here (an event carries at most 16 changes).
     let names: Vec<String> = (1..=20).map(|i| format!("Guest {i}")).collect();
-    let mut people = Vec::new();
-    let mut arrivals_at_first_guest = None;
-    for name in &names {
-        let (client, socket) = app.member(name, "general").await;
-        arrivals_at_first_guest.get_or_insert_with(|| arrivals(&socket));
-        people.push((client, socket));
+    let first_guest = app.member(&names[0], "general").await;
+    let mut arrivals_at_first_guest = arrivals(&first_guest.1);
+    let mut people = vec![first_guest];
+    for name in &names[1..] {
+        people.push(app.member(name, "general").await);
     }
-    let mut seen = Vec::new();
-    while seen.len() < names.len() {
-        seen.push(next("an arrival", &mut arrivals_at_bob).await.name.as_str().to_owned());
-    }
-    assert_eq!(seen, names);
+    assert_eq!(next_names("an arrival", &mut arrivals_at_bob, names.len()).await, names);
     // The first guest's arrival is in the same burst as the others': their copy leaves it out.
-    let mut arrivals_at_first_guest = arrivals_at_first_guest.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < names.len() - 1 {
-        seen.push(next("an arrival at the first guest's", &mut arrivals_at_first_guest).await.name.as_str().to_owned());
-    }
+    let seen = next_names("an arrival at the first guest's", &mut arrivals_at_first_guest, names.len() - 1).await;
     assert_eq!(seen, names[1..]);
 }
 
@@ -143,11 +134,7 @@ async fn someone_back_before_their_departure_was_announced_is_not_told_they_left
     let mut ada_departures = departures(&reloaded);
     let (_c, _cy) = app.member("Cy", "general").await;
 
-    let mut seen = Vec::new();
-    while seen.len() < 3 {
-        seen.push(next("an arrival at bob's", &mut bob_arrivals).await.name.as_str().to_owned());
-    }
-    assert_eq!(seen, ["Ada", "Ada", "Cy"]);
+    assert_eq!(next_names("an arrival at bob's", &mut bob_arrivals, 3).await, ["Ada", "Ada", "Cy"]);
     assert_eq!(next("ada's departure at bob's", &mut bob_departures).await.0.name.as_str(), "Ada");
     // Cy's arrival came after all of that, to Ada's new tab too: by then it would have had the departure.
     assert_eq!(next("cy's arrival at ada's", &mut ada_arrivals).await.name.as_str(), "Cy");
