@@ -229,18 +229,8 @@ impl Presence {
         let Some((member_id, rooms)) = registry.connections.remove(&connection) else { return Vec::new() };
         let mut departures = Vec::new();
         for room in rooms {
-            let Some(members) = registry.rooms.get_mut(&room) else { continue };
-            let Some(present) = members.get_mut(&member_id) else { continue };
-            present.connections.remove(&connection);
-            let Some(gone) = present.connections.is_empty().then(|| members.remove(&member_id)).flatten() else {
-                continue;
-            };
-            if members.is_empty() {
-                registry.rooms.remove(&room);
-            }
-            self.report(Report::Left { room: room.clone(), member: member_id.clone() });
-            if !registry.in_view(&room, &member_id) {
-                departures.push((room, gone.member));
+            if let Some(gone) = self.take_connection_out(&mut registry, &room, &member_id, connection) {
+                departures.push((room, gone));
             }
         }
         drop(registry);
@@ -248,6 +238,45 @@ impl Presence {
             self.changed.notify_one();
         }
         departures
+    }
+
+    /// Takes `connection` out of `room` alone: a join that could not be completed. Returns its member when that
+    /// was their last connection there on any node (their departure is to be announced).
+    pub fn leave(&self, room: &RoomName, connection: Sid) -> Option<Member> {
+        let mut registry = self.registry();
+        let (member_id, rooms) = registry.connections.get_mut(&connection)?;
+        if !rooms.remove(room) {
+            return None;
+        }
+        let member_id = member_id.clone();
+        if rooms.is_empty() {
+            registry.connections.remove(&connection);
+        }
+        let departure = self.take_connection_out(&mut registry, room, &member_id, connection);
+        drop(registry);
+        if departure.is_some() {
+            self.changed.notify_one();
+        }
+        departure
+    }
+
+    /// The room's side of a connection leaving it; the caller has already updated the connection's own rooms.
+    fn take_connection_out(
+        &self,
+        registry: &mut Registry,
+        room: &RoomName,
+        member_id: &MemberId,
+        connection: Sid,
+    ) -> Option<Member> {
+        let members = registry.rooms.get_mut(room)?;
+        let present = members.get_mut(member_id)?;
+        present.connections.remove(&connection);
+        let gone = present.connections.is_empty().then(|| members.remove(member_id)).flatten()?;
+        if members.is_empty() {
+            registry.rooms.remove(room);
+        }
+        self.report(Report::Left { room: room.clone(), member: member_id.clone() });
+        (!registry.in_view(room, member_id)).then_some(gone.member)
     }
 
     /// An admin removes a member from a room, on every node: this node's connections are taken out (and returned),

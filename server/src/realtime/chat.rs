@@ -165,6 +165,14 @@ async fn on_join<A: Adapter>(
         }
         Err(e) => {
             tracing::error!(error = %e, %room, "history not read");
+            // Not joined after all: the others must not see someone whose page shows an error, and a retry must
+            // not count as a second tab. Under the turn, so that the departure follows the arrival.
+            let turn = hub.presence_turn();
+            if let Some(member) = hub.presence.leave(&room, socket.id) {
+                announce(&io, &hub, Change::Left(room.clone(), member));
+            }
+            drop(turn);
+            socket.leave(channels);
             reply::<Joined>(ack, Err(internal("The room's history could not be read. Try again in a moment.")));
         }
     }

@@ -57,6 +57,11 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
 }
 
 impl TestApp {
+    /// The SQLite database this helper made up for the test (none when the test chose its own store).
+    pub fn database(&self) -> Option<&std::path::Path> {
+        self.temporary_database.as_deref()
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -155,6 +155,36 @@ async fn the_join_ack_lists_everyone_in_the_room() {
 }
 
 #[tokio::test]
+async fn a_join_whose_history_cannot_be_read_is_undone_and_leaves_nobody_behind_in_the_room() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let mut ada_hears = crate::helpers::presence_changes(&ada);
+    // The server's reads now fail, as on a database that has gone wrong under it.
+    let database = rusqlite::Connection::open(app.database().expect("a SQLite database")).unwrap();
+    database.execute_batch("ALTER TABLE messages RENAME TO messages_away").unwrap();
+
+    let (_b, bob) = app.connect("Bob").await;
+    let request = JoinRoom { room: room("general"), since: None };
+    let ack: AckResult<Joined> = within("bob's join ack", bob.emit_with_ack(&request, PATIENCE)).await.unwrap();
+    let refused = refusal(ack);
+    assert_eq!(refused.code, ErrorCode::Internal);
+
+    // Ada saw Bob try and go; nobody who joins later finds him there.
+    let first = next("bob's arrival", &mut ada_hears).await;
+    assert_eq!(first.joined().map(|m| m.name.as_str().to_owned()).as_deref(), Some("Bob"));
+    let second = next("bob's departure", &mut ada_hears).await;
+    assert_eq!(second.left().map(|(m, _)| m.name.as_str().to_owned()).as_deref(), Some("Bob"));
+    database.execute_batch("ALTER TABLE messages_away RENAME TO messages").unwrap();
+    let (_c, cy) = app.connect("Cy").await;
+    let joined = join(&cy, "general").await;
+    let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, vec!["Ada", "Cy"]);
+    // And Bob, once reads work again, can join as himself rather than as a second tab of a ghost.
+    let again = join(&bob, "general").await;
+    assert_eq!(again.members.len(), 3);
+}
+
+#[tokio::test]
 async fn a_tab_that_stops_answering_the_heartbeat_is_dropped_and_announced_as_left() {
     let config = Config { ping_interval: 200, ping_timeout: 200, ..Config::default() };
     let app = spawn_app_with(config).await;
