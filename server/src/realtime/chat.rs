@@ -380,15 +380,12 @@ async fn publish<A: Adapter>(
     let message = match hub.store.append(new).await {
         Ok(Appended::New(message)) => {
             hub.messages_total.fetch_add(1, Ordering::Relaxed);
-            // `to` leaves this connection out: it gets the message back in its ack instead. If the other nodes
-            // cannot be reached, their people fetch it when they see the hole in the room's numbers.
-            let to = || socket.to(room_channel(&message.room));
-            if let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
-                tracing::warn!(error = %e, room = %message.room, "broadcast failed");
-            }
             message
         }
-        // A retry of a message already stored (and broadcast): the sender gets the original, nobody gets it twice.
+        // A retry of a message already stored: the sender gets the original, and the room gets it again. Its
+        // first broadcast may never have happened (a node that died between the commit and the broadcast, a
+        // COMMIT reported as failed that did succeed), and in a quiet room no later message would reveal the gap.
+        // Clients drop a `seq` they already hold, so a second copy costs only the bytes.
         Ok(Appended::Duplicate(message)) => message,
         Err(e) => {
             tracing::error!(error = %e, "message not stored");
@@ -396,6 +393,12 @@ async fn publish<A: Adapter>(
             return reply::<MessageAccepted>(ack, Err(error));
         }
     };
+    // `to` leaves this connection out: it gets the message back in its ack instead. If the other nodes cannot be
+    // reached, their people fetch it when they see the hole in the room's numbers.
+    let to = || socket.to(room_channel(&message.room));
+    if let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
+        tracing::warn!(error = %e, room = %message.room, "broadcast failed");
+    }
     reply(ack, Ok(MessageAccepted { message }));
 }
 
