@@ -322,6 +322,10 @@ async fn on_send<A: Adapter>(
 /// photo.
 pub const MAX_IMAGE_SIDE: usize = 16_384;
 
+/// The largest image accepted in all, in pixels (40 megapixels, 160 MB once decoded): a flat-coloured
+/// 16,384×16,384 PNG fits in 2 MiB and would take every viewer's tab a gigabyte to show.
+pub const MAX_IMAGE_PIXELS: usize = 40_000_000;
+
 async fn on_image<A: Adapter>(
     socket: SocketRef<A>,
     State(hub): State<Hub>,
@@ -361,6 +365,15 @@ pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImag
         return Err(format!(
             "That image is {}×{} pixels; each side must be between 1 and {MAX_IMAGE_SIDE}.",
             size.width, size.height
+        ));
+    }
+    if size.width * size.height > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "That image is {}×{} pixels, {:.1} megapixels; the limit is {} megapixels.",
+            size.width,
+            size.height,
+            (size.width * size.height) as f64 / 1e6,
+            MAX_IMAGE_PIXELS / 1_000_000
         ));
     }
     let side = |pixels: usize| u32::try_from(pixels).map_err(|_| "That image is too large.".to_owned());

@@ -118,6 +118,13 @@ async fn an_image_that_is_not_what_it_claims_too_large_or_missing_is_refused_in_
     let bomb = refused(&ada, png(100_000, 100_000)).await;
     assert!(bomb.message.contains("each side must be between 1 and 16384"), "{}", bomb.message);
 
+    // Each side within the limit, but a gigabyte once decoded.
+    let square_bomb = refused(&ada, png(16_384, 16_384)).await;
+    assert_eq!(
+        square_bomb.message,
+        "That image is 16384×16384 pixels, 268.4 megapixels; the limit is 40 megapixels."
+    );
+
     // The details without the bytes: a plain one-argument request.
     let ack: AckResult<MessageAccepted> =
         within("the ack", ada.emit_with_ack(&image("no bytes", None), PATIENCE)).await.unwrap();
