@@ -39,6 +39,8 @@ pub enum SocketEvent {
 pub enum AckError {
     #[error("no answer from the server in time")]
     Timeout,
+    /// The connection (or the namespace) closed after the emit went out: the server's answer cannot come any
+    /// more. An emit made while offline waits for the next connection instead, until its timeout.
     #[error("the connection was closed before the server answered")]
     Closed,
     #[error(transparent)]

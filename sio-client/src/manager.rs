@@ -196,6 +196,10 @@ enum Engine {
 #[derive(Debug)]
 struct PendingAck {
     deadline: Option<Millis>,
+    nsp: String,
+    /// Handed to a transport. The server's answer can then only come over that connection: if it closes, the
+    /// ack fails at once (the server's socket for it is gone). An ack still buffered goes out after a reconnection.
+    sent: bool,
 }
 
 /// Options for one emit.
@@ -317,12 +321,16 @@ impl Manager {
     pub fn open_namespace(&mut self, nsp: &str, auth: Option<Value>) {
         let ns = self.namespaces.entry(nsp.to_owned()).or_insert_with(|| Namespace {
             auth: None,
-            status: NsStatus::Pending,
+            status: NsStatus::Closed,
             buffer: VecDeque::new(),
         });
         ns.auth = auth;
-        if ns.status == NsStatus::Connected {
-            return;
+        match ns.status {
+            NsStatus::Connected => return,
+            // Its CONNECT is out, or goes out with the next handshake: a second one would make the server open a
+            // second socket, left behind in whatever rooms the first one joins.
+            NsStatus::Pending if !self.terminated => return,
+            NsStatus::Pending | NsStatus::Closed => {}
         }
         ns.status = NsStatus::Pending;
         if matches!(self.engine, Engine::Open { .. }) {
@@ -344,6 +352,7 @@ impl Manager {
         let was_connected = ns.status == NsStatus::Connected;
         ns.status = NsStatus::Closed;
         ns.buffer.clear();
+        self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
         if was_connected {
             self.send_packet(&Packet::disconnect(nsp));
             self.outputs
@@ -396,15 +405,16 @@ impl Manager {
             Some(_) if self.terminated => return Err(EmitError::ClientClosed),
             Some(_) => {}
         }
+        let connected = self.is_connected(nsp);
         let id = options.ack.map(|timeout| {
             let id = self.next_ack_id;
             self.next_ack_id += 1;
             let deadline = (timeout != Duration::MAX).then(|| now.after(timeout));
-            self.acks.insert(id, PendingAck { deadline });
+            self.acks.insert(id, PendingAck { deadline, nsp: nsp.to_owned(), sent: connected });
             id
         });
         let packet = Packet::event(nsp, name, args, attachments, id);
-        if self.is_connected(nsp) {
+        if connected {
             self.send_packet(&packet);
         } else if !options.volatile
             && let Some(ns) = self.namespaces.get_mut(nsp)
@@ -445,8 +455,10 @@ impl Manager {
         tracing::debug!(%reason, "transport closed");
         self.engine = Engine::Closed;
         self.decoder.reset();
-        // Packets queued for the dead transport are lost with it; acks they asked for will time out.
+        // Packets queued for the dead transport are lost with it, and no answer to what it carried can come now:
+        // those acks fail, so that callers retry on the next connection instead of waiting out their timeouts.
         self.transmit.clear();
+        self.fail_acks(AckFailure::Closed, |ack| ack.sent);
         for (nsp, ns) in &mut self.namespaces {
             if ns.status == NsStatus::Connected {
                 ns.status = NsStatus::Pending;
@@ -523,7 +535,13 @@ impl Manager {
         let expired: Vec<u64> =
             self.acks.iter().filter(|(_, ack)| ack.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
         for id in expired {
-            self.acks.remove(&id);
+            if let Some(ack) = self.acks.remove(&id)
+                && let Some(ns) = self.namespaces.get_mut(&ack.nsp)
+            {
+                // Given up on: an emit still waiting for the connection must not go out after all (the caller
+                // may be retrying it already).
+                ns.buffer.retain(|packet| packet.id != Some(id));
+            }
             self.outputs.push_back(Output::AckFailed { id, reason: AckFailure::Timeout });
         }
     }
@@ -557,6 +575,11 @@ impl Manager {
                 }
                 ns.status = NsStatus::Connected;
                 let buffered: Vec<Packet> = ns.buffer.drain(..).collect();
+                for id in buffered.iter().filter_map(|packet| packet.id) {
+                    if let Some(ack) = self.acks.get_mut(&id) {
+                        ack.sent = true;
+                    }
+                }
                 let sid = packet.value().and_then(|d| d.get("sid")).and_then(Value::as_str).map(str::to_owned);
                 self.outputs.push_back(Output::Connected { nsp: packet.nsp.clone(), sid });
                 // Buffered emits go out after the CONNECT answer, in the order they were made.
@@ -567,6 +590,8 @@ impl Manager {
             PacketKind::ConnectError => {
                 ns.status = NsStatus::Closed;
                 ns.buffer.clear();
+                let nsp = packet.nsp.clone();
+                self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
                 let data = packet.value().cloned().unwrap_or(Value::Null);
                 let message = match &data {
                     Value::String(s) => s.clone(),
@@ -579,6 +604,8 @@ impl Manager {
                 let was_connected = ns.status == NsStatus::Connected;
                 ns.status = NsStatus::Closed;
                 ns.buffer.clear();
+                let nsp = packet.nsp.clone();
+                self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
                 if was_connected {
                     self.outputs.push_back(Output::Disconnected {
                         nsp: packet.nsp,
@@ -654,7 +681,14 @@ impl Manager {
     }
 
     fn fail_all_acks(&mut self, reason: AckFailure) {
-        for id in std::mem::take(&mut self.acks).into_keys() {
+        self.fail_acks(reason, |_| true);
+    }
+
+    /// Fails the pending acks that `which` picks, in the order they were asked for.
+    fn fail_acks(&mut self, reason: AckFailure, which: impl Fn(&PendingAck) -> bool) {
+        let failed: Vec<u64> = self.acks.iter().filter(|(_, ack)| which(ack)).map(|(id, _)| *id).collect();
+        for id in failed {
+            self.acks.remove(&id);
             self.outputs.push_back(Output::AckFailed { id, reason });
         }
     }

@@ -328,3 +328,72 @@ fn server_events_for_a_connected_namespace_are_delivered_with_their_ack_id() {
     m.ack("/", 7, vec![json!("pong")], vec![]);
     assert_eq!(sent(&mut m), vec![r#"437["pong"]"#.to_owned()]);
 }
+
+#[test]
+fn acks_of_emits_already_sent_fail_at_once_when_the_connection_drops_and_buffered_ones_wait_for_the_next() {
+    let mut m = connected(no_jitter());
+    let options = EmitOptions { ack: Some(Duration::MAX), ..EmitOptions::default() };
+    let sent_one = m.emit(at(0), "/", "send", vec![json!("out")], vec![], options).unwrap();
+    sent(&mut m);
+    m.transport_closed(at(10), DisconnectReason::TransportClose);
+    let buffered = m.emit(at(20), "/", "send", vec![json!("later")], vec![], options).unwrap();
+    let outputs = drain_outputs(&mut m);
+    // The server's socket for the first is gone: no answer can come, even to an ack that waits forever.
+    assert!(outputs.contains(&Output::AckFailed { id: sent_one.unwrap(), reason: AckFailure::Closed }));
+    assert!(!outputs.iter().any(|o| matches!(o, Output::AckFailed { id, .. } if Some(*id) == buffered)));
+
+    m.handle_timeout(at(1010));
+    m.transport_opened(at(1010), TransportKind::WebSocket);
+    m.handle_packet(at(1010), EnginePacket::decode_text(OPEN).unwrap());
+    server(&mut m, 1011, r#"0{"sid":"s2"}"#);
+    assert_eq!(sent(&mut m), vec![r#"40{"name":"Ada"}"#.to_owned(), r#"421["send","later"]"#.to_owned()]);
+    // Sent now, over the new connection: it fails if that one drops too.
+    m.transport_closed(at(1100), DisconnectReason::TransportClose);
+    let outputs = drain_outputs(&mut m);
+    assert!(outputs.contains(&Output::AckFailed { id: 1, reason: AckFailure::Closed }));
+}
+
+#[test]
+fn an_emit_whose_ack_timed_out_while_offline_is_not_sent_after_reconnecting() {
+    let mut m = connected(no_jitter());
+    m.transport_closed(at(10), DisconnectReason::TransportClose);
+    let options = EmitOptions { ack: Some(Duration::from_millis(500)), ..EmitOptions::default() };
+    m.emit(at(20), "/", "send", vec![json!("given up")], vec![], options).unwrap();
+    m.emit(at(20), "/", "send", vec![json!("kept")], vec![], EmitOptions::default()).unwrap();
+    m.handle_timeout(at(520));
+    assert!(drain_outputs(&mut m).contains(&Output::AckFailed { id: 0, reason: AckFailure::Timeout }));
+
+    m.handle_timeout(at(1010));
+    m.transport_opened(at(1010), TransportKind::WebSocket);
+    m.handle_packet(at(1010), EnginePacket::decode_text(OPEN).unwrap());
+    server(&mut m, 1011, r#"0{"sid":"s2"}"#);
+    // The caller was told it failed and may be sending it again: the first copy stays unsent.
+    assert_eq!(sent(&mut m), vec![r#"40{"name":"Ada"}"#.to_owned(), r#"42["send","kept"]"#.to_owned()]);
+}
+
+#[test]
+fn leaving_a_namespace_fails_its_pending_acks_but_not_another_namespaces() {
+    let mut m = connected(no_jitter());
+    m.open_namespace("/admin", None);
+    server(&mut m, 0, r#"0/admin,{"sid":"a1"}"#);
+    let options = EmitOptions { ack: Some(Duration::MAX), ..EmitOptions::default() };
+    let admin = m.emit(at(1), "/admin", "stats", vec![], vec![], options).unwrap();
+    let chat = m.emit(at(1), "/", "join", vec![], vec![], options).unwrap();
+    drain_outputs(&mut m);
+    m.close_namespace(at(2), "/admin");
+    let outputs = drain_outputs(&mut m);
+    assert!(outputs.contains(&Output::AckFailed { id: admin.unwrap(), reason: AckFailure::Closed }));
+    assert!(!outputs.iter().any(|o| matches!(o, Output::AckFailed { id, .. } if Some(*id) == chat)));
+}
+
+#[test]
+fn opening_a_namespace_twice_before_the_server_answers_sends_one_connect() {
+    let mut m = Manager::new(Config::default(), 1);
+    m.open_namespace("/", None);
+    m.poll_action();
+    m.transport_opened(at(0), TransportKind::WebSocket);
+    m.handle_packet(at(0), EnginePacket::decode_text(OPEN).unwrap());
+    m.open_namespace("/", None);
+    // Two CONNECTs would be two sockets on the server, the first left behind in its rooms.
+    assert_eq!(sent(&mut m), vec!["40".to_owned()]);
+}
