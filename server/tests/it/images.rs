@@ -120,10 +120,7 @@ async fn an_image_that_is_not_what_it_claims_too_large_or_missing_is_refused_in_
 
     // Each side within the limit, but a gigabyte once decoded.
     let square_bomb = refused(&ada, png(16_384, 16_384)).await;
-    assert_eq!(
-        square_bomb.message,
-        "That image is 16384×16384 pixels, 268.4 megapixels; the limit is 40 megapixels."
-    );
+    assert_eq!(square_bomb.message, "That image is 16384×16384 pixels, 268.4 megapixels; the limit is 40 megapixels.");
 
     // The details without the bytes: a plain one-argument request.
     let ack: AckResult<MessageAccepted> =
