@@ -171,6 +171,31 @@ impl Outbox {
 /// How long a request may wait for the server's acknowledgement.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The first wait before a failed join is tried again, and the longest.
+const JOIN_RETRY_FIRST: Duration = Duration::from_secs(2);
+const JOIN_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a join refused this way may work a little later.
+fn join_worth_retrying(error: &RequestError) -> bool {
+    match error {
+        RequestError::Ack(AckError::Timeout) => true,
+        RequestError::Rejected(error) => error.code == ErrorCode::Internal,
+        _ => false,
+    }
+}
+
+/// Waits `duration` without blocking the page.
+async fn pause(duration: Duration) {
+    let (done, wait) = futures::channel::oneshot::channel::<()>();
+    set_timeout(
+        move || {
+            let _ = done.send(());
+        },
+        duration,
+    );
+    let _ = wait.await;
+}
+
 /// How long an image may take to upload and be acknowledged: megabytes take a while on a slow link.
 const IMAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -329,44 +354,66 @@ impl Chat {
                     // Room membership lives on the server's socket, which is new after every reconnection: join
                     // again each time the namespace connects, unless an admin removed this person.
                     SocketEvent::Connected { .. } if !state.removed.get_untracked() => {
-                        // After a reconnection, ask for what was missed: everything after the last message shown
-                        // with none missing before it.
-                        let since = state.resume_seq();
-                        let join = JoinRoom { room: join_room.clone(), since };
-                        match join_socket.request(&join, REQUEST_TIMEOUT).await {
-                            Ok(joined) => {
-                                // Without `since`, `has_more` speaks of older messages; with it, of newer ones.
-                                let missed_more = match since {
-                                    None => {
-                                        state.has_older.try_set(joined.has_more);
-                                        false
+                        let mut retry_in = JOIN_RETRY_FIRST;
+                        loop {
+                            // After a reconnection, ask for what was missed: everything after the last message shown
+                            // with none missing before it.
+                            let since = state.resume_seq();
+                            let join = JoinRoom { room: join_room.clone(), since };
+                            match join_socket.request(&join, REQUEST_TIMEOUT).await {
+                                Ok(joined) => {
+                                    // Without `since`, `has_more` speaks of older messages; with it, of newer ones.
+                                    let missed_more = match since {
+                                        None => {
+                                            state.has_older.try_set(joined.has_more);
+                                            false
+                                        }
+                                        Some(_) => joined.has_more,
+                                    };
+                                    let resume_after = joined.history.last().map(|m| m.seq);
+                                    for message in joined.history {
+                                        state.add_message(message);
                                     }
-                                    Some(_) => joined.has_more,
-                                };
-                                let resume_after = joined.history.last().map(|m| m.seq);
-                                for message in joined.history {
-                                    state.add_message(message);
+                                    state.joined_as(joined.you, joined.members);
+                                    for change in join_held.release() {
+                                        apply_presence(state, change);
+                                    }
+                                    state.error.try_set(None);
+                                    if missed_more && let Some(after) = resume_after {
+                                        catch_up(&join_socket, &join_room, state, after).await;
+                                    }
+                                    // Whatever was written while away (or before a reload) goes out now, in order.
+                                    join_outbox.flush(join_socket.clone());
+                                    break;
                                 }
-                                state.joined_as(joined.you, joined.members);
-                                for change in join_held.release() {
-                                    apply_presence(state, change);
+                                Err(RequestError::Rejected(error)) if error.code == ErrorCode::NameInUse => {
+                                    // The form explains it, and lets the person pick another name.
+                                    let url = crate::urls::join_url(&join_room, &name, Some("name_in_use"));
+                                    if window().location().set_href(&url).is_err() {
+                                        state.error.try_set(Some(error.message));
+                                    }
+                                    break;
                                 }
-                                state.error.try_set(None);
-                                if missed_more && let Some(after) = resume_after {
-                                    catch_up(&join_socket, &join_room, state, after).await;
+                                // The connection dropped meanwhile: joining again is the reconnection's job.
+                                Err(RequestError::Ack(AckError::Closed)) => break,
+                                // A moment's trouble (no answer, the history could not be read): try again while
+                                // connected, less and less often, rather than leave the page unable to send.
+                                Err(e) if join_worth_retrying(&e) => {
+                                    let seconds = retry_in.as_secs();
+                                    let error = format!("Could not join the room ({e}). Trying again in {seconds} s.");
+                                    state.error.try_set(Some(error));
+                                    pause(retry_in).await;
+                                    let connected =
+                                        state.status.try_with_untracked(|s| matches!(s, Status::Connected { .. }));
+                                    if connected != Some(true) || state.removed.try_get_untracked() != Some(false) {
+                                        break;
+                                    }
+                                    retry_in = (retry_in * 2).min(JOIN_RETRY_MAX);
                                 }
-                                // Whatever was written while away (or before a reload) goes out now, in order.
-                                join_outbox.flush(join_socket.clone());
-                            }
-                            Err(RequestError::Rejected(error)) if error.code == ErrorCode::NameInUse => {
-                                // The form explains it, and lets the person pick another name.
-                                let url = crate::urls::join_url(&join_room, &name, Some("name_in_use"));
-                                if window().location().set_href(&url).is_err() {
-                                    state.error.try_set(Some(error.message));
+                                Err(e) => {
+                                    state.error.try_set(Some(format!("Could not join the room: {e}")));
+                                    break;
                                 }
-                            }
-                            Err(e) => {
-                                state.error.try_set(Some(format!("Could not join the room: {e}")));
                             }
                         }
                     }
@@ -514,10 +561,26 @@ impl Chat {
     }
 
     /// Sends a private message to `to`, who must be in the room.
-    pub fn send_private(&self, to: MemberId, body: MessageBody) {
-        let Some(socket) = self.socket.clone() else { return };
-        let request = SendPrivate { room: self.room.clone(), to, body };
+    /// Sends a private message. It is not kept for later like a public one (its recipient may be gone by then):
+    /// if it fails, its text goes back into `draft`, unless something new has been typed there meanwhile.
+    pub fn send_private(&self, to: MemberId, body: MessageBody, draft: RwSignal<String>) {
         let state = self.state;
+        let text = body.as_str().to_owned();
+        let give_back = move |why: String| {
+            let restored = draft
+                .try_update(|d| {
+                    let empty = d.is_empty();
+                    if empty {
+                        *d = text;
+                    }
+                    empty
+                })
+                .unwrap_or(false);
+            let again = if restored { " It is back in the box, to send again." } else { "" };
+            state.error.try_set(Some(format!("Not sent: {}.{again}", why.trim_end_matches('.'))));
+        };
+        let Some(socket) = self.socket.clone() else { return give_back("not connected".to_owned()) };
+        let request = SendPrivate { room: self.room.clone(), to, body };
         self.typing_sent_at.store(0, Ordering::Relaxed);
         spawn_local(async move {
             match socket.request(&request, REQUEST_TIMEOUT).await {
@@ -525,9 +588,7 @@ impl Chat {
                     state.add_private(accepted.message);
                     state.error.try_set(None);
                 }
-                Err(e) => {
-                    state.error.try_set(Some(format!("Not sent: {e}")));
-                }
+                Err(e) => give_back(e.to_string()),
             }
         });
     }

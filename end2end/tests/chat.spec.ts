@@ -1,5 +1,5 @@
-import { expect, test } from "@playwright/test";
-import { RoomPage, withPeople } from "./fixtures/pages";
+import { expect, type Locator, type Page, test } from "@playwright/test";
+import { RoomPage, unique, withPeople } from "./fixtures/pages";
 
 test("two people in a room chat live, and another room sees none of it", async ({ browser }) => {
   // A unique room per run, so that parallel or repeated runs never share a conversation.
@@ -21,8 +21,13 @@ test("two people in a room chat live, and another room sees none of it", async (
     // The sender sees its own message once, from the server's ack.
     await expect(alice.message("Hello Bob")).toHaveCount(1);
 
+    // Screen readers hear the new message, not the whole list; the writer is not read their own.
+    await expect(bob.page.getByTestId("announcement")).toHaveText("Alice: Hello Bob <b>not bold</b>");
+    await expect(alice.page.getByTestId("announcement")).not.toContainText("Hello Bob");
+
     await bob.say("Hi Alice");
     await expect(alice.message("Hi Alice")).toHaveCount(1);
+    await expect(alice.page.getByTestId("announcement")).toHaveText("Bob: Hi Alice");
     await expect(alice.message("Hi Alice").locator(".from")).toHaveText("Bob");
 
     // Carol's connection delivers in order: had anything from the other room leaked to her, it would be listed
@@ -77,3 +82,34 @@ test("links are clickable and safe, and one sender's messages are grouped", asyn
     await expect(first.locator(".from")).toBeVisible();
   });
 });
+
+test.describe("for a reader in another time zone", () => {
+  // +05:30: neither the hour nor the minute is UTC's.
+  test.use({ timezoneId: "Asia/Kolkata" });
+
+  test("times are shown in the reader's zone, in the history the server rendered and live alike", async ({ page }) => {
+    const room = unique("clock");
+    const ada = new RoomPage(page);
+    await ada.enter(room, "Ada");
+    await ada.say("live, made in the browser");
+    const live = ada.message("live, made in the browser").locator("time");
+    await expect(live).toHaveText(await localClock(page, live));
+
+    // A reload: the message now comes in the page the server rendered, in UTC, and is hydrated.
+    await ada.enter(room, "Ada");
+    const rendered = ada.message("live, made in the browser").locator("time");
+    await expect(rendered).toHaveText(await localClock(page, rendered));
+  });
+});
+
+/** `HH:MM` of a `<time>` element's `datetime`, in the page's time zone, as the browser itself computes it. */
+async function localClock(page: Page, time: Locator): Promise<string> {
+  const iso = await time.getAttribute("datetime");
+  expect(iso).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$/);
+  const clock = await page.evaluate((at) => {
+    const date = new Date(at);
+    return `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`;
+  }, iso as string);
+  expect(clock).not.toBe((iso as string).slice(11, 16));
+  return clock;
+}

@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { JoinPage, RoomPage } from "./fixtures/pages";
+import { JoinPage, RoomPage, waitForHydration } from "./fixtures/pages";
 
 test("the hydrated form shows the same errors as the server-rendered one", async ({ page }) => {
   const join = new JoinPage(page);
@@ -9,6 +9,8 @@ test("the hydrated form shows the same errors as the server-rendered one", async
   await expect(join.error("A room name needs at least one letter or digit.")).toBeVisible();
   await join.join("x".repeat(33), "general");
   await expect(join.error("A display name can be at most 32 characters long.")).toBeVisible();
+  // Still the hydrated page (client-side navigation, no panic), not a server-rendered fallback.
+  await waitForHydration(page);
 });
 
 test("joining through the hydrated form connects to the room", async ({ page }) => {

@@ -16,9 +16,12 @@ test("the join page lists active rooms with how many people are in each, live", 
     await bob.page.close();
     await expect(entry).toContainText("1 person online");
 
-    // A listed room fills in the form.
+    // A listed room fills in the form, even over a room typed there before, and keeps the name typed.
+    await form.name.fill("Cy");
+    await form.room.fill("somewhere else");
     await entry.getByRole("link").click();
     await expect(form.room).toHaveValue(room);
+    await expect(form.name).toHaveValue("Cy");
   });
   // Everyone left: the room is gone from the list.
   await expect(entry).toHaveCount(0);

@@ -51,6 +51,9 @@ test("others see who joins and leaves, and two tabs leave only when the last one
     await expect(bob.notice("Ada left")).toHaveCount(1);
     await expect(bob.member("Ada")).toHaveAttribute("data-online", "false");
     await expect(bob.member("Carol")).toHaveAttribute("data-online", "true");
+    // Said in words too, for screen readers (the dots are hidden from them).
+    await expect(bob.member("Ada")).toContainText(", offline");
+    await expect(bob.member("Carol")).toContainText(", online");
     // "Ada left" implies both tabs are gone; had the first tab's close been announced as well, that notice would
     // have reached Bob before Carol's next message.
     await carol.say("marker");

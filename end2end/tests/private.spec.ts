@@ -12,6 +12,7 @@ test("a private message reaches only its recipient and the sender's tabs, marked
 
     await ada.page.getByRole("button", { name: "Private message to Bob" }).click();
     await expect(ada.page.getByTestId("private-to")).toContainText("Bob");
+    await expect(ada.composer).toBeFocused();
     await ada.say("psst, Bob");
 
     await expect(bob.message("psst, Bob")).toHaveAttribute("data-private", "true");
@@ -27,7 +28,24 @@ test("a private message reaches only its recipient and the sender's tabs, marked
 
     // Back to the room: the next message is public.
     await ada.page.getByRole("button", { name: "Back to the room" }).click();
+    await expect(ada.composer).toBeFocused();
     await ada.say("public again");
     await expect(carol.message("public again")).not.toHaveAttribute("data-private", "true");
+  });
+});
+
+test("a private message that cannot be delivered goes back into the box, with the reason", async ({ browser }) => {
+  const room = unique("private-gone");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+    await ada.page.getByRole("button", { name: "Private message to Bob" }).click();
+    await bob.page.close();
+    await expect(ada.members.filter({ hasText: "Bob" })).toHaveCount(0);
+
+    await ada.say("are you still there?");
+    await expect(ada.page.getByRole("alert").filter({ hasText: "Not sent" })).toContainText("back in the box");
+    await expect(ada.composer).toHaveValue("are you still there?");
+    await expect(ada.messages).toHaveCount(0);
   });
 });

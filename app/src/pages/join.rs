@@ -109,6 +109,9 @@ pub fn JoinPage() -> impl IntoView {
                         autocomplete="off"
                         placeholder="general"
                         value=room_value
+                        // The attribute prefills the server's page; the property follows a lobby link clicked
+                        // after typing (an attribute no longer changes what an edited field shows).
+                        prop:value=room_value
                         aria-invalid=move || room_error().is_some().to_string()
                         aria-describedby="room-error"
                     />

@@ -114,6 +114,16 @@ impl Item {
         }
     }
 
+    /// What a screen reader says when it arrives.
+    fn spoken(&self) -> Option<String> {
+        match self {
+            Item::Message(message) => Some(format!("{}: {}", message.from.name, message.body)),
+            Item::Private(message) => Some(format!("Private from {}: {}", message.from.name, message.body)),
+            Item::Notice { text, .. } => Some(text.clone()),
+            Item::Pending(_) => None,
+        }
+    }
+
     /// Who wrote it, for grouping and for autoscroll after one's own message.
     fn author(&self) -> Option<&Member> {
         match self {
@@ -251,18 +261,19 @@ impl RoomState {
     /// What to resume after: the end of the unbroken run of `seq`s from the oldest shown
     /// ([`protocol::resume_point`]), so that a message missed between two shown ones is fetched, not skipped.
     pub fn resume_seq(&self) -> Option<u64> {
-        self.items.with_untracked(|items| protocol::resume_point(items.iter().filter_map(Item::seq)))
+        self.items.try_with_untracked(|items| protocol::resume_point(items.iter().filter_map(Item::seq))).flatten()
     }
 
     /// Where messages are missing among those shown (the `after` to fetch from), if they are: a room's seqs have
-    /// no gaps.
+    /// no gaps. Like the other reads here it tolerates a page already gone: timers and tasks call it, and may
+    /// outlive the room's signals.
     pub fn hole(&self) -> Option<u64> {
-        self.items.with_untracked(|items| protocol::hole(items.iter().filter_map(Item::seq)))
+        self.items.try_with_untracked(|items| protocol::hole(items.iter().filter_map(Item::seq))).flatten()
     }
 
     /// The lowest `seq` shown: what older pages load before.
     pub fn first_seq(&self) -> Option<u64> {
-        self.items.with_untracked(|items| items.iter().filter_map(Item::seq).min())
+        self.items.try_with_untracked(|items| items.iter().filter_map(Item::seq).min()).flatten()
     }
 
     pub fn add_private(&self, message: PrivateMessage) {
@@ -449,6 +460,8 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
     let list = NodeRef::<leptos::html::Ol>::new();
     let at_bottom = RwSignal::new(true);
     let unread = RwSignal::new(false);
+    // The latest arrival in words, in a live region of its own.
+    let announcement = RwSignal::new(String::new());
     // While older messages load: how far the reader was from the end, so that they stay where they were reading
     // when the page grows above them.
     let keep_from_end = StoredValue::new(None::<i32>);
@@ -466,19 +479,25 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
     // (or just wrote), else offer a button; when older messages came first, keep the reader's place. Effects run
     // after the DOM is updated, and only in the browser: the first run shows the end of the server's history.
     Effect::new(move |previous: Option<Option<String>>| {
-        let (last, mine) = state.items.with(|items| {
+        let (last, mine, spoken) = state.items.with(|items| {
             let me = state.me.get_untracked();
-            (
-                items.last().map(Item::key),
-                items
-                    .last()
-                    .and_then(Item::author)
-                    .is_some_and(|author| Some(&author.id) == me.as_ref().map(|m| &m.id)),
-            )
+            let mine = match items.last() {
+                // Written here and not yet stored (perhaps offline): the writer wants to see it go.
+                Some(Item::Pending(_)) => true,
+                last => {
+                    last.and_then(Item::author).is_some_and(|author| Some(&author.id) == me.as_ref().map(|m| &m.id))
+                }
+            };
+            (items.last().map(Item::key), mine, items.last().and_then(Item::spoken))
         });
         match previous {
             None => scroll_to_end(),
             Some(before) if before != last => {
+                // Only what is new, and not one's own: the list itself is not a live region, or loading older
+                // messages would read a whole page out.
+                if !mine && let Some(spoken) = spoken {
+                    announcement.set(spoken);
+                }
                 if at_bottom.get_untracked() || mine {
                     scroll_to_end();
                 } else {
@@ -527,7 +546,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                 draft.set(String::new());
                 #[cfg(feature = "hydrate")]
                 chat.with_value(|chat| match private_to.get_untracked() {
-                    Some(to) => chat.send_private(to.id, body),
+                    Some(to) => chat.send_private(to.id, body, draft),
                     None => chat.send(body),
                 });
                 #[cfg(not(feature = "hydrate"))]
@@ -631,6 +650,17 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
         names.sort_by_key(|name| name.as_str().to_lowercase());
         typing_line(&names)
     };
+    // Choosing someone to write to privately, or going back to the room, puts the cursor where the writing happens
+    // (the first run is the page's load, where `autofocus` does it).
+    let message_box = NodeRef::<leptos::html::Textarea>::new();
+    Effect::new(move |loaded: Option<()>| {
+        private_to.track();
+        if loaded.is_some()
+            && let Some(message_box) = message_box.get_untracked()
+        {
+            let _ = message_box.focus();
+        }
+    });
     // Type-erased: the whole page as one static type is too deep for the compiler.
     let composer = view! {
         <form class="composer" on:submit=on_submit>
@@ -644,6 +674,8 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
             <textarea
                 id="message"
                 name="message"
+                node_ref=message_box
+                autofocus=true
                 rows="2"
                 placeholder="Write a message…"
                 prop:value=move || draft.get()
@@ -693,7 +725,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                     on:dragleave=move |_| dragging.set(false)
                     on:drop=on_drop
                 >
-                    <ol class="messages" data-testid="messages" aria-live="polite" node_ref=list on:scroll=on_scroll>
+                    <ol class="messages" data-testid="messages" aria-label="Messages" node_ref=list on:scroll=on_scroll>
                         <Show when=move || state.has_older.get()>
                             <li class="older">
                                 <button
@@ -707,7 +739,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                                 </button>
                             </li>
                         </Show>
-                        <For each=move || grouped(&state.items.read()) key=|(item, _)| item.key() let:entry>
+                        <For each=move || grouped(&state.items.read()) key=|(item, continued)| (item.key(), *continued) let:entry>
                             <Line item=entry.0 continued=entry.1 me=state.me retry />
                         </For>
                     </ol>
@@ -720,6 +752,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                 <MembersPanel state private_to handoff />
             </div>
             <p class="typing" data-testid="typing" aria-live="polite">{typing}</p>
+            <p class="visually-hidden" data-testid="announcement" aria-live="polite">{move || announcement.get()}</p>
             <Show when=move || state.removed.get()>
                 <p class="notice" role="alert" data-testid="removed">
                     "An admin removed you from this room. " <a href="/">"Join a room"</a> " again when you are ready."
@@ -771,8 +804,10 @@ fn MemberRow(entry: MemberEntry, me: RwSignal<Option<Member>>, private_to: RwSig
     let online = entry.online;
     view! {
         <li class="member" data-testid="member" data-online=online.to_string() class:offline=!online>
-            <span class="presence" aria-label=if online { "online" } else { "offline" }></span>
+            // The dot is for the eyes; screen readers get the same as words (a label on a plain span is ignored).
+            <span class="presence" aria-hidden="true"></span>
             <span class="name">{name.clone()}</span>
+            <span class="visually-hidden">{if online { ", online" } else { ", offline" }}</span>
             {move || if is_me() {
                 view! { <span class="me">" (you)"</span> }.into_any()
             } else if online {
@@ -846,7 +881,7 @@ fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callba
             view! {
                 <li class="message" class:continued=continued data-testid="message">
                     <span class="from">{message.from.name.to_string()}</span>
-                    <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
+                    {sent_time(message.sent_at.0)}
                     {image}
                     <p class="body">{body(message.body.as_str())}</p>
                 </li>
@@ -863,7 +898,7 @@ fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callba
             view! {
                 <li class="message private" data-testid="message" data-private="true">
                     <span class="from">{message.from.name.to_string()}</span>
-                    <time datetime=message.sent_at.0.to_string()>{local_time(message.sent_at.0)}</time>
+                    {sent_time(message.sent_at.0)}
                     <span class="private-label">{label}</span>
                     <p class="body">{body(message.body.as_str())}</p>
                 </li>
@@ -920,18 +955,48 @@ fn body(text: &str) -> impl IntoView + use<> {
         .collect_view()
 }
 
-/// `HH:MM` in the reader's time zone (UTC when rendered on the server).
-fn local_time(unix_ms: i64) -> String {
+/// When a message was sent, as `HH:MM` in the reader's time zone.
+///
+/// The server does not know that zone, so it renders UTC, and hydration keeps server-rendered text as it is: the
+/// local time is set just after (an effect runs in the browser only, before the next paint). Rows made in the
+/// browser take the same path, so history and live messages always agree.
+fn sent_time(unix_ms: i64) -> impl IntoView {
+    let shown = RwSignal::new(utc_clock(unix_ms));
+    Effect::new(move |_| shown.set(local_clock(unix_ms)));
+    view! { <time datetime=iso_minute(unix_ms)>{move || shown.get()}</time> }
+}
+
+/// `HH:MM` in UTC.
+fn utc_clock(unix_ms: i64) -> String {
+    let minutes = unix_ms.div_euclid(60_000).rem_euclid(24 * 60);
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// `HH:MM` in the browser's time zone.
+fn local_clock(unix_ms: i64) -> String {
     #[cfg(feature = "hydrate")]
     {
         let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64));
         format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
     }
     #[cfg(not(feature = "hydrate"))]
-    {
-        let minutes = unix_ms.div_euclid(60_000).rem_euclid(24 * 60);
-        format!("{:02}:{:02}", minutes / 60, minutes % 60)
-    }
+    utc_clock(unix_ms)
+}
+
+/// `YYYY-MM-DDTHH:MMZ`, the machine-readable form of a `<time>` element.
+fn iso_minute(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{}Z", utc_clock(unix_ms))
 }
 
 #[cfg(test)]
@@ -939,6 +1004,14 @@ mod tests {
     use protocol::{MessageId, UnixMillis};
 
     use super::*;
+
+    #[test]
+    fn a_message_time_is_written_in_utc_for_machines_whatever_the_day() {
+        assert_eq!(iso_minute(0), "1970-01-01T00:00Z");
+        assert_eq!(iso_minute(951_782_400_000), "2000-02-29T00:00Z");
+        assert_eq!(iso_minute(1_796_158_859_000), "2026-12-01T21:00Z");
+        assert_eq!(iso_minute(-60_000), "1969-12-31T23:59Z");
+    }
 
     fn message(id: &str, from: &str, at_ms: i64) -> Item {
         Item::Message(ChatMessage {
