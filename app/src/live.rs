@@ -179,7 +179,8 @@ const JOIN_RETRY_MAX: Duration = Duration::from_secs(30);
 fn join_worth_retrying(error: &RequestError) -> bool {
     match error {
         RequestError::Ack(AckError::Timeout) => true,
-        RequestError::Rejected(error) => error.code == ErrorCode::Internal,
+        // `rate_limited` on a join is the reading budget (a page holds one room, never the 16-room cap).
+        RequestError::Rejected(error) => matches!(error.code, ErrorCode::Internal | ErrorCode::RateLimited),
         _ => false,
     }
 }

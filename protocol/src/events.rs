@@ -530,6 +530,12 @@ pub struct RoomsSnapshot {
     pub rooms: Vec<RoomSummary>,
 }
 
+impl RoomsSnapshot {
+    /// The most rooms listed: the busiest ones. Every lobby visitor gets the list a few times a second, so its
+    /// size must not grow with the number of rooms someone cares to open.
+    pub const MAX_ROOMS: usize = 50;
+}
+
 impl Event for RoomsSnapshot {
     const NAME: &'static str = "rooms";
 }

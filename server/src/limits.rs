@@ -52,31 +52,67 @@ impl TokenBucket {
 #[derive(Debug)]
 pub struct Limiter<K> {
     limit: RateLimit,
-    buckets: Mutex<HashMap<K, TokenBucket>>,
+    buckets: Mutex<Buckets<K>>,
 }
 
-/// Above this many buckets, full ones are forgotten: a full bucket is the same as no bucket.
+#[derive(Debug)]
+struct Buckets<K> {
+    by_key: HashMap<K, TokenBucket>,
+    /// Full buckets are forgotten (a full bucket is the same as none) once there are this many. Twice what a
+    /// pruning leaves, so that many busy members make pruning rarer, not a scan on every message.
+    prune_at: usize,
+    /// Prunings so far, for the tests.
+    prunings: u64,
+}
+
+/// The fewest buckets that make a pruning worth it.
 const PRUNE_ABOVE: usize = 4096;
 
 impl<K: Eq + Hash + Clone> Limiter<K> {
     pub fn new(limit: RateLimit) -> Self {
-        Self { limit, buckets: Mutex::new(HashMap::new()) }
+        Self { limit, buckets: Mutex::new(Buckets { by_key: HashMap::new(), prune_at: PRUNE_ABOVE, prunings: 0 }) }
     }
 
     /// Takes a token from `key`'s bucket, or says how long until one is available.
     pub fn try_take(&self, key: &K, now: Instant) -> Result<(), Duration> {
         // Held only for this arithmetic, never across an await. A poisoned lock still holds valid numbers.
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, bucket| !bucket.is_full_at(now));
+        let buckets = &mut *buckets;
+        if buckets.by_key.len() >= buckets.prune_at {
+            buckets.by_key.retain(|_, bucket| !bucket.is_full_at(now));
+            buckets.prune_at = (2 * buckets.by_key.len()).max(PRUNE_ABOVE);
+            buckets.prunings += 1;
         }
-        buckets.entry(key.clone()).or_insert_with(|| TokenBucket::new(self.limit, now)).try_take(now)
+        buckets.by_key.entry(key.clone()).or_insert_with(|| TokenBucket::new(self.limit, now)).try_take(now)
+    }
+
+    #[cfg(test)]
+    fn prunings(&self) -> u64 {
+        self.buckets.lock().map_or(0, |b| b.prunings)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.buckets.lock().map_or(0, |b| b.by_key.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_busy_members_make_pruning_rarer_instead_of_a_scan_per_message() {
+        let limiter = Limiter::new(RateLimit { burst: 5, per_second: 1.0 });
+        let t0 = Instant::now();
+        // 40,000 members each sending once: none of their buckets is full again yet, so none can be forgotten.
+        for member in 0..40_000_u32 {
+            limiter.try_take(&member, t0).unwrap();
+        }
+        assert_eq!(limiter.len(), 40_000);
+        // Each pruning doubles the next threshold: 4096, 8192, 16384, 32768.
+        assert_eq!(limiter.prunings(), 4);
+    }
 
     fn bucket(burst: u32, per_second: f64) -> (TokenBucket, Instant) {
         let now = Instant::now();
@@ -145,9 +181,15 @@ mod tests {
         }
         // Half a second on, nothing is full: pruning must not hand key 0 a fresh bucket.
         assert!(limiter.try_take(&0, t0 + Duration::from_millis(500)).is_err());
-        assert_eq!(limiter.buckets.lock().unwrap().len(), PRUNE_ABOVE + 1);
-        // Ten seconds on, every bucket is full again and can go.
-        assert_eq!(limiter.try_take(&usize::MAX, t0 + Duration::from_secs(10)), Ok(()));
-        assert_eq!(limiter.buckets.lock().unwrap().len(), 1);
+        assert_eq!(limiter.len(), PRUNE_ABOVE + 1);
+        // Ten seconds on, every bucket is full again: the next pruning (at twice as many) forgets them all, and
+        // keeps only the newcomers, whose buckets are spent.
+        let later = t0 + Duration::from_secs(10);
+        let mut key = PRUNE_ABOVE + 1;
+        while limiter.prunings() < 2 {
+            assert_eq!(limiter.try_take(&key, later), Ok(()));
+            key += 1;
+        }
+        assert_eq!(limiter.len(), key - (PRUNE_ABOVE + 1));
     }
 }

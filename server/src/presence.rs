@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
-use protocol::{DisplayName, Member, MemberId, RoomDetail, RoomName, RoomSummary};
+use protocol::{DisplayName, Member, MemberId, RoomDetail, RoomName, RoomSummary, RoomsSnapshot};
 use serde::{Deserialize, Serialize};
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
@@ -418,7 +418,7 @@ impl Presence {
         self.registry().connections.get(&connection).is_some_and(|(_, rooms)| rooms.contains(room))
     }
 
-    /// Every active room with its number of members, busiest first.
+    /// The [`RoomsSnapshot::MAX_ROOMS`] busiest active rooms with their number of members, busiest first.
     pub fn summaries(&self) -> Vec<RoomSummary> {
         let registry = self.registry();
         let mut rooms: Vec<RoomSummary> = registry
@@ -429,7 +429,13 @@ impl Presence {
                 RoomSummary { room, online }
             })
             .collect();
-        rooms.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.room.cmp(&b.room)));
+        let busiest_first =
+            |a: &RoomSummary, b: &RoomSummary| b.online.cmp(&a.online).then_with(|| a.room.cmp(&b.room));
+        if rooms.len() > RoomsSnapshot::MAX_ROOMS {
+            rooms.select_nth_unstable_by(RoomsSnapshot::MAX_ROOMS, busiest_first);
+            rooms.truncate(RoomsSnapshot::MAX_ROOMS);
+        }
+        rooms.sort_by(busiest_first);
         rooms
     }
 
@@ -591,6 +597,23 @@ mod tests {
         let counts: Vec<(String, u32)> =
             presence.summaries().into_iter().map(|s| (s.room.to_string(), s.online)).collect();
         assert_eq!(counts, vec![("busy".into(), 2), ("quiet".into(), 1)]);
+    }
+
+    #[test]
+    fn the_lobby_lists_only_the_busiest_rooms_however_many_are_open() {
+        let presence = Presence::default();
+        // One person opening many rooms of one, and a few real conversations.
+        for n in 0..500 {
+            presence.join(&room(&format!("spam-{n}")), &member("s", "Spam"), Sid::new()).unwrap();
+        }
+        for n in 0..3 {
+            presence.join(&room(&format!("talk-{n}")), &member("a", "Ada"), Sid::new()).unwrap();
+            presence.join(&room(&format!("talk-{n}")), &member("b", "Bob"), Sid::new()).unwrap();
+        }
+        let listed = presence.summaries();
+        assert_eq!(listed.len(), RoomsSnapshot::MAX_ROOMS);
+        let first: Vec<&str> = listed.iter().take(4).map(|s| s.room.as_str()).collect();
+        assert_eq!(first, vec!["talk-0", "talk-1", "talk-2", "spam-0"]);
     }
 
     #[test]

@@ -106,6 +106,9 @@ async fn on_join<A: Adapter>(
     TryData(request): TryData<JoinRoom>,
     ack: AckSender<A>,
 ) {
+    if let Err(refusal) = spend_read(&hub, &me) {
+        return reply::<Joined>(ack, Err(refusal));
+    }
     let JoinRoom { room, since } = match request {
         Ok(request) => request,
         Err(e) => return reply::<Joined>(ack, Err(invalid_payload(e))),
@@ -268,6 +271,15 @@ async fn send_presence<A: Adapter>(
 fn spend(hub: &Hub, me: &Identity) -> Result<(), ErrorBody> {
     hub.limiter.try_take(&me.member.id, Instant::now()).map_err(|wait| {
         let message = format!("You are sending messages too fast. Try again in {:.1} s.", wait.as_secs_f64().max(0.1));
+        ErrorBody::new(ErrorCode::RateLimited, message)
+    })
+}
+
+/// Spends one of the member's reading tokens (a join, a page of history), or says why not, in words.
+fn spend_read(hub: &Hub, me: &Identity) -> Result<(), ErrorBody> {
+    hub.reads.try_take(&me.member.id, Instant::now()).map_err(|wait| {
+        let wait = wait.as_secs_f64().max(0.1);
+        let message = format!("You are joining rooms or loading history too fast. Try again in {wait:.1} s.");
         ErrorBody::new(ErrorCode::RateLimited, message)
     })
 }
@@ -480,9 +492,13 @@ async fn on_private<A: Adapter>(
 async fn on_history<A: Adapter>(
     socket: SocketRef<A>,
     State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
     TryData(request): TryData<LoadHistory>,
     ack: AckSender<A>,
 ) {
+    if let Err(refusal) = spend_read(&hub, &me) {
+        return reply::<HistoryPage>(ack, Err(refusal));
+    }
     let request = match request {
         Ok(request) => request,
         Err(e) => return reply::<HistoryPage>(ack, Err(invalid_payload(e))),

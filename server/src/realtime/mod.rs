@@ -28,6 +28,9 @@ use crate::limits::{Limiter, RateLimit};
 use crate::presence::Presence;
 use crate::store::MessageStore;
 
+/// How often a member may join rooms or load history: 50 at once, then 5 a second.
+pub const READS: RateLimit = RateLimit { burst: 50, per_second: 5.0 };
+
 /// Everything the handlers share, cheap to clone (socketioxide hands each handler its own copy).
 #[derive(Clone)]
 pub struct Hub(Arc<HubState>);
@@ -36,6 +39,9 @@ pub struct HubState {
     pub presence: Presence,
     /// One sending budget per member, whatever their number of tabs.
     pub limiter: Limiter<MemberId>,
+    /// One reading budget per member (joins and history pages, which cost the database and up to 100 messages
+    /// each in the answer): generous for people, a brake on a script asking in a loop.
+    pub reads: Limiter<MemberId>,
     /// Messages (public and private) accepted since start.
     pub messages_total: AtomicU64,
     /// The admin token; `None` disables the admin namespace.
@@ -53,6 +59,7 @@ impl Hub {
         Self(Arc::new(HubState {
             presence: Presence::default(),
             limiter: Limiter::new(rate_limit),
+            reads: Limiter::new(READS),
             messages_total: AtomicU64::new(0),
             admin_token,
             store,

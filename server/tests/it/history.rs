@@ -112,6 +112,29 @@ async fn older_messages_load_page_by_page_for_members_only() {
 }
 
 #[tokio::test]
+async fn a_member_asking_for_history_in_a_loop_is_slowed_down_in_words_and_nobody_else_is() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let burst = server::realtime::READS.burst;
+    let mut answered = 1; // the join
+    let refused = loop {
+        let ack: AckResult<HistoryPage> = within("a page", ada.emit_with_ack(&older_than(1), PATIENCE)).await.unwrap();
+        match ack {
+            AckResult::Ok(_) => answered += 1,
+            AckResult::Error(error) => break error,
+        }
+        assert!(answered <= burst + 5, "still answered after {answered} reads");
+    };
+    assert!(answered >= burst, "refused after only {answered} reads");
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert!(refused.message.starts_with("You are joining rooms or loading history too fast."), "{}", refused.message);
+    // Bob's budget is his own.
+    let page: HistoryPage = within("bob's page", bob.request(&older_than(1), PATIENCE)).await.unwrap();
+    assert!(page.messages.is_empty());
+}
+
+#[tokio::test]
 async fn a_client_that_missed_more_than_a_join_carries_pages_forward_to_the_newest() {
     let app = spawn_app_with(Config { message_burst: 500, ..Config::default() }).await;
     let (_a, ada) = app.member("Ada", "general").await;
