@@ -657,8 +657,16 @@ impl Driver {
                 }
             };
             let now = rt::now();
+            let timer_woke = matches!(wake, Wake::Timer);
             match wake {
-                Wake::Command(Some(command)) => self.apply(command),
+                Wake::Command(Some(command)) => {
+                    self.apply(command);
+                    // Whatever else is already queued joins this batch: over long-polling one POST carries it
+                    // all, and the transport and the timers get their turn before the next command.
+                    while let Some(Some(command)) = commands.next().now_or_never() {
+                        self.apply(command);
+                    }
+                }
                 Wake::Command(None) => {
                     // Every handle is gone: nobody can use the connection any more.
                     handles_alive = false;
@@ -711,6 +719,11 @@ impl Driver {
                     }
                     self.manager.handle_timeout(now);
                 }
+            }
+            // However busy the loop is, deadlines are kept: a missed heartbeat or an ack's timeout must not wait
+            // for a moment when no command or packet is ready (commands win the select above).
+            if !timer_woke && self.manager.poll_timeout().is_some_and(|at| at <= now) {
+                self.manager.handle_timeout(now);
             }
         }
     }

@@ -570,8 +570,12 @@ impl Manager {
         };
         match packet.kind {
             PacketKind::Connect => {
-                if ns.status != NsStatus::Pending {
-                    return;
+                match ns.status {
+                    NsStatus::Pending => {}
+                    // Left while the server was still answering: tell it, or it keeps that socket (in its rooms,
+                    // in presence) for as long as the connection lasts.
+                    NsStatus::Closed => return self.send_packet(&Packet::disconnect(&packet.nsp)),
+                    NsStatus::Connected => return,
                 }
                 ns.status = NsStatus::Connected;
                 let buffered: Vec<Packet> = ns.buffer.drain(..).collect();

@@ -397,3 +397,15 @@ fn opening_a_namespace_twice_before_the_server_answers_sends_one_connect() {
     // Two CONNECTs would be two sockets on the server, the first left behind in its rooms.
     assert_eq!(sent(&mut m), vec!["40".to_owned()]);
 }
+
+#[test]
+fn a_namespace_left_before_the_server_answered_its_connect_is_disconnected_when_the_answer_comes() {
+    let mut m = connected(no_jitter());
+    m.open_namespace("/admin", None);
+    assert_eq!(sent(&mut m), vec!["40/admin,".to_owned()]);
+    m.close_namespace(at(1), "/admin");
+    assert!(sent(&mut m).is_empty(), "nothing to tell a server that has not answered yet");
+    server(&mut m, 2, r#"0/admin,{"sid":"a1"}"#);
+    assert_eq!(sent(&mut m), vec!["41/admin,".to_owned()]);
+    assert!(!m.is_connected("/admin"));
+}

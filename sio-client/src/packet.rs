@@ -276,7 +276,8 @@ fn placeholders_are_valid(value: &Value, count: usize, depth: usize) -> bool {
         Value::Array(items) => items.iter().all(|v| placeholders_are_valid(v, count, depth + 1)),
         Value::Object(map) => {
             if map.get("_placeholder") == Some(&Value::Bool(true)) {
-                map.get("num").and_then(Value::as_u64).is_some_and(|n| (n as usize) < count)
+                // Compared as u64: on wasm32 `usize` is 32 bits, and 2³² would wrap to attachment 0.
+                map.get("num").and_then(Value::as_u64).is_some_and(|n| usize::try_from(n).is_ok_and(|n| n < count))
             } else {
                 map.values().all(|v| placeholders_are_valid(v, count, depth + 1))
             }
