@@ -22,12 +22,14 @@ const MAX_ATTEMPTS: u32 = 3;
 
 /// This tab's unacknowledged messages to one room, in order, mirrored in the browser's `localStorage` so that a
 /// reload (or a crash) keeps them. Each keeps its client id for good: however often it is sent, the server stores
-/// it once.
+/// it once. Every tab of the room shares the stored list: each writes back the others' entries as it finds them.
 #[derive(Clone)]
 struct Outbox {
     room: RoomName,
     state: RoomState,
     entries: Arc<std::sync::Mutex<Vec<Pending>>>,
+    /// What this tab has had acknowledged: gone from the stored list for good, whoever else still lists it.
+    delivered: Arc<std::sync::Mutex<std::collections::HashSet<ClientId>>>,
     /// One flush at a time, so that messages go out in order.
     flushing: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -41,12 +43,19 @@ impl Outbox {
         window().local_storage().ok().flatten()
     }
 
+    /// What the room's stored outbox holds now (every tab's).
+    fn stored(storage: &web_sys::Storage, room: &RoomName) -> Vec<Pending> {
+        storage
+            .get_item(&Self::key(room))
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default()
+    }
+
     /// The outbox left by an earlier page of this room, shown at once as pending.
     fn load(room: RoomName, state: RoomState) -> Self {
-        let entries: Vec<Pending> = Self::storage()
-            .and_then(|storage| storage.get_item(&Self::key(&room)).ok().flatten())
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default();
+        let entries: Vec<Pending> = Self::storage().map(|storage| Self::stored(&storage, &room)).unwrap_or_default();
         // Shown once the page is hydrated: the server rendered no pending messages, and hydration must find exactly
         // what it rendered.
         let restored = entries.clone();
@@ -55,7 +64,13 @@ impl Outbox {
                 state.set_pending(pending.clone());
             }
         });
-        Self { room, state, entries: Arc::new(std::sync::Mutex::new(entries)), flushing: Default::default() }
+        Self {
+            room,
+            state,
+            entries: Arc::new(std::sync::Mutex::new(entries)),
+            delivered: Default::default(),
+            flushing: Default::default(),
+        }
     }
 
     /// Runs `change` on the entries, then saves them and returns what `change` returned.
@@ -63,8 +78,18 @@ impl Outbox {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = change(&mut entries);
         if let Some(storage) = Self::storage() {
+            // Another tab of this room may have stored messages since: theirs stay as they are now, ours are
+            // written as this tab holds them. (localStorage has no transactions; tabs writing in the same instant
+            // can still lose one write, which the writer's tab keeps in memory and sends.)
+            let delivered = self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let ours: std::collections::HashSet<&ClientId> = entries.iter().map(|p| &p.client_id).collect();
+            let theirs: Vec<Pending> = Self::stored(&storage, &self.room)
+                .into_iter()
+                .filter(|p| !ours.contains(&p.client_id) && !delivered.contains(&p.client_id))
+                .collect();
             // Images stay in memory: they would not fit in the browser's storage.
-            let kept: Vec<&Pending> = entries.iter().filter(|pending| pending.image.is_none()).collect();
+            let kept: Vec<&Pending> =
+                theirs.iter().chain(entries.iter().filter(|pending| pending.image.is_none())).collect();
             let saved = match serde_json::to_string(&kept) {
                 Ok(json) if kept.is_empty() => storage.remove_item(&Self::key(&self.room)).map(|_| json),
                 Ok(json) => storage.set_item(&Self::key(&self.room), &json).map(|_| json),
@@ -89,6 +114,7 @@ impl Outbox {
     }
 
     fn sent(&self, client_id: &ClientId) {
+        self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(client_id.clone());
         self.update(|entries| entries.retain(|p| &p.client_id != client_id));
     }
 

@@ -51,3 +51,30 @@ test("a message still pending when the page is reloaded is sent after the reload
     await expect(again.message("survives a reload")).not.toHaveAttribute("data-delivery", /.+/);
   });
 });
+
+test("messages written offline in two tabs of a room are all kept for the next visit", async ({ browser }) => {
+  const room = unique("two-tabs");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+    const context = ada.page.context();
+    const secondTab = new RoomPage(await context.newPage());
+    await secondTab.enter(room, "Ada");
+
+    // Both tabs share the browser's storage: the second one's write must not drop the first one's message.
+    await context.setOffline(true);
+    await ada.say("from the first tab");
+    await expect(ada.message("from the first tab")).toHaveAttribute("data-delivery", "sending");
+    await secondTab.say("from the second tab");
+    await expect(secondTab.message("from the second tab")).toHaveAttribute("data-delivery", "sending");
+    await ada.page.close();
+    await secondTab.page.close();
+
+    await context.setOffline(false);
+    const again = new RoomPage(await context.newPage());
+    await again.page.goto(`/r/${room}?name=Ada`);
+    await waitForHydration(again.page);
+    await expect(bob.message("from the first tab")).toHaveCount(1);
+    await expect(bob.message("from the second tab")).toHaveCount(1);
+  });
+});

@@ -41,7 +41,7 @@ test("a private message that cannot be delivered goes back into the box, with th
     await bob.enter(room, "Bob");
     await ada.page.getByRole("button", { name: "Private message to Bob" }).click();
     await bob.page.close();
-    await expect(ada.members.filter({ hasText: "Bob" })).toHaveCount(0);
+    await expect(ada.member("Bob")).toHaveAttribute("data-online", "false");
 
     await ada.say("are you still there?");
     await expect(ada.page.getByRole("alert").filter({ hasText: "Not sent" })).toContainText("back in the box");
