@@ -17,9 +17,15 @@ test("a message written offline shows as sending and is delivered once when the 
     await ada.page.context().setOffline(true);
     await ada.say("written on the train");
     await expect(ada.message("written on the train")).toHaveAttribute("data-delivery", "sending");
+    await expect(ada.message("written on the train")).toContainText("Will be sent when the connection is back");
+    // The button queues as Enter does.
+    await ada.composer.fill("and clicked");
+    await ada.send.click();
+    await expect(ada.message("and clicked")).toHaveAttribute("data-delivery", "sending");
 
     await ada.page.context().setOffline(false);
     await expect(bob.message("written on the train")).toHaveCount(1);
+    await expect(bob.message("and clicked")).toHaveCount(1);
     await expect(ada.message("written on the train")).not.toHaveAttribute("data-delivery", /.+/);
     await expect(ada.message("written on the train")).toHaveCount(1);
     // Delivered once: a later message follows it, and there is still one copy everywhere.

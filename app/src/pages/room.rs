@@ -693,7 +693,11 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                     on:change=on_pick
                 />
             </label>
-            <button type="submit" disabled=move || !state.joined.get()>"Send"</button>
+            // Once in the room, the button works offline too (as Enter does): the message waits in the outbox. It
+            // is disabled before the first join, and for good after an admin's removal.
+            <button type="submit" disabled=move || !(state.joined.get() || (state.me.read().is_some() && !state.removed.get()))>
+                "Send"
+            </button>
         </form>
     }
     .into_any();
@@ -740,7 +744,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                             </li>
                         </Show>
                         <For each=move || grouped(&state.items.read()) key=|(item, continued)| (item.key(), *continued) let:entry>
-                            <Line item=entry.0 continued=entry.1 me=state.me retry />
+                            <Line item=entry.0 continued=entry.1 me=state.me joined=state.joined retry />
                         </For>
                     </ol>
                     <Show when=move || unread.get()>
@@ -851,7 +855,7 @@ fn grouped(items: &[Item]) -> Vec<(Item, bool)> {
 }
 
 #[component]
-fn PendingLine(pending: Pending, retry: Callback<ClientId>) -> impl IntoView {
+fn PendingLine(pending: Pending, joined: RwSignal<bool>, retry: Callback<ClientId>) -> impl IntoView {
     let client_id = pending.client_id.clone();
     let state = if pending.failed.is_some() { "failed" } else { "sending" };
     let preview = pending.image.map(|image| {
@@ -862,7 +866,11 @@ fn PendingLine(pending: Pending, retry: Callback<ClientId>) -> impl IntoView {
             {preview}
             <p class="body">{body(pending.body.as_str())}</p>
             {match pending.failed {
-                None => view! { <span class="delivery">"Sending…"</span> }.into_any(),
+                None => view! {
+                    <span class="delivery">
+                        {move || if joined.get() { "Sending…" } else { "Will be sent when the connection is back" }}
+                    </span>
+                }.into_any(),
                 Some(reason) => view! {
                     <span class="delivery failed" role="alert">"Not sent: " {reason} " "
                         <button type="button" class="link" on:click=move |_| retry.run(client_id.clone())>"Retry"</button>
@@ -874,7 +882,13 @@ fn PendingLine(pending: Pending, retry: Callback<ClientId>) -> impl IntoView {
 }
 
 #[component]
-fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callback<ClientId>) -> impl IntoView {
+fn Line(
+    item: Item,
+    continued: bool,
+    me: RwSignal<Option<Member>>,
+    joined: RwSignal<bool>,
+    retry: Callback<ClientId>,
+) -> impl IntoView {
     match item {
         Item::Message(message) => {
             let image = message.image.map(|image| image_view(image, message.body.to_string()));
@@ -906,7 +920,7 @@ fn Line(item: Item, continued: bool, me: RwSignal<Option<Member>>, retry: Callba
             .into_any()
         }
         Item::Notice { text, .. } => view! { <li class="system-notice" data-testid="notice">{text}</li> }.into_any(),
-        Item::Pending(pending) => view! { <PendingLine pending retry /> }.into_any(),
+        Item::Pending(pending) => view! { <PendingLine pending joined retry /> }.into_any(),
     }
 }
 
