@@ -541,6 +541,10 @@ mod io {
     }
 }
 
+/// The most commands the driver takes in one turn of its loop.
+#[cfg(any(target_arch = "wasm32", feature = "tokio"))]
+const COMMANDS_PER_BATCH: usize = 256;
+
 /// What woke the driver up.
 #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
 enum Wake {
@@ -661,10 +665,20 @@ impl Driver {
             match wake {
                 Wake::Command(Some(command)) => {
                     self.apply(command);
-                    // Whatever else is already queued joins this batch: over long-polling one POST carries it
-                    // all, and the transport and the timers get their turn before the next command.
-                    while let Some(Some(command)) = commands.next().now_or_never() {
-                        self.apply(command);
+                    // Whatever else is already queued joins this batch (up to a point, so that another thread
+                    // emitting nonstop cannot hold the loop): over long-polling one POST carries it all, and the
+                    // transport and the timers get their turn before the next command.
+                    for _ in 1..COMMANDS_PER_BATCH {
+                        match commands.next().now_or_never() {
+                            Some(Some(command)) => self.apply(command),
+                            // The channel's end is seen once only: act on it here, as below.
+                            Some(None) => {
+                                handles_alive = false;
+                                self.manager.close(now);
+                                break;
+                            }
+                            None => break,
+                        }
                     }
                 }
                 Wake::Command(None) => {

@@ -185,6 +185,24 @@ async fn a_join_whose_history_cannot_be_read_is_undone_and_leaves_nobody_behind_
 }
 
 #[tokio::test]
+async fn a_client_dropped_right_after_an_emit_closes_its_connection_instead_of_lingering() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let mut ada_departures = departures(&ada);
+    for round in 0..5 {
+        let name = format!("Bob{round}");
+        let (client, bob) = app.member(&name, "general").await;
+        // The emit and the end of every handle reach the client's driver together: it must still see the end
+        // (it would otherwise answer the server's pings for ever, a ghost in the room).
+        bob.emit(&Typing { room: room("general") }).unwrap();
+        drop(bob);
+        drop(client);
+        let (gone, reason) = next("bob's departure", &mut ada_departures).await;
+        assert_eq!((gone.name.as_str(), reason), (name.as_str(), LeaveReason::Left));
+    }
+}
+
+#[tokio::test]
 async fn a_tab_that_stops_answering_the_heartbeat_is_dropped_and_announced_as_left() {
     let config = Config { ping_interval: 200, ping_timeout: 200, ..Config::default() };
     let app = spawn_app_with(config).await;
