@@ -114,6 +114,9 @@ async fn on_join<A: Adapter>(
         Err(e) => return reply::<Joined>(ack, Err(invalid_payload(e))),
     };
     let turn = hub.presence_turn();
+    // A second join of the same room on this connection (a client asking again) must not be undone below as if
+    // it had put the connection there.
+    let already_in = hub.presence.is_in(&room, socket.id);
     let (arrival, members) = match hub.presence.join(&room, &me.member, socket.id) {
         Ok(joined) => joined,
         Err(refused) => {
@@ -170,12 +173,14 @@ async fn on_join<A: Adapter>(
             tracing::error!(error = %e, %room, "history not read");
             // Not joined after all: the others must not see someone whose page shows an error, and a retry must
             // not count as a second tab. Under the turn, so that the departure follows the arrival.
-            let turn = hub.presence_turn();
-            if let Some(member) = hub.presence.leave(&room, socket.id) {
-                announce(&io, &hub, Change::Left(room.clone(), member));
+            if !already_in {
+                let turn = hub.presence_turn();
+                if let Some(member) = hub.presence.leave(&room, socket.id) {
+                    announce(&io, &hub, Change::Left(room.clone(), member));
+                }
+                drop(turn);
+                socket.leave(channels);
             }
-            drop(turn);
-            socket.leave(channels);
             reply::<Joined>(ack, Err(internal("The room's history could not be read. Try again in a moment.")));
         }
     }
@@ -392,6 +397,10 @@ pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImag
     Ok(NewImage { id: new_id().0, kind, width: side(size.width)?, height: side(size.height)?, bytes })
 }
 
+/// How long after it was first sent a retried message still goes to the room again: longer than a client's
+/// retries of one message take (three 10 s attempts, a reconnection, a reload).
+const REBROADCAST_WITHIN_MS: i64 = 10 * 60 * 1000;
+
 /// Stores a message, then sends it to the room and acknowledges it to its sender: acknowledged only once
 /// committed, so that an ack means the message survives a crash.
 async fn publish<A: Adapter>(
@@ -402,16 +411,20 @@ async fn publish<A: Adapter>(
     ack: AckSender<A>,
 ) {
     clock.reset();
-    let message = match hub.store.append(new).await {
+    let (message, to_room) = match hub.store.append(new).await {
         Ok(Appended::New(message)) => {
             hub.messages_total.fetch_add(1, Ordering::Relaxed);
-            message
+            (message, true)
         }
-        // A retry of a message already stored: the sender gets the original, and the room gets it again. Its
-        // first broadcast may never have happened (a node that died between the commit and the broadcast, a
-        // COMMIT reported as failed that did succeed), and in a quiet room no later message would reveal the gap.
-        // Clients drop a `seq` they already hold, so a second copy costs only the bytes.
-        Ok(Appended::Duplicate(message)) => message,
+        // A retry of a message already stored: the sender gets the original, and a recent one goes to the room
+        // again. Its first broadcast may never have happened (a node that died between the commit and the
+        // broadcast, a COMMIT reported as failed that did succeed), and in a quiet room no later message would
+        // reveal the gap; clients drop a `seq` they already hold. An old one is not repeated: anyone in the room
+        // since has it, and replaying it on request would let anyone stir up a room's history.
+        Ok(Appended::Duplicate(message)) => {
+            let recent = now().0.saturating_sub(message.sent_at.0) <= REBROADCAST_WITHIN_MS;
+            (message, recent)
+        }
         Err(e) => {
             tracing::error!(error = %e, "message not stored");
             let error = internal("Your message could not be saved. It will be sent again.");
@@ -421,7 +434,7 @@ async fn publish<A: Adapter>(
     // `to` leaves this connection out: it gets the message back in its ack instead. If the other nodes cannot be
     // reached, their people fetch it when they see the hole in the room's numbers.
     let to = || socket.to(room_channel(&message.room));
-    if let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
+    if to_room && let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
         tracing::warn!(error = %e, room = %message.room, "broadcast failed");
     }
     reply(ack, Ok(MessageAccepted { message }));

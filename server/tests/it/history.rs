@@ -76,6 +76,27 @@ async fn a_retried_send_is_stored_once_acknowledged_with_the_original_and_sent_t
 }
 
 #[tokio::test]
+async fn a_retry_of_an_old_message_is_answered_but_not_sent_to_the_room_again() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut inbox = bob.on::<ChatMessage>();
+    let first: MessageAccepted =
+        within("the ack", ada.request(&send("long ago", Some("c-7")), PATIENCE)).await.unwrap();
+    assert_eq!(next("the message", &mut inbox).await.body.as_str(), "long ago");
+    // As if it had been sent an hour ago.
+    let database = rusqlite::Connection::open(app.database().expect("a SQLite database")).unwrap();
+    database.execute("UPDATE messages SET sent_at = sent_at - 3600000", []).unwrap();
+
+    let retry: MessageAccepted =
+        within("the retry", ada.request(&send("long ago", Some("c-7")), PATIENCE)).await.unwrap();
+    assert_eq!(retry.message.id, first.message.id);
+    within("a marker", ada.request::<SendMessage>(&send("marker", None), PATIENCE)).await.unwrap();
+    // Bob's connection is in order: a repeat would come before the marker.
+    assert_eq!(next("the marker", &mut inbox).await.body.as_str(), "marker");
+}
+
+#[tokio::test]
 async fn acknowledged_messages_survive_a_restart_of_the_server() {
     let database = std::env::temp_dir().join(format!("causerie-restart-{}.db", uuid::Uuid::new_v4()));
     let config = Config { database: database.clone(), ..Config::default() };
@@ -116,7 +137,8 @@ async fn a_member_asking_for_history_in_a_loop_is_slowed_down_in_words_and_nobod
     let app = spawn_app().await;
     let (_a, ada) = app.member("Ada", "general").await;
     let (_b, bob) = app.member("Bob", "general").await;
-    let burst = server::realtime::READS.burst;
+    let budget = server::realtime::READS;
+    let started = std::time::Instant::now();
     let mut answered = 1; // the join
     let refused = loop {
         let ack: AckResult<HistoryPage> = within("a page", ada.emit_with_ack(&older_than(1), PATIENCE)).await.unwrap();
@@ -124,9 +146,11 @@ async fn a_member_asking_for_history_in_a_loop_is_slowed_down_in_words_and_nobod
             AckResult::Ok(_) => answered += 1,
             AckResult::Error(error) => break error,
         }
-        assert!(answered <= burst + 5, "still answered after {answered} reads");
+        // The burst, and what the sustained rate refilled meanwhile (however slow this machine is).
+        let refilled = (started.elapsed().as_secs_f64() * budget.per_second).ceil() as u32;
+        assert!(answered <= budget.burst + refilled + 1, "still answered after {answered} reads");
     };
-    assert!(answered >= burst, "refused after only {answered} reads");
+    assert!(answered >= budget.burst, "refused after only {answered} reads");
     assert_eq!(refused.code, ErrorCode::RateLimited);
     assert!(refused.message.starts_with("You are joining rooms or loading history too fast."), "{}", refused.message);
     // Bob's budget is his own.

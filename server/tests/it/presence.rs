@@ -185,6 +185,24 @@ async fn a_join_whose_history_cannot_be_read_is_undone_and_leaves_nobody_behind_
 }
 
 #[tokio::test]
+async fn a_repeated_join_that_fails_leaves_the_earlier_one_in_place() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let database = rusqlite::Connection::open(app.database().expect("a SQLite database")).unwrap();
+    database.execute_batch("ALTER TABLE messages RENAME TO messages_away").unwrap();
+    let request = JoinRoom { room: room("general"), since: None };
+    let ack: AckResult<Joined> = within("bob's second join", bob.emit_with_ack(&request, PATIENCE)).await.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::Internal);
+    database.execute_batch("ALTER TABLE messages_away RENAME TO messages").unwrap();
+    // Bob is still in the room: he can send there, and Ada gets it.
+    let mut inbox = ada.on::<protocol::ChatMessage>();
+    let send = SendMessage { room: room("general"), body: MessageBody::parse("still here").unwrap(), client_id: None };
+    within("bob's message", bob.request(&send, PATIENCE)).await.unwrap();
+    assert_eq!(next("bob's message at ada's", &mut inbox).await.body.as_str(), "still here");
+}
+
+#[tokio::test]
 async fn a_client_dropped_right_after_an_emit_closes_its_connection_instead_of_lingering() {
     let app = spawn_app().await;
     let (_a, ada) = app.member("Ada", "general").await;
