@@ -118,6 +118,19 @@ impl Outbox {
         self.update(|entries| entries.retain(|p| &p.client_id != client_id));
     }
 
+    /// [`Outbox::sent`], if this tab holds that message (one of this person's other tabs delivered it).
+    fn sent_elsewhere(&self, client_id: &ClientId) {
+        let held = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|p| &p.client_id == client_id);
+        if held {
+            self.sent(client_id);
+        }
+    }
+
     fn change(&self, client_id: &ClientId, how: impl FnOnce(&mut Pending)) {
         let changed = self.update(|entries| {
             entries.iter_mut().find(|p| &p.client_id == client_id).map(|pending| {
@@ -329,6 +342,13 @@ async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after:
                     return;
                 }
             }
+            // The reading budget (shared by this person's tabs) is spent for now: go on once it has refilled a
+            // little, while still in the room, rather than leave the gap for good.
+            Err(RequestError::Rejected(error))
+                if error.code == ErrorCode::RateLimited && state.joined.try_get_untracked() == Some(true) =>
+            {
+                pause(Duration::from_secs(1)).await;
+            }
             Err(e) => {
                 state.error.try_set(Some(format!("Some missed messages could not be loaded: {e}")));
                 return;
@@ -460,9 +480,19 @@ impl Chat {
         let gap_socket = socket.clone();
         // Set while a hole is being filled, so that the live messages arriving meanwhile do not ask again.
         let filling = std::rc::Rc::new(std::cell::Cell::new(false));
+        let live_outbox = outbox.clone();
         on_each(&socket, move |message: ChatMessage| {
             if message.room != this_room {
                 return;
+            }
+            // Older than everything shown: a late repeat (a retry's copy); older pages come through history.
+            if state.first_seq().is_some_and(|first| message.seq < first) {
+                return;
+            }
+            // Another tab of this person delivered a message this tab also holds (both loaded it from the shared
+            // outbox): it is done here too.
+            if let Some(client_id) = &message.client_id {
+                live_outbox.sent_elsewhere(client_id);
             }
             state.add_message(message);
             // Seqs have no gaps: a hole among the messages shown means some never arrived (a broadcast lost with
