@@ -29,7 +29,8 @@ struct Outbox {
     state: RoomState,
     entries: Arc<std::sync::Mutex<Vec<Pending>>>,
     /// What this tab has had acknowledged: gone from the stored list for good, whoever else still lists it.
-    delivered: Arc<std::sync::Mutex<std::collections::HashSet<ClientId>>>,
+    /// A list, not a set: it holds a handful, and a set's code would cost the page's download more.
+    delivered: Arc<std::sync::Mutex<Vec<ClientId>>>,
     /// One flush at a time, so that messages go out in order.
     flushing: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -82,10 +83,10 @@ impl Outbox {
             // written as this tab holds them. (localStorage has no transactions; tabs writing in the same instant
             // can still lose one write, which the writer's tab keeps in memory and sends.)
             let delivered = self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let ours: std::collections::HashSet<&ClientId> = entries.iter().map(|p| &p.client_id).collect();
+            let ours = |id: &ClientId| entries.iter().any(|p| &p.client_id == id);
             let theirs: Vec<Pending> = Self::stored(&storage, &self.room)
                 .into_iter()
-                .filter(|p| !ours.contains(&p.client_id) && !delivered.contains(&p.client_id))
+                .filter(|p| !ours(&p.client_id) && !delivered.contains(&p.client_id))
                 .collect();
             // Images stay in memory: they would not fit in the browser's storage.
             let kept: Vec<&Pending> =
@@ -114,7 +115,7 @@ impl Outbox {
     }
 
     fn sent(&self, client_id: &ClientId) {
-        self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(client_id.clone());
+        self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(client_id.clone());
         self.update(|entries| entries.retain(|p| &p.client_id != client_id));
     }
 

@@ -50,7 +50,12 @@ impl Machine {
                 .unwrap_or_else(|| "unknown".to_owned());
         Machine {
             cpu: field(&cpuinfo, "model name"),
-            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            // The machine's, from /proc: the generator itself runs pinned to some of them, and
+            // `available_parallelism` would count only those.
+            cores: match cpuinfo.lines().filter(|line| line.starts_with("processor")).count() {
+                0 => std::thread::available_parallelism().map_or(0, usize::from),
+                counted => counted,
+            },
             memory: field(&meminfo, "MemTotal"),
             kernel: output("uname", &["-sr"]),
             rustc: output("rustc", &["--version"]),

@@ -129,8 +129,8 @@ impl User {
     }
 
     /// Joins, as a person would: a join left unanswered is asked again (up to `attempts` in all) while the
-    /// connection holds, each time after `since()`. A refusal ends it, and so does a lost connection, which also
-    /// ends pending requests in a timeout (the client does not fail them early): the next `Connected` joins again.
+    /// connection holds, each time after `since()`. A refusal ends it, and so does a lost connection (the client
+    /// fails the pending request at once): the next `Connected` joins again.
     /// `retried` hears of every repeat.
     pub async fn join_while_connected(
         &self,
