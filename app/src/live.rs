@@ -29,7 +29,8 @@ struct Outbox {
     state: RoomState,
     entries: Arc<std::sync::Mutex<Vec<Pending>>>,
     /// What this tab has had acknowledged: gone from the stored list for good, whoever else still lists it.
-    /// A list, not a set: it holds a handful, and a set's code would cost the page's download more.
+    /// A list, not a set: one id per message this tab sent, few for a page's life, and a set's code would cost
+    /// the page's download more.
     delivered: Arc<std::sync::Mutex<Vec<ClientId>>>,
     /// One flush at a time, so that messages go out in order.
     flushing: Arc<std::sync::atomic::AtomicBool>,
@@ -119,8 +120,9 @@ impl Outbox {
         self.update(|entries| entries.retain(|p| &p.client_id != client_id));
     }
 
-    /// [`Outbox::sent`], if this tab holds that message (one of this person's other tabs delivered it).
-    fn sent_elsewhere(&self, client_id: &ClientId) {
+    /// [`Outbox::sent`], if this tab holds that message (one of this person's other tabs delivered it); says
+    /// whether it did.
+    fn sent_elsewhere(&self, client_id: &ClientId) -> bool {
         let held = self
             .entries
             .lock()
@@ -130,6 +132,7 @@ impl Outbox {
         if held {
             self.sent(client_id);
         }
+        held
     }
 
     fn change(&self, client_id: &ClientId, how: impl FnOnce(&mut Pending)) {
@@ -345,8 +348,10 @@ async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after:
             }
             // The reading budget (shared by this person's tabs) is spent for now: go on once it has refilled a
             // little, while still in the room, rather than leave the gap for good.
+            // (`status`, not `joined`: the task that clears `joined` may be the one awaiting this.)
             Err(RequestError::Rejected(error))
-                if error.code == ErrorCode::RateLimited && state.joined.try_get_untracked() == Some(true) =>
+                if error.code == ErrorCode::RateLimited
+                    && state.status.try_with_untracked(|s| matches!(s, Status::Connected { .. })) == Some(true) =>
             {
                 pause(Duration::from_secs(1)).await;
             }
@@ -486,14 +491,13 @@ impl Chat {
             if message.room != this_room {
                 return;
             }
-            // Older than everything shown: a late repeat (a retry's copy); older pages come through history.
-            if state.first_seq().is_some_and(|first| message.seq < first) {
-                return;
-            }
             // Another tab of this person delivered a message this tab also holds (both loaded it from the shared
-            // outbox): it is done here too.
-            if let Some(client_id) = &message.client_id {
-                live_outbox.sent_elsewhere(client_id);
+            // outbox): it is done here too, and shown in place of its pending line.
+            let held_here = message.client_id.as_ref().is_some_and(|client_id| live_outbox.sent_elsewhere(client_id));
+            // Otherwise, older than everything shown: a late repeat (a retry's copy); older pages come through
+            // history.
+            if !held_here && state.first_seq().is_some_and(|first| message.seq < first) {
+                return;
             }
             state.add_message(message);
             // Seqs have no gaps: a hole among the messages shown means some never arrived (a broadcast lost with
