@@ -276,7 +276,10 @@ impl Socket {
         &self.nsp
     }
 
-    /// Emits an event. While the namespace is offline the event is buffered and sent once it reconnects.
+    /// Emits an event. While the namespace is offline the event is buffered and sent once it reconnects, in
+    /// order, as the JavaScript client does. The buffer has no limit: a program that may stay offline for long
+    /// and emit a lot meanwhile should use [`Socket::emit_volatile`], or an ack with a timeout (an emit whose ack
+    /// timed out leaves the buffer).
     pub fn emit<E: Event>(&self, event: &E) -> Result<(), serde_json::Error> {
         self.emit_with(event, false)
     }
