@@ -16,6 +16,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use super::{Hub, broadcast, invalid_payload, member_channel, reply, room_channel};
+use crate::limits::Limiter;
 use crate::presence::{Arrival, Change, JoinRefused};
 use crate::store::{Appended, NewImage, NewMessage};
 
@@ -272,20 +273,21 @@ async fn send_presence<A: Adapter>(
     }
 }
 
-/// Spends one of the member's tokens, or says why not, in words.
+/// Spends one of the member's sending tokens, or says why not, in words.
 fn spend(hub: &Hub, me: &Identity) -> Result<(), ErrorBody> {
-    hub.limiter.try_take(&me.member.id, Instant::now()).map_err(|wait| {
-        let message = format!("You are sending messages too fast. Try again in {:.1} s.", wait.as_secs_f64().max(0.1));
-        ErrorBody::new(ErrorCode::RateLimited, message)
-    })
+    spend_from(&hub.limiter, me, "sending messages")
 }
 
 /// Spends one of the member's reading tokens (a join, a page of history), or says why not, in words.
 fn spend_read(hub: &Hub, me: &Identity) -> Result<(), ErrorBody> {
-    hub.reads.try_take(&me.member.id, Instant::now()).map_err(|wait| {
+    spend_from(&hub.reads, me, "joining rooms or loading history")
+}
+
+/// Takes a token from the member's bucket in `budget`; the refusal names what they are `doing` too fast.
+fn spend_from(budget: &Limiter<MemberId>, me: &Identity, doing: &str) -> Result<(), ErrorBody> {
+    budget.try_take(&me.member.id, Instant::now()).map_err(|wait| {
         let wait = wait.as_secs_f64().max(0.1);
-        let message = format!("You are joining rooms or loading history too fast. Try again in {wait:.1} s.");
-        ErrorBody::new(ErrorCode::RateLimited, message)
+        ErrorBody::new(ErrorCode::RateLimited, format!("You are {doing} too fast. Try again in {wait:.1} s."))
     })
 }
 
