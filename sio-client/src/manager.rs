@@ -348,12 +348,10 @@ impl Manager {
     /// Leaves a namespace: a DISCONNECT goes out, buffered packets are dropped, and the namespace stays closed.
     /// When no namespace is left open, the connection is closed.
     pub fn close_namespace(&mut self, now: Millis, nsp: &str) {
-        let Some(ns) = self.namespaces.get_mut(nsp) else { return };
-        let was_connected = ns.status == NsStatus::Connected;
-        ns.status = NsStatus::Closed;
-        ns.buffer.clear();
-        self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
-        if was_connected {
+        if !self.namespaces.contains_key(nsp) {
+            return;
+        }
+        if self.end_namespace(nsp) {
             self.send_packet(&Packet::disconnect(nsp));
             self.outputs
                 .push_back(Output::Disconnected { nsp: nsp.to_owned(), reason: DisconnectReason::ClientClosed });
@@ -592,10 +590,7 @@ impl Manager {
                 }
             }
             PacketKind::ConnectError => {
-                ns.status = NsStatus::Closed;
-                ns.buffer.clear();
-                let nsp = packet.nsp.clone();
-                self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
+                self.end_namespace(&packet.nsp);
                 let data = packet.value().cloned().unwrap_or(Value::Null);
                 let message = match &data {
                     Value::String(s) => s.clone(),
@@ -605,12 +600,7 @@ impl Manager {
                 self.close_if_no_namespace_left(now, DisconnectReason::ServerDisconnect);
             }
             PacketKind::Disconnect => {
-                let was_connected = ns.status == NsStatus::Connected;
-                ns.status = NsStatus::Closed;
-                ns.buffer.clear();
-                let nsp = packet.nsp.clone();
-                self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
-                if was_connected {
+                if self.end_namespace(&packet.nsp) {
                     self.outputs.push_back(Output::Disconnected {
                         nsp: packet.nsp,
                         reason: DisconnectReason::ServerDisconnect,
@@ -682,6 +672,17 @@ impl Manager {
         let delay = self.backoff.next_delay(random);
         self.reconnect_at = Some(now.after(delay));
         self.set_state(ConnectionState::Reconnecting { attempt: self.backoff.attempts(), delay });
+    }
+
+    /// Closes `nsp` on this side: its buffered emits are dropped and its pending acks fail (no answer can come
+    /// for them now). Returns whether it was connected.
+    fn end_namespace(&mut self, nsp: &str) -> bool {
+        let Some(ns) = self.namespaces.get_mut(nsp) else { return false };
+        let was_connected = ns.status == NsStatus::Connected;
+        ns.status = NsStatus::Closed;
+        ns.buffer.clear();
+        self.fail_acks(AckFailure::Closed, |ack| ack.nsp == nsp);
+        was_connected
     }
 
     fn fail_all_acks(&mut self, reason: AckFailure) {
