@@ -29,6 +29,17 @@ fn connected(config: Config) -> Manager {
     m
 }
 
+/// A manager whose transport is open and handshake done, with `/` opened (no `auth`) and its CONNECT not yet
+/// answered.
+fn handshaken() -> Manager {
+    let mut m = Manager::new(Config::default(), 1);
+    m.open_namespace("/", None);
+    m.poll_action();
+    m.transport_opened(at(0), TransportKind::WebSocket);
+    m.handle_packet(at(0), EnginePacket::decode_text(OPEN).unwrap());
+    m
+}
+
 fn server(m: &mut Manager, now: u64, socket_packet: &str) {
     m.handle_packet(at(now), EnginePacket::Message(socket_packet.to_owned()));
 }
@@ -73,11 +84,7 @@ fn the_handshake_connects_every_namespace_opened_before_it() {
 
 #[test]
 fn a_namespace_is_connected_once_the_server_answers_its_connect() {
-    let mut m = Manager::new(Config::default(), 1);
-    m.open_namespace("/", None);
-    m.poll_action();
-    m.transport_opened(at(0), TransportKind::WebSocket);
-    m.handle_packet(at(0), EnginePacket::decode_text(OPEN).unwrap());
+    let mut m = handshaken();
     assert!(!m.is_connected("/"));
     server(&mut m, 1, r#"0{"sid":"abc"}"#);
     assert!(m.is_connected("/"));
@@ -193,11 +200,7 @@ fn an_ack_that_does_not_arrive_in_time_fails_and_a_late_one_is_ignored() {
 
 #[test]
 fn a_connect_error_is_surfaced_and_not_retried() {
-    let mut m = Manager::new(Config::default(), 1);
-    m.open_namespace("/", None);
-    m.poll_action();
-    m.transport_opened(at(0), TransportKind::WebSocket);
-    m.handle_packet(at(0), EnginePacket::decode_text(OPEN).unwrap());
+    let mut m = handshaken();
     sent(&mut m);
     server(&mut m, 1, r#"4{"message":"name in use"}"#);
     let outputs = drain_outputs(&mut m);
@@ -388,11 +391,7 @@ fn leaving_a_namespace_fails_its_pending_acks_but_not_another_namespaces() {
 
 #[test]
 fn opening_a_namespace_twice_before_the_server_answers_sends_one_connect() {
-    let mut m = Manager::new(Config::default(), 1);
-    m.open_namespace("/", None);
-    m.poll_action();
-    m.transport_opened(at(0), TransportKind::WebSocket);
-    m.handle_packet(at(0), EnginePacket::decode_text(OPEN).unwrap());
+    let mut m = handshaken();
     m.open_namespace("/", None);
     // Two CONNECTs would be two sockets on the server, the first left behind in its rooms.
     assert_eq!(sent(&mut m), vec!["40".to_owned()]);
