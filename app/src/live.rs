@@ -349,10 +349,7 @@ async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after:
             // The reading budget (shared by this person's tabs) is spent for now: go on once it has refilled a
             // little, while still in the room, rather than leave the gap for good.
             // (`status`, not `joined`: the task that clears `joined` may be the one awaiting this.)
-            Err(RequestError::Rejected(error))
-                if error.code == ErrorCode::RateLimited
-                    && state.status.try_with_untracked(|s| matches!(s, Status::Connected { .. })) == Some(true) =>
-            {
+            Err(RequestError::Rejected(error)) if error.code == ErrorCode::RateLimited && state.online() => {
                 pause(Duration::from_secs(1)).await;
             }
             Err(e) => {
@@ -361,6 +358,40 @@ async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after:
             }
         }
     }
+}
+
+/// The server answered a join (sent with `since`): shows what it returned, lets held presence changes through,
+/// fetches the rest of what was missed, and sends whatever was written while away (or before a reload), in order.
+async fn settle_join(
+    state: RoomState,
+    held: &HeldPresence,
+    socket: &Socket,
+    room: &RoomName,
+    outbox: &Outbox,
+    since: Option<u64>,
+    joined: protocol::Joined,
+) {
+    // Without `since`, `has_more` speaks of older messages; with it, of newer ones.
+    let missed_more = match since {
+        None => {
+            state.has_older.try_set(joined.has_more);
+            false
+        }
+        Some(_) => joined.has_more,
+    };
+    let resume_after = joined.history.last().map(|m| m.seq);
+    for message in joined.history {
+        state.add_message(message);
+    }
+    state.joined_as(joined.you, joined.members);
+    for change in held.release() {
+        apply_presence(state, change);
+    }
+    state.error.try_set(None);
+    if missed_more && let Some(after) = resume_after {
+        catch_up(socket, room, state, after).await;
+    }
+    outbox.flush(socket.clone());
 }
 
 /// One room's connection. The connection closes when the page is left.
@@ -415,28 +446,16 @@ impl Chat {
                             let join = JoinRoom { room: join_room.clone(), since };
                             match join_socket.request(&join, REQUEST_TIMEOUT).await {
                                 Ok(joined) => {
-                                    // Without `since`, `has_more` speaks of older messages; with it, of newer ones.
-                                    let missed_more = match since {
-                                        None => {
-                                            state.has_older.try_set(joined.has_more);
-                                            false
-                                        }
-                                        Some(_) => joined.has_more,
-                                    };
-                                    let resume_after = joined.history.last().map(|m| m.seq);
-                                    for message in joined.history {
-                                        state.add_message(message);
-                                    }
-                                    state.joined_as(joined.you, joined.members);
-                                    for change in join_held.release() {
-                                        apply_presence(state, change);
-                                    }
-                                    state.error.try_set(None);
-                                    if missed_more && let Some(after) = resume_after {
-                                        catch_up(&join_socket, &join_room, state, after).await;
-                                    }
-                                    // Whatever was written while away (or before a reload) goes out now, in order.
-                                    join_outbox.flush(join_socket.clone());
+                                    settle_join(
+                                        state,
+                                        &join_held,
+                                        &join_socket,
+                                        &join_room,
+                                        &join_outbox,
+                                        since,
+                                        joined,
+                                    )
+                                    .await;
                                     break;
                                 }
                                 Err(RequestError::Rejected(error)) if error.code == ErrorCode::NameInUse => {
@@ -456,9 +475,7 @@ impl Chat {
                                     let error = format!("Could not join the room ({e}). Trying again in {seconds} s.");
                                     state.error.try_set(Some(error));
                                     pause(retry_in).await;
-                                    let connected =
-                                        state.status.try_with_untracked(|s| matches!(s, Status::Connected { .. }));
-                                    if connected != Some(true) || state.removed.try_get_untracked() != Some(false) {
+                                    if !state.online() || state.removed.try_get_untracked() != Some(false) {
                                         break;
                                     }
                                     retry_in = (retry_in * 2).min(JOIN_RETRY_MAX);
@@ -622,8 +639,7 @@ impl Chat {
         });
     }
 
-    /// Sends a private message to `to`, who must be in the room.
-    /// Sends a private message. It is not kept for later like a public one (its recipient may be gone by then):
+    /// Sends a private message to `to`, who must be in the room. It is not kept for later like a public one (its recipient may be gone by then):
     /// if it fails, its text goes back into `draft`, unless something new has been typed there meanwhile.
     pub fn send_private(&self, to: MemberId, body: MessageBody, draft: RwSignal<String>) {
         let state = self.state;

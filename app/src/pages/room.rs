@@ -258,6 +258,11 @@ impl RoomState {
         });
     }
 
+    /// Whether the connection is up now (a task of its own keeps `status`); false once the page is gone.
+    pub fn online(&self) -> bool {
+        self.status.try_with_untracked(|s| matches!(s, Status::Connected { .. })).unwrap_or(false)
+    }
+
     /// What to resume after: the end of the unbroken run of `seq`s from the oldest shown
     /// ([`protocol::resume_point`]), so that a message missed between two shown ones is fetched, not skipped.
     pub fn resume_seq(&self) -> Option<u64> {
