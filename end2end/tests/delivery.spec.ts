@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { type BrowserContext, expect, test } from "@playwright/test";
 import { RoomPage, unique, waitForHydration, withPeople } from "./fixtures/pages";
 import { RESTRICTED_SERVER } from "./fixtures/servers";
 
@@ -49,9 +49,7 @@ test("a message still pending when the page is reloaded is sent after the reload
     const context = ada.page.context();
     await ada.page.close();
     await context.setOffline(false);
-    const again = new RoomPage(await context.newPage());
-    await again.page.goto(`/r/${room}?name=Ada`);
-    await waitForHydration(again.page);
+    const again = await visitAgain(context, room);
     await expect(bob.message("survives a reload")).toHaveCount(1);
     await expect(again.message("survives a reload")).toHaveCount(1);
     await expect(again.message("survives a reload")).not.toHaveAttribute("data-delivery", /.+/);
@@ -79,10 +77,16 @@ test("messages written offline in two tabs of a room are all kept for the next v
     await secondTab.page.close();
 
     await context.setOffline(false);
-    const again = new RoomPage(await context.newPage());
-    await again.page.goto(`/r/${room}?name=Ada`);
-    await waitForHydration(again.page);
+    await visitAgain(context, room);
     await expect(bob.message("from the first tab")).toHaveCount(1);
     await expect(bob.message("from the second tab")).toHaveCount(1);
   });
 });
+
+/** Ada opens the room again in a new page of the same browser (its storage kept), and waits for hydration. */
+async function visitAgain(context: BrowserContext, room: string): Promise<RoomPage> {
+  const again = new RoomPage(await context.newPage());
+  await again.page.goto(`/r/${room}?name=Ada`);
+  await waitForHydration(again.page);
+  return again;
+}
