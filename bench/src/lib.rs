@@ -34,6 +34,9 @@ pub struct Options {
     pub scenarios: Vec<Scenario>,
     pub fanout: FanoutConfig,
     pub idle_connections: u32,
+    /// The idle scenario runs again with this many messages in every room before anyone joins, as rooms in use
+    /// have: each join's answer then carries them (0: not run).
+    pub idle_history: u32,
     pub idle_for: Duration,
     pub storm_clients: u32,
     pub storm_per_room: u32,
@@ -62,6 +65,8 @@ impl Options {
                 stop_p99_ms: 100.0,
             },
             idle_connections: 10_000,
+            // What a fresh join is answered with in a room in use: its latest page of messages.
+            idle_history: protocol::HistoryPage::SIZE as u32,
             idle_for: Duration::from_secs(5),
             storm_clients: 5_000,
             storm_per_room: 50,
@@ -85,6 +90,7 @@ impl Options {
                 stop_p99_ms: f64::INFINITY,
             },
             idle_connections: 20,
+            idle_history: 3,
             idle_for: Duration::from_millis(100),
             storm_clients: 12,
             storm_per_room: 4,
@@ -129,11 +135,15 @@ pub async fn run(launcher: &Launcher, options: &Options) -> anyhow::Result<Repor
         eprintln!("{}: fan-out under rising load", target.label());
         report.fanout.push(scenarios::fanout(launcher, target, &options.fanout).await?);
     }
+    let histories = [0, options.idle_history];
     for &target in options.targets.iter().filter(|_| runs(Scenario::Idle)) {
-        eprintln!("{}: {} idle connections", target.label(), options.idle_connections);
-        let idle = scenarios::idle(launcher, target, options.idle_connections, options.idle_for).await?;
-        eprintln!("  {:.0} bytes per connection", idle.bytes_per_connection);
-        report.idle.push(idle);
+        for &history in histories.iter().take(if options.idle_history > 0 { 2 } else { 1 }) {
+            eprintln!("{}: {} idle connections, {history} messages per room", target.label(), options.idle_connections);
+            let idle =
+                scenarios::idle(launcher, target, options.idle_connections, history, options.idle_for).await?;
+            eprintln!("  {:.0} bytes per connection", idle.bytes_per_connection);
+            report.idle.push(idle);
+        }
     }
     for &target in options.targets.iter().filter(|_| runs(Scenario::Storm)) {
         eprintln!("{}: a storm of {} clients, and a restart", target.label(), options.storm_clients);

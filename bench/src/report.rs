@@ -174,9 +174,10 @@ impl Report {
         for idle in self.idle.iter().filter(|i| i.target != Target::Node) {
             let _ = writeln!(
                 md,
-                "| ≤ 20 KiB of RSS per idle WebSocket connection ({}, {} connections) | {} | {} |",
+                "| ≤ 20 KiB of RSS per idle WebSocket connection ({}, {} connections, {}) | {} | {} |",
                 idle.target.label(),
                 idle.connections,
+                rooms_holding(idle.history),
                 kib(idle.bytes_per_connection),
                 met(idle.bytes_per_connection <= 20.0 * 1024.0)
             );
@@ -258,8 +259,14 @@ impl Report {
             };
             row(&mut md, &format!("Server CPU per delivery at {rate} sends/s (µs)"), targets.map(cost), "");
         }
-        let idle = |t: Target| self.idle.iter().find(|i| i.target == t).map(|i| i.bytes_per_connection / 1024.0);
-        row(&mut md, "RSS per idle connection (KiB)", targets.map(idle), "");
+        let idle = |t: Target, history: u32| {
+            self.idle.iter().find(|i| i.target == t && i.history == history).map(|i| i.bytes_per_connection / 1024.0)
+        };
+        row(&mut md, "RSS per idle connection (KiB)", targets.map(|t| idle(t, 0)), "");
+        if o.idle_history > 0 && self.idle.iter().any(|i| i.history == o.idle_history) {
+            let label = format!("RSS per idle connection, {} (KiB)", rooms_holding(o.idle_history));
+            row(&mut md, &label, targets.map(|t| idle(t, o.idle_history)), "");
+        }
         let storm = |t: Target| self.storm.iter().find(|s| s.target == t);
         row(&mut md, "Connect storm: all joined (s)", targets.map(|t| storm(t).map(|s| s.seconds_all_joined)), "");
         row(&mut md, "After a restart: all back (s)", targets.map(|t| storm(t).map(|s| s.seconds_all_back)), "");
@@ -324,18 +331,22 @@ impl Report {
         let _ = writeln!(
             md,
             "WebSocket clients, each signed in and in a room of 100, then idle (heartbeats only). RSS per connection \
-             is the server's growth from one connection to all of them, divided by their number.\n"
+             is the server's growth from one connection to all of them, divided by their number. Each target runs \
+             twice: in new rooms, and in rooms that already hold {} messages of 100 characters, which every join's \
+             answer then carries, as it does in a room in use.\n",
+            o.idle_history
         );
         let _ = writeln!(
             md,
-            "| Target | connections | joins unanswered | RSS before | RSS after | per connection | connecting all | idle CPU |"
+            "| Target | rooms | connections | joins unanswered | RSS before | RSS after | per connection | connecting all | idle CPU |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
         for i in &self.idle {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
                 i.target.label(),
+                rooms_holding(i.history),
                 i.connections,
                 i.failed,
                 mib(i.rss_before),
@@ -506,5 +517,14 @@ impl Report {
         }
         let _ = writeln!(svg, "</svg>");
         svg
+    }
+}
+
+/// How the idle scenario's rooms were filled, in words for a table.
+fn rooms_holding(history: u32) -> String {
+    match history {
+        0 => "new rooms".to_owned(),
+        1 => "rooms of 1 message".to_owned(),
+        n => format!("rooms of {n} messages"),
     }
 }

@@ -247,6 +247,11 @@ async fn fanout_step(
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleResult {
     pub target: Target,
+    /// Messages each room held before anyone joined: every join's answer carried them.
+    pub history: u32,
+    /// How many messages a join's answer carried, asked again once the figures are taken: `history`, or the
+    /// server's page size if smaller.
+    pub history_seen: usize,
     /// Connections that joined (and were measured).
     pub connections: u32,
     /// Joins that got no answer: counted out, reported.
@@ -260,19 +265,27 @@ pub struct IdleResult {
     pub idle_cpu_percent: f64,
 }
 
+/// Users per room in the idle scenario.
+const IDLE_PER_ROOM: u32 = 100;
+
+/// `connections` idle users in rooms of [`IDLE_PER_ROOM`], each room holding `history` messages before they join.
 pub async fn idle(
     launcher: &Launcher,
     target: Target,
     connections: u32,
+    history: u32,
     idle_for: Duration,
 ) -> anyhow::Result<IdleResult> {
     let server = Server::start(launcher, target).await?;
     // One connection first, so that the baseline includes whatever the first connection initialises.
     let (warm, _) = connect_users(&[server.url()], 1, 1, WEBSOCKET_ONLY, 1, "warm-").await?;
+    // The history goes in before the baseline: what is measured is what each joined connection holds, not the
+    // stored messages.
+    seed_history(&server.url(), connections.div_ceil(IDLE_PER_ROOM), "idle-", history).await?;
     let before = server.usage()?;
     let started = Instant::now();
     let (users, connect, failures) =
-        try_connect_users(&[server.url()], connections, 100, WEBSOCKET_ONLY, 200, "idle-").await?;
+        try_connect_users(&[server.url()], connections, IDLE_PER_ROOM, WEBSOCKET_ONLY, 200, "idle-").await?;
     if let Some(first) = failures.first() {
         eprintln!("  {} of {connections} joins failed, the first: {first:#}", failures.len());
     }
@@ -282,10 +295,16 @@ pub async fn idle(
     let quiet_from = server.usage()?;
     tokio::time::sleep(idle_for).await;
     let after = server.usage()?;
+    let history_seen = match users.first() {
+        Some(user) => user.join(None).await.context("joining again to count the history")?.history.len(),
+        None => 0,
+    };
     drop(users);
     drop(warm);
     Ok(IdleResult {
         target,
+        history,
+        history_seen,
         connections,
         failed: failures.len() as u32,
         rss_before: before.rss_bytes,
@@ -295,6 +314,31 @@ pub async fn idle(
         seconds_to_connect_all,
         idle_cpu_percent: after.cpu_percent_since(&quiet_from),
     })
+}
+
+/// Puts `messages` messages of a typical length in each of the rooms `{prefix}0` to `{prefix}{rooms - 1}`, one
+/// sender per room (all rooms at once), each sent after the previous one's ack; the senders then leave.
+async fn seed_history(url: &str, rooms: u32, prefix: &str, messages: u32) -> anyhow::Result<()> {
+    if messages == 0 {
+        return Ok(());
+    }
+    // A chat line of 100 characters: longer than most, shorter than a paragraph.
+    let line = "A line of chat as people write it, a little longer than most: this one is one hundred characters.";
+    let body = protocol::MessageBody::parse(&format!("{line:<100}")).context("the seeded message")?;
+    let seeders = (0..rooms).map(|index| {
+        let body = body.clone();
+        async move {
+            // Names far above the idle users' (`u0`, `u1`…), so that nobody's join is refused as a name in use.
+            let user = User::open(url, 1_000_000 + index, &room(&format!("{prefix}{index}"))?, WEBSOCKET_ONLY)?;
+            user.join(None).await.with_context(|| format!("the sender seeding room {index} joining"))?;
+            for _ in 0..messages {
+                user.send(body.clone()).await.with_context(|| format!("seeding room {index}"))?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(seeders).await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -26,10 +26,14 @@ async fn every_scenario_runs_against_every_target_and_loses_nothing() {
             assert_eq!(step.latency.count as u64, step.accepted * u64::from(options.fanout.users_per_room - 1));
         }
 
-        let idle = report.idle.iter().find(|i| i.target == target).expect("an idle result per target");
-        assert_eq!((idle.connections, idle.failed), (options.idle_connections, 0));
-        assert_eq!(idle.connect.count, options.idle_connections as usize);
-        assert!(idle.rss_after > 0);
+        for history in [0, options.idle_history] {
+            let idle = report.idle.iter().find(|i| i.target == target && i.history == history);
+            let idle = idle.unwrap_or_else(|| panic!("{target:?}: an idle result with {history} messages per room"));
+            assert_eq!((idle.connections, idle.failed), (options.idle_connections, 0));
+            assert_eq!(idle.connect.count, options.idle_connections as usize);
+            assert_eq!(idle.history_seen, history as usize, "{target:?}: each join was answered with the history");
+            assert!(idle.rss_after > 0);
+        }
 
         let storm = report.storm.iter().find(|s| s.target == target).expect("a storm result per target");
         assert_eq!(storm.back, options.storm_clients, "{target:?}: every client came back after the restart");
