@@ -128,7 +128,7 @@ pub struct Joined {
 }
 
 impl Joined {
-    /// At most this many messages come with a join.
+    /// At most this many messages come with a join, and at most [`HistoryPage::MAX_BYTES`] of them.
     pub const MAX_HISTORY: usize = 100;
 }
 
@@ -192,7 +192,8 @@ impl Request for LoadHistory {
     type Response = HistoryPage;
 }
 
-/// The answer to [`LoadHistory`]: up to [`HistoryPage::SIZE`] messages, oldest first.
+/// The answer to [`LoadHistory`]: up to [`HistoryPage::SIZE`] messages and [`HistoryPage::MAX_BYTES`], oldest
+/// first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryPage {
@@ -202,7 +203,14 @@ pub struct HistoryPage {
 }
 
 impl HistoryPage {
+    /// At most this many messages come in a page.
     pub const SIZE: usize = 50;
+    /// A page, and a join's history, also stops before this many bytes of messages (as JSON), keeping the
+    /// messages nearest to where it starts; `has_more` then says the rest is there to ask for. Whatever a
+    /// connection writes at once stays allocated in its WebSocket write buffer for as long as it is open (the
+    /// server's WebSocket library keeps the buffer's largest size), so the server writes small frames. A message
+    /// longer than this comes alone.
+    pub const MAX_BYTES: usize = 4096;
 }
 
 /// Where a client that holds messages with these `seq`s resumes (the `since` of its next [`JoinRoom`]): the end

@@ -2,7 +2,8 @@
 // semantics (docs/events.md), keeping everything in memory. The same load generator drives it and Causerie.
 //
 //   namespace "/"   auth {name, session?}: refused with connect_error when the name is missing or too long.
-//     "join" {room, since?}        joins; ack {ok: {room, you, members, history, hasMore}}; others get
+//     "join" {room, since?}        joins; ack {ok: {room, you, members, history, hasMore}}, the history cut to
+//                                  4096 bytes of JSON as Causerie cuts it; others get
 //                                  "presence" when a member's first connection enters (and when their last leaves):
 //                                  at once in a quiet room, else in bursts every 500 ms, 16 changes an event at most,
 //                                  never about the recipient, as Causerie does.
@@ -21,6 +22,24 @@ const MAX_NAME = 32;
 const MAX_BODY = 2000;
 const MAX_HISTORY = 100;
 const PAGE = 50;
+// As Causerie's `HistoryPage::MAX_BYTES`: a join's history stops before this many bytes of messages as JSON,
+// keeping the messages nearest to where it starts (at least one); `hasMore` then says there are more.
+const PAGE_BYTES = 4096;
+
+/** `messages` cut to PAGE_BYTES from the newest end (`newest`) or the oldest; whether any were cut. */
+function within(messages, newest) {
+  let bytes = 0;
+  let fitting = 0;
+  const order = newest ? [...messages].reverse() : messages;
+  for (const message of order) {
+    bytes += Buffer.byteLength(JSON.stringify(message));
+    if (bytes > PAGE_BYTES) break;
+    fitting += 1;
+  }
+  fitting = Math.max(fitting, Math.min(1, messages.length));
+  const kept = newest ? messages.slice(messages.length - fitting) : messages.slice(0, fitting);
+  return [kept, kept.length < messages.length];
+}
 const NOTICE_INTERVAL_MS = 500;
 const CHANGES_PER_EVENT = 16;
 
@@ -125,12 +144,13 @@ io.on("connection", (socket) => {
     if (entered) announce(name, { change: "joined", member: me });
     const since = Number.isInteger(request.since) ? request.since : null;
     let history, hasMore;
+    let cut;
     if (since === null) {
-      history = r.messages.slice(-PAGE);
-      hasMore = r.messages.length > PAGE;
+      [history, cut] = within(r.messages.slice(-PAGE), true);
+      hasMore = cut || r.messages.length > PAGE;
     } else {
-      history = r.messages.slice(since, since + MAX_HISTORY);
-      hasMore = r.messages.length > since + MAX_HISTORY;
+      [history, cut] = within(r.messages.slice(since, since + MAX_HISTORY), false);
+      hasMore = cut || r.messages.length > since + MAX_HISTORY;
     }
     const members = [...r.members.values()].map((e) => e.member);
     ack({ ok: { room: name, you: me, members, history, hasMore } });

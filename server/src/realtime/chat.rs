@@ -18,7 +18,7 @@ use socketioxide_core::adapter::DefinedAdapter;
 use super::{Hub, broadcast, invalid_payload, member_channel, reply, room_channel};
 use crate::limits::Limiter;
 use crate::presence::{Arrival, Change, JoinRefused};
-use crate::store::{Appended, NewImage, NewMessage};
+use crate::store::{Appended, Keep, NewImage, NewMessage};
 
 use crate::session;
 
@@ -162,8 +162,14 @@ async fn on_join<A: Adapter>(
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
     // the client drops by `seq`, but never zero times.
     let history = match since {
-        Some(seq) => hub.store.after(room.clone(), seq, Joined::MAX_HISTORY).await,
-        None => hub.store.latest(room.clone(), HistoryPage::SIZE).await,
+        Some(seq) => {
+            let page = hub.store.after(room.clone(), seq, Joined::MAX_HISTORY).await;
+            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Oldest))
+        }
+        None => {
+            let page = hub.store.latest(room.clone(), HistoryPage::SIZE).await;
+            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Newest))
+        }
     };
     match history {
         Ok(page) => {
@@ -524,8 +530,14 @@ async fn on_history<A: Adapter>(
         return reply::<HistoryPage>(ack, Err(error));
     }
     let page = match request.from {
-        HistoryFrom::Before(seq) => hub.store.before(request.room, seq, HistoryPage::SIZE).await,
-        HistoryFrom::After(seq) => hub.store.after(request.room, seq, HistoryPage::SIZE).await,
+        HistoryFrom::Before(seq) => {
+            let page = hub.store.before(request.room, seq, HistoryPage::SIZE).await;
+            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Newest))
+        }
+        HistoryFrom::After(seq) => {
+            let page = hub.store.after(request.room, seq, HistoryPage::SIZE).await;
+            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Oldest))
+        }
     };
     match page {
         Ok(page) => reply(ack, Ok(HistoryPage { messages: page.messages, has_more: page.has_more })),

@@ -107,6 +107,58 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// Which messages of a [`Page`] to keep when it is cut to size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The newest: the latest page, and pages before a `seq`.
+    Newest,
+    /// The oldest: pages after a `seq`.
+    Oldest,
+}
+
+impl Page {
+    /// Cuts the page to the messages nearest to where it starts (`keep`) that fit in `max_bytes` of JSON, and at
+    /// least one; `has_more` is set when any were cut, so that the client asks for the rest.
+    pub fn within(mut self, max_bytes: usize, keep: Keep) -> Page {
+        let mut bytes = 0;
+        let mut fits = |message: &&ChatMessage| {
+            bytes += json_len(message);
+            bytes <= max_bytes
+        };
+        let fitting = match keep {
+            Keep::Newest => self.messages.iter().rev().take_while(&mut fits).count(),
+            Keep::Oldest => self.messages.iter().take_while(&mut fits).count(),
+        }
+        .max(1);
+        if fitting < self.messages.len() {
+            match keep {
+                Keep::Newest => drop(self.messages.drain(..self.messages.len() - fitting)),
+                Keep::Oldest => self.messages.truncate(fitting),
+            }
+            self.has_more = true;
+        }
+        self
+    }
+}
+
+/// The length of `message` as JSON, counted without writing it anywhere.
+fn json_len(message: &ChatMessage) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A message is plain data: it always serialises. Were it ever not to, it counts as nothing and still comes.
+    let _ = serde_json::to_writer(&mut count, message);
+    count.0
+}
+
 /// Why the store failed. Callers log it and answer `internal`: none of it is the client's doing.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -210,4 +262,51 @@ pub(crate) fn page_of(mut messages: Vec<ChatMessage>, limit: usize) -> Page {
     let has_more = messages.len() > limit;
     messages.truncate(limit);
     Page { messages, has_more }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract::new;
+    use super::{Keep, Page, json_len};
+
+    /// Five messages whose JSON is `size` bytes each, oldest first, `seq` 1 to 5.
+    fn five(size: usize) -> (Page, usize) {
+        let overhead = json_len(&new("general", "Ada", "x", None).stored_as(1)) - 1;
+        let messages = (1..=5).map(|seq| new("general", "Ada", &"x".repeat(size - overhead), None).stored_as(seq));
+        let page = Page { messages: messages.collect(), has_more: false };
+        assert!(page.messages.iter().all(|m| json_len(m) == size));
+        (page, size)
+    }
+
+    fn seqs(page: &Page) -> Vec<u64> {
+        page.messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn a_page_cut_to_size_keeps_the_messages_nearest_where_it_starts_and_says_there_are_more() {
+        let (page, size) = five(300);
+        let newest = page.clone().within(3 * size, Keep::Newest);
+        assert_eq!((seqs(&newest), newest.has_more), (vec![3, 4, 5], true));
+        let oldest = page.within(3 * size + size / 2, Keep::Oldest);
+        assert_eq!((seqs(&oldest), oldest.has_more), (vec![1, 2, 3], true));
+    }
+
+    #[test]
+    fn a_page_that_fits_is_left_as_it_was() {
+        let (page, size) = five(300);
+        assert_eq!(page.clone().within(5 * size, Keep::Newest), page);
+        let more = Page { has_more: true, ..page.clone() };
+        assert_eq!(more.clone().within(5 * size, Keep::Oldest), more, "`has_more` from the store is kept");
+    }
+
+    #[test]
+    fn a_message_longer_than_the_limit_still_comes_alone() {
+        let (page, size) = five(300);
+        let cut = page.clone().within(size - 1, Keep::Newest);
+        assert_eq!((seqs(&cut), cut.has_more), (vec![5], true));
+        let cut = page.within(0, Keep::Oldest);
+        assert_eq!((seqs(&cut), cut.has_more), (vec![1], true));
+        let empty = Page::default().within(0, Keep::Newest);
+        assert_eq!(empty, Page::default());
+    }
 }

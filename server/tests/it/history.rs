@@ -168,11 +168,67 @@ async fn a_client_that_missed_more_than_a_join_carries_pages_forward_to_the_newe
     let (_b, bob) = app.connect("Bob").await;
     let joined: Joined =
         within("the join", bob.request(&JoinRoom { room: room("general"), since: Some(5) }, PATIENCE)).await.unwrap();
-    let seqs: Vec<u64> = joined.history.iter().map(|m| m.seq).collect();
-    assert_eq!((seqs, joined.has_more), ((6..=105).collect::<Vec<_>>(), true));
+    assert!(joined.has_more, "130 messages do not fit in one answer");
+    assert!(json_bytes(&joined.history) <= HistoryPage::MAX_BYTES);
+    let mut seqs: Vec<u64> = joined.history.iter().map(|m| m.seq).collect();
 
-    let forward = LoadHistory { room: room("general"), from: HistoryFrom::After(105) };
-    let page: HistoryPage = within("the next page", bob.request(&forward, PATIENCE)).await.unwrap();
-    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
-    assert_eq!((seqs, page.has_more), ((106..=130).collect::<Vec<_>>(), false));
+    let mut pages = 0;
+    loop {
+        let after = *seqs.last().expect("the join brought the first missed messages");
+        let forward = LoadHistory { room: room("general"), from: HistoryFrom::After(after) };
+        let page: HistoryPage = within("the next page", bob.request(&forward, PATIENCE)).await.unwrap();
+        assert!(!page.messages.is_empty() && json_bytes(&page.messages) <= HistoryPage::MAX_BYTES);
+        seqs.extend(page.messages.iter().map(|m| m.seq));
+        pages += 1;
+        if !page.has_more {
+            break;
+        }
+        assert!(pages < 130, "pages never ended");
+    }
+    assert_eq!(seqs, (6..=130).collect::<Vec<_>>(), "everything missed, once, in order");
+}
+
+/// The size of `messages` on the wire, as the server counts it.
+fn json_bytes(messages: &[ChatMessage]) -> usize {
+    messages.iter().map(|m| serde_json::to_vec(m).unwrap().len()).sum()
+}
+
+#[tokio::test]
+async fn a_join_in_a_room_of_long_messages_brings_the_newest_that_fit_and_older_pages_bring_the_rest() {
+    let app = spawn_app_with(Config { message_burst: 500, ..Config::default() }).await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    for i in 1..=50 {
+        let body = format!("{i:>3} {}", "a long line of chat ".repeat(15));
+        within("the ack", ada.request(&send(&body, None), PATIENCE)).await.unwrap();
+    }
+    let (_b, bob) = app.connect("Bob").await;
+    let joined = join(&bob, "general").await;
+    let mut seqs: Vec<u64> = joined.history.iter().map(|m| m.seq).collect();
+    assert!(joined.has_more && json_bytes(&joined.history) <= HistoryPage::MAX_BYTES);
+    assert!(seqs.len() > 1 && seqs.len() < 50, "{} messages of 300 characters came with the join", seqs.len());
+    assert_eq!(seqs.last(), Some(&50), "the newest come first");
+
+    while let Some(&oldest) = seqs.first().filter(|&&seq| seq > 1) {
+        let page: HistoryPage = within("an older page", bob.request(&older_than(oldest), PATIENCE)).await.unwrap();
+        assert!(!page.messages.is_empty() && json_bytes(&page.messages) <= HistoryPage::MAX_BYTES);
+        assert_eq!(page.has_more, page.messages[0].seq > 1);
+        seqs.splice(0..0, page.messages.iter().map(|m| m.seq));
+    }
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "every message, once, in order");
+}
+
+#[tokio::test]
+async fn a_message_longer_than_a_page_still_comes_alone() {
+    let app = spawn_app().await;
+    let (_a, ada) = app.member("Ada", "general").await;
+    let longest = "é".repeat(protocol::MAX_MESSAGE_CHARS);
+    for body in ["before it", longest.as_str()] {
+        within("the ack", ada.request(&send(body, None), PATIENCE)).await.unwrap();
+    }
+    let (_b, bob) = app.connect("Bob").await;
+    let joined = join(&bob, "general").await;
+    assert!(json_bytes(&joined.history) > HistoryPage::MAX_BYTES);
+    assert_eq!((bodies(&joined.history), joined.has_more), (vec![longest.as_str()], true));
+    let page: HistoryPage = within("the page before it", bob.request(&older_than(2), PATIENCE)).await.unwrap();
+    assert_eq!((bodies(&page.messages), page.has_more), (vec!["before it"], false));
 }
