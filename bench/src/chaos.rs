@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use protocol::{ChatMessage, ClientId, HistoryFrom, HistoryPage, LoadHistory, MessageBody, RoomName, SendMessage};
+use protocol::{
+    ChatMessage, ClientId, ErrorCode, HistoryFrom, HistoryPage, LoadHistory, MessageBody, RoomName, SendMessage,
+};
 use serde::Serialize;
-use sio_client::{RawEvent, SocketEvent, TransportKind};
+use sio_client::{RawEvent, RequestError, SocketEvent, TransportKind};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -348,6 +350,11 @@ async fn page_forward(user: &User, ledger: &Ledger, mut after: u64, timeout: Dur
                     Some(last) if has_more => after = last.seq,
                     _ => return,
                 }
+            }
+            // The reading budget is spent for now (a long catch-up): go on once it has refilled a little, as the
+            // page does.
+            Err(RequestError::Rejected(error)) if error.code == ErrorCode::RateLimited => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(_) => return,
         }

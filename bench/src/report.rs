@@ -332,21 +332,24 @@ impl Report {
             md,
             "WebSocket clients, each signed in and in a room of 100, then idle (heartbeats only). RSS per connection \
              is the server's growth from one connection to all of them, divided by their number. Each target runs \
-             twice: in new rooms, and in rooms that already hold {} messages of 100 characters, which every join's \
-             answer then carries, as it does in a room in use.\n",
+             twice: in new rooms, and in rooms that already hold {} messages of 100 characters, whose latest every \
+             join's answer then carries, as it does in a room in use (as many as the server puts in one answer: \
+             the column \"messages per join\").\n",
             o.idle_history
         );
         let _ = writeln!(
             md,
-            "| Target | rooms | connections | joins unanswered | RSS before | RSS after | per connection | connecting all | idle CPU |"
+            "| Target | rooms | messages per join | connections | joins unanswered | RSS before | RSS after | per connection | \
+             connecting all | idle CPU |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
         for i in &self.idle {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1}% |",
                 i.target.label(),
                 rooms_holding(i.history),
+                i.history_seen,
                 i.connections,
                 i.failed,
                 mib(i.rss_before),

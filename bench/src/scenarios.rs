@@ -249,8 +249,8 @@ pub struct IdleResult {
     pub target: Target,
     /// Messages each room held before anyone joined: every join's answer carried them.
     pub history: u32,
-    /// How many messages a join's answer carried, asked again once the figures are taken: `history`, or the
-    /// server's page size if smaller.
+    /// How many messages a join's answer carried, asked again once the figures are taken: `history`, or fewer
+    /// where the server cuts its answers (to a number of messages, or of bytes).
     pub history_seen: usize,
     /// Connections that joined (and were measured).
     pub connections: u32,

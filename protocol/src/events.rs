@@ -95,8 +95,9 @@ impl<'de> Deserialize<'de> for ClientId {
 #[serde(rename_all = "camelCase")]
 pub struct JoinRoom {
     pub room: RoomName,
-    /// The highest `seq` of this room the client already has. The ack then carries everything after it (up to
-    /// [`Joined::MAX_HISTORY`]), in order: that is how a client resumes after a reconnection without a gap or a
+    /// The highest `seq` of this room the client already has. The ack then carries the first messages after it,
+    /// in order (at most [`Joined::MAX_HISTORY`] and [`HistoryPage::MAX_BYTES`]; `has_more` when there are more, to
+    /// fetch with [`LoadHistory`] `after`): that is how a client resumes after a reconnection without a gap or a
     /// duplicate. Without it, the ack carries the latest messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
@@ -133,7 +134,7 @@ impl Joined {
 }
 
 /// Client → server: a page of a joined room's messages: older ones when scrolling back (`before`), or newer ones
-/// when resuming after more than [`Joined::MAX_HISTORY`] were missed (`after`). On the wire it is
+/// when resuming after more were missed than a join carries (`after`). On the wire it is
 /// `{"room", "before": seq}` or `{"room", "after": seq}`; anything else is refused with a clear error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "LoadHistoryWire", into = "LoadHistoryWire")]
@@ -208,8 +209,8 @@ impl HistoryPage {
     /// A page, and a join's history, also stops before this many bytes of messages (as JSON), keeping the
     /// messages nearest to where it starts; `has_more` then says the rest is there to ask for. Whatever a
     /// connection writes at once stays allocated in its WebSocket write buffer for as long as it is open (the
-    /// server's WebSocket library keeps the buffer's largest size), so the server writes small frames. A message
-    /// longer than this comes alone.
+    /// server's WebSocket library keeps the buffer's largest size), so the server keeps its answers small. A
+    /// message longer than this comes alone. (A join's member list is not cut: 3 KB for a room of 100.)
     pub const MAX_BYTES: usize = 4096;
 }
 

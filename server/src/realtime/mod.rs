@@ -28,8 +28,11 @@ use crate::limits::{Limiter, RateLimit};
 use crate::presence::Presence;
 use crate::store::MessageStore;
 
-/// How often a member may join rooms or load history: 50 at once, then 5 a second.
-pub const READS: RateLimit = RateLimit { burst: 50, per_second: 5.0 };
+/// How often a member may join rooms or load history: 100 at once, then 20 a second. Each answer is at most about
+/// 4 KiB of messages ([`protocol::HistoryPage::MAX_BYTES`]), so a page can hold a single long message: catching up
+/// on a few hundred of those, or scrolling back through them, takes as many reads, and a person doing it must not
+/// be refused. A script reading in a loop still gets at most 80 KiB a second.
+pub const READS: RateLimit = RateLimit { burst: 100, per_second: 20.0 };
 
 /// Everything the handlers share, cheap to clone (socketioxide hands each handler its own copy).
 #[derive(Clone)]

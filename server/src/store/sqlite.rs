@@ -47,6 +47,10 @@ const MAX_BATCH: usize = 256;
 impl SqliteStore {
     /// Opens (creating it, and its directory, if needed) the database file at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // SQLite's names for a database of one connection's own: a second connection would open another one.
+        if path == Path::new(":memory:") || path.as_os_str().is_empty() {
+            return Self::in_memory();
+        }
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
@@ -89,7 +93,9 @@ impl SqliteStore {
                     // Uncontended for a file (this thread's own connection); shared with the writer in memory.
                     // A poisoned lock means a panic mid-call; SQLite rolled back whatever was open, so go on.
                     let connection = reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    read(&connection);
+                    // A read that panics (none should: rows are checked, not unwrapped) fails alone, its asker
+                    // told so by the dropped answer, and the thread goes on serving the others.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&connection)));
                 }
             })
             .map_err(|source| StoreError::Open { path: "(reader thread)".into(), source })?;
@@ -177,9 +183,13 @@ fn write_batches(connection: &Mutex<Connection>, writes: &std::sync::mpsc::Recei
             }
         }
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.into_iter().unzip();
-        // Readers share this connection: they wait for the commit, never see half a batch.
+        // In memory, the reader shares this connection: it waits for the commit, never sees half a batch. On a
+        // file, the lock is the writer's alone.
         let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outcomes = commit_batch(&mut connection, messages);
+        // A batch that panics fails alone (its senders are told), and the thread goes on with the next one: a
+        // stopped writer would refuse every message until a restart.
+        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(&mut connection, messages)))
+            .unwrap_or_else(|_| Err(StoreError::Batch("the commit panicked".into())));
         drop(connection);
         match outcomes {
             Ok(outcomes) => {
@@ -371,6 +381,13 @@ mod tests {
         }
 
         crate::store::contract::store_contract!(FileStore::new());
+    }
+
+    #[tokio::test]
+    async fn sqlites_name_for_a_database_in_memory_opens_one_whose_reads_see_its_writes() {
+        let store = SqliteStore::open(Path::new(":memory:")).unwrap();
+        store.append(new("a", "Ada", "seen", None)).await.unwrap();
+        assert_eq!(store.latest(room("a"), 10).await.unwrap().messages.len(), 1);
     }
 
     #[tokio::test]
