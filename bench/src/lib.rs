@@ -139,8 +139,7 @@ pub async fn run(launcher: &Launcher, options: &Options) -> anyhow::Result<Repor
     for &target in options.targets.iter().filter(|_| runs(Scenario::Idle)) {
         for &history in histories.iter().take(if options.idle_history > 0 { 2 } else { 1 }) {
             eprintln!("{}: {} idle connections, {history} messages per room", target.label(), options.idle_connections);
-            let idle =
-                scenarios::idle(launcher, target, options.idle_connections, history, options.idle_for).await?;
+            let idle = scenarios::idle(launcher, target, options.idle_connections, history, options.idle_for).await?;
             eprintln!("  {:.0} bytes per connection", idle.bytes_per_connection);
             report.idle.push(idle);
         }

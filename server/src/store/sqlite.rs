@@ -188,8 +188,9 @@ fn write_batches(connection: &Mutex<Connection>, writes: &std::sync::mpsc::Recei
         let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // A batch that panics fails alone (its senders are told), and the thread goes on with the next one: a
         // stopped writer would refuse every message until a restart.
-        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(&mut connection, messages)))
-            .unwrap_or_else(|_| Err(StoreError::Batch("the commit panicked".into())));
+        let outcomes =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(&mut connection, messages)))
+                .unwrap_or_else(|_| Err(StoreError::Batch("the commit panicked".into())));
         drop(connection);
         match outcomes {
             Ok(outcomes) => {
