@@ -83,3 +83,33 @@ test("typing shows who is typing, several at once, and the notice expires on its
     await expect(bob.typing).toHaveText("", { timeout: 15_000 });
   });
 });
+
+test("long names without spaces wrap in the header, the member list and on messages instead of widening the page", async ({
+  browser,
+}) => {
+  // The longest a room name and a display name can be, without a space or a hyphen to break at.
+  const room = ("w".repeat(32) + unique("x").replace("-", "")).slice(-32);
+  const name = "W".repeat(32);
+  await withPeople(browser, 1, async ([ada]) => {
+    await ada.page.setViewportSize({ width: 360, height: 700 });
+    await ada.enter(room, name);
+    await ada.say("hello");
+    await expect(ada.message("hello")).not.toHaveClass(/pending/);
+
+    const width = ada.page.viewportSize()!.width;
+    const page = await ada.page.evaluate(() => document.documentElement.scrollWidth);
+    expect(page, "the page is no wider than the window").toBeLessThanOrEqual(width);
+    const header = [ada.heading, ada.page.getByTestId("my-name")];
+    for (const element of [...header, ada.member(name), ada.message("hello").locator(".from")]) {
+      const box = await element.boundingBox();
+      expect(box, "the name is shown").not.toBeNull();
+      expect(box!.x + box!.width, "the name ends within the window").toBeLessThanOrEqual(width);
+      const line = await element.evaluate((el) => {
+        const style = getComputedStyle(el);
+        // "normal" is about 1.2 times the font size.
+        return parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
+      });
+      expect(box!.height, "the name wraps onto more than one line").toBeGreaterThan(1.5 * line);
+    }
+  });
+});
