@@ -1,6 +1,8 @@
 import { expect, test } from "@playwright/test";
 import { unique, withPeople } from "./fixtures/pages";
-import { seedMessages } from "./fixtures/seed";
+import { randomBytes } from "node:crypto";
+import { io } from "socket.io-client";
+import { request, seedMessages } from "./fixtures/seed";
 import { RESTRICTED_SERVER } from "./fixtures/servers";
 
 /** `count` message bodies that sort in the order they are sent: "<prefix> 001", "<prefix> 002", … */
@@ -41,6 +43,89 @@ test("the room opens on its latest messages and scrolling up loads older pages i
     }).toPass({ timeout: 20_000 });
     await expect(shown).toHaveText(bodies);
   });
+});
+
+test("a run of messages from one person shows their name once, also across a page loaded before it", async ({
+  browser,
+  baseURL,
+}) => {
+  const room = unique("runs");
+  // Seven people, ten messages each, in turn (the last one five): the room page's first 50 start in the middle of
+  // the second person's run.
+  await seedMessages(baseURL!, room, numbered("run", 65), 10);
+  await withPeople(browser, 1, async ([bob]) => {
+    await bob.enter(room, "Bob");
+    const names = bob.page.getByTestId("messages").locator(".message .from");
+    const shownNames = () => names.filter({ visible: true }).allInnerTexts();
+    await expect(bob.message("run 016")).toHaveCount(1);
+    expect(await shownNames()).toEqual(["Seeder 2", "Seeder 3", "Seeder 4", "Seeder 5", "Seeder 6", "Seeder 7"]);
+    await expect(bob.message("run 016").locator(".from")).toBeVisible();
+
+    // Older pages load above: the second person's run now begins earlier, and the line that began it on the
+    // first page becomes a continuation.
+    const list = bob.page.getByTestId("messages");
+    await expect(async () => {
+      await list.evaluate((el) => el.scrollTo({ top: 0 }));
+      await expect(bob.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
+    }).toPass({ timeout: 20_000 });
+    await expect(bob.message("run 001")).toHaveCount(1);
+    expect(await shownNames()).toEqual([1, 2, 3, 4, 5, 6, 7].map((n) => `Seeder ${n}`));
+    await expect(bob.message("run 016").locator(".from")).toBeHidden();
+    await expect(bob.message("run 011").locator(".from")).toBeVisible();
+  });
+});
+
+test("an old message sent to the room again is not shown among the latest", async ({ browser, baseURL }) => {
+  const room = unique("old-copy");
+  // Ada's first message has a client id: sending it again with the same one (a retry) makes the server answer
+  // with the original and send it to the room again, as it does within ten minutes.
+  const ada = io(baseURL!, {
+    auth: { name: "Ada", session: randomBytes(24).toString("base64url") },
+    reconnection: false,
+    transports: ["websocket"],
+  });
+  try {
+    await request(ada, "join", { room });
+    const first = { room, body: "the first of all", clientId: "first-1" };
+    await request(ada, "send", first);
+    await seedMessages(baseURL!, room, numbered("later", 60));
+    await withPeople(browser, 1, async ([bob]) => {
+      await bob.enter(room, "Bob");
+      await expect(bob.message("later 060")).toHaveCount(1);
+      await expect(bob.message("the first of all")).toHaveCount(0);
+
+      // Carol hears the room as Bob does: what she gets shows that the copy was sent.
+      const carol = io(baseURL!, {
+        auth: { name: "Carol", session: randomBytes(24).toString("base64url") },
+        reconnection: false,
+        transports: ["websocket"],
+      });
+      const heard: string[] = [];
+      carol.on("message", (message: { body: string }) => heard.push(message.body));
+      try {
+        await request(carol, "join", { room });
+        await request(ada, "send", first);
+        // Ada's connection is in order, and so are the others': once her next message is in, the copy came before.
+        await request(ada, "send", { room, body: "after the copy" });
+        await expect.poll(() => heard).toEqual(["the first of all", "after the copy"]);
+      } finally {
+        carol.close();
+      }
+      await expect(bob.message("after the copy")).toHaveCount(1);
+      await expect(bob.message("the first of all"), "dropped: older than everything shown").toHaveCount(0);
+
+      // It comes in its place, once, with the older pages.
+      const list = bob.page.getByTestId("messages");
+      await expect(async () => {
+        await list.evaluate((el) => el.scrollTo({ top: 0 }));
+        await expect(bob.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
+      }).toPass({ timeout: 20_000 });
+      await expect(bob.message("the first of all")).toHaveCount(1);
+      await expect(bob.page.getByTestId("messages").locator(".message .body").first()).toHaveText("the first of all");
+    });
+  } finally {
+    ada.close();
+  }
 });
 
 test.describe("after more than a join's worth of missed messages", () => {
