@@ -120,13 +120,26 @@ const NAMESPACE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where Socket.IO answers: the standard path, which clients assume.
 const SOCKET_IO_PATH: &str = "/socket.io";
 
-/// Copies a Socket.IO request's URI and headers out of hyper's read buffer.
+/// The headers of a Socket.IO request that anything reads: engineioxide the WebSocket key (to answer the upgrade)
+/// and the content type (to tell a binary long-polling body), Causerie the session cookie
+/// ([`crate::session::from_headers`]). Whatever else a browser sends (`User-Agent`, `Accept-*`, `Sec-CH-UA-*`…:
+/// half a kilobyte and more) would be kept for the connection's whole life, and nothing reads it. A handler that
+/// comes to need another header must add it here.
+const SOCKET_IO_HEADERS: [axum::http::HeaderName; 3] =
+    [axum::http::header::COOKIE, axum::http::header::SEC_WEBSOCKET_KEY, axum::http::header::CONTENT_TYPE];
+
+/// Copies what is read of a Socket.IO request's head (its URI, and [`SOCKET_IO_HEADERS`]) out of hyper's read
+/// buffer, and leaves the rest.
 ///
 /// hyper parses a request head into slices of its connection's 8 KiB read buffer, and socketioxide keeps the head of
 /// each Engine.IO connection's requests for the connection's whole life (`SocketRef::req_parts`): one header kept
 /// means the whole buffer kept, 8 KiB per idle WebSocket connection (twice that after an upgrade from
 /// long-polling). Copying the few hundred bytes that matter lets hyper's buffer go when its HTTP connection ends.
-async fn detach_socket_io_head(mut request: axum::extract::Request) -> axum::extract::Request {
+async fn detach_socket_io_head(request: axum::extract::Request) -> axum::extract::Request {
+    detach_head(request)
+}
+
+fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
     use axum::http::{HeaderMap, HeaderValue, Uri};
     let path = request.uri().path();
     let socket_io = path.strip_prefix(SOCKET_IO_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
@@ -134,10 +147,11 @@ async fn detach_socket_io_head(mut request: axum::extract::Request) -> axum::ext
         return request;
     }
     let shared = std::mem::take(request.headers_mut());
-    let mut copied = HeaderMap::with_capacity(shared.len());
-    for (name, value) in &shared {
+    let kept: Vec<_> = shared.iter().filter(|(name, _)| SOCKET_IO_HEADERS.contains(name)).collect();
+    let mut copied = HeaderMap::with_capacity(kept.len());
+    for (name, value) in kept {
         // `from_bytes` copies. A value that hyper accepted parses again; were it not to, the shared original is
-        // kept rather than the header dropped. Names need no copy: hyper copies custom ones, standard ones are static.
+        // kept rather than the header dropped. The names are static.
         let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
         copy.set_sensitive(value.is_sensitive());
         copied.append(name.clone(), copy);
@@ -150,6 +164,43 @@ async fn detach_socket_io_head(mut request: axum::extract::Request) -> axum::ext
     // Socket.IO side never reads it.
     request.extensions_mut().remove::<axum::extract::OriginalUri>();
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::detach_head;
+
+    fn request(path: &str) -> axum::extract::Request {
+        Request::get(path)
+            .header("cookie", "causerie_session=abc")
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
+            .header("accept-language", "fr-FR,fr;q=0.9,en;q=0.8")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    fn names(request: &axum::extract::Request) -> Vec<&str> {
+        request.headers().keys().map(|name| name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_socket_io_request_keeps_only_the_headers_that_are_read() {
+        let detached = detach_head(request("/socket.io/?EIO=4&transport=websocket"));
+        assert_eq!(names(&detached), ["cookie", "sec-websocket-key", "content-type"]);
+        assert_eq!(detached.headers()["cookie"], "causerie_session=abc");
+        assert_eq!(detached.uri(), "/socket.io/?EIO=4&transport=websocket");
+    }
+
+    #[test]
+    fn other_requests_keep_every_header() {
+        for path in ["/", "/r/general", "/socket.iox"] {
+            assert_eq!(names(&detach_head(request(path))).len(), 5, "{path}");
+        }
+    }
 }
 
 impl Directory for Hub {
