@@ -253,3 +253,35 @@ async fn a_join_sent_the_moment_the_connection_opens_is_answered_even_on_a_busy_
     let unanswered = answers.iter().filter(|answer| answer.is_err()).count();
     assert_eq!(unanswered, 0, "joins without an answer: {:?}", answers.iter().find(|a| a.is_err()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_ack_times_out_even_while_another_task_emits_without_pause() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = spawn_app().await;
+    let (_a, ada) = app.connect("Ada").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Faster than the client's driver can send: its queue of commands is never empty until this stops.
+    let emitter = tokio::spawn({
+        let (ada, stop) = (ada.clone(), Arc::clone(&stop));
+        async move {
+            let mut sent = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..1_000 {
+                    ada.emit_raw("nobody-listens", Vec::new(), Vec::new(), false);
+                }
+                sent += 1_000;
+                tokio::task::yield_now().await;
+            }
+            sent
+        }
+    });
+    // The server has no handler for this event and answers nothing: only the client's own timer ends the wait.
+    let ack = ada.emit_raw_with_ack("nobody-answers", Vec::new(), Vec::new(), std::time::Duration::from_millis(200));
+    let waited = within("the ack's timeout", ack).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = emitter.await.unwrap();
+    assert!(matches!(waited, Err(sio_client::AckError::Timeout)), "{waited:?}");
+    assert!(sent > 1_000, "the other task kept emitting meanwhile ({sent} emits)");
+}
