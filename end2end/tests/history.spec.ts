@@ -58,7 +58,7 @@ test("a run of messages from one person shows their name once, also across a pag
     const names = bob.page.getByTestId("messages").locator(".message .from");
     const shownNames = () => names.filter({ visible: true }).allInnerTexts();
     await expect(bob.message("run 016")).toHaveCount(1);
-    expect(await shownNames()).toEqual(["Seeder 2", "Seeder 3", "Seeder 4", "Seeder 5", "Seeder 6", "Seeder 7"]);
+    await expect.poll(shownNames).toEqual(["Seeder 2", "Seeder 3", "Seeder 4", "Seeder 5", "Seeder 6", "Seeder 7"]);
     await expect(bob.message("run 016").locator(".from")).toBeVisible();
 
     // Older pages load above: the second person's run now begins earlier, and the line that began it on the
@@ -69,7 +69,7 @@ test("a run of messages from one person shows their name once, also across a pag
       await expect(bob.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
     }).toPass({ timeout: 20_000 });
     await expect(bob.message("run 001")).toHaveCount(1);
-    expect(await shownNames()).toEqual([1, 2, 3, 4, 5, 6, 7].map((n) => `Seeder ${n}`));
+    await expect.poll(shownNames).toEqual([1, 2, 3, 4, 5, 6, 7].map((n) => `Seeder ${n}`));
     await expect(bob.message("run 016").locator(".from")).toBeHidden();
     await expect(bob.message("run 011").locator(".from")).toBeVisible();
   });

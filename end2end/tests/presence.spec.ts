@@ -100,7 +100,7 @@ test("long names without spaces wrap in the header, the member list and on messa
     const page = await ada.page.evaluate(() => document.documentElement.scrollWidth);
     expect(page, "the page is no wider than the window").toBeLessThanOrEqual(width);
     const header = [ada.heading, ada.page.getByTestId("my-name")];
-    for (const element of [...header, ada.member(name), ada.message("hello").locator(".from")]) {
+    for (const element of [...header, ada.member(name).locator(".name"), ada.message("hello").locator(".from")]) {
       const box = await element.boundingBox();
       expect(box, "the name is shown").not.toBeNull();
       expect(box!.x + box!.width, "the name ends within the window").toBeLessThanOrEqual(width);
