@@ -166,43 +166,6 @@ fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
     request
 }
 
-#[cfg(test)]
-mod tests {
-    use axum::http::Request;
-
-    use super::detach_head;
-
-    fn request(path: &str) -> axum::extract::Request {
-        Request::get(path)
-            .header("cookie", "causerie_session=abc")
-            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
-            .header("accept-language", "fr-FR,fr;q=0.9,en;q=0.8")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .header("content-type", "text/plain;charset=UTF-8")
-            .body(axum::body::Body::empty())
-            .unwrap()
-    }
-
-    fn names(request: &axum::extract::Request) -> Vec<&str> {
-        request.headers().keys().map(|name| name.as_str()).collect()
-    }
-
-    #[test]
-    fn a_socket_io_request_keeps_only_the_headers_that_are_read() {
-        let detached = detach_head(request("/socket.io/?EIO=4&transport=websocket"));
-        assert_eq!(names(&detached), ["cookie", "sec-websocket-key", "content-type"]);
-        assert_eq!(detached.headers()["cookie"], "causerie_session=abc");
-        assert_eq!(detached.uri(), "/socket.io/?EIO=4&transport=websocket");
-    }
-
-    #[test]
-    fn other_requests_keep_every_header() {
-        for path in ["/", "/r/general", "/socket.iox"] {
-            assert_eq!(names(&detach_head(request(path))).len(), 5, "{path}");
-        }
-    }
-}
-
 impl Directory for Hub {
     fn join_problem(&self, room: &RoomName, name: &DisplayName, visitor: Option<&SessionToken>) -> Option<String> {
         // A visitor without a session yet is nobody in any room: any holder of the name is someone else.
@@ -330,4 +293,41 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::detach_head;
+
+    fn request(path: &str) -> axum::extract::Request {
+        Request::get(path)
+            .header("cookie", "causerie_session=abc")
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)")
+            .header("accept-language", "fr-FR,fr;q=0.9,en;q=0.8")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    fn names(request: &axum::extract::Request) -> Vec<&str> {
+        request.headers().keys().map(|name| name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_socket_io_request_keeps_only_the_headers_that_are_read() {
+        let detached = detach_head(request("/socket.io/?EIO=4&transport=websocket"));
+        assert_eq!(names(&detached), ["cookie", "sec-websocket-key", "content-type"]);
+        assert_eq!(detached.headers()["cookie"], "causerie_session=abc");
+        assert_eq!(detached.uri(), "/socket.io/?EIO=4&transport=websocket");
+    }
+
+    #[test]
+    fn other_requests_keep_every_header() {
+        for path in ["/", "/r/general", "/socket.iox"] {
+            assert_eq!(names(&detach_head(request(path))).len(), 5, "{path}");
+        }
+    }
 }
