@@ -1,9 +1,18 @@
 import { expect, test } from "@playwright/test";
-import { unique, withPeople } from "./fixtures/pages";
+import { type RoomPage, unique, withPeople } from "./fixtures/pages";
 import { randomBytes } from "node:crypto";
 import { io } from "socket.io-client";
 import { request, seedMessages } from "./fixtures/seed";
 import { RESTRICTED_SERVER } from "./fixtures/servers";
+
+/** Scrolls `person`'s messages to the top until nothing older is offered, page after page. */
+async function loadAllOlder(person: RoomPage): Promise<void> {
+  const list = person.page.getByTestId("messages");
+  await expect(async () => {
+    await list.evaluate((el) => el.scrollTo({ top: 0 }));
+    await expect(person.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
+  }).toPass({ timeout: 20_000 });
+}
 
 /** `count` message bodies that sort in the order they are sent: "<prefix> 001", "<prefix> 002", … */
 function numbered(prefix: string, count: number, from = 1): string[] {
@@ -37,10 +46,7 @@ test("the room opens on its latest messages and scrolling up loads older pages i
     await expect(bob.message("old message 071")).toBeInViewport();
 
     // Page by page to the first message: then there is nothing older to offer.
-    await expect(async () => {
-      await list.evaluate((el) => el.scrollTo({ top: 0 }));
-      await expect(bob.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
-    }).toPass({ timeout: 20_000 });
+    await loadAllOlder(bob);
     await expect(shown).toHaveText(bodies);
   });
 });
@@ -63,11 +69,7 @@ test("a run of messages from one person shows their name once, also across a pag
 
     // Older pages load above: the second person's run now begins earlier, and the line that began it on the
     // first page becomes a continuation.
-    const list = bob.page.getByTestId("messages");
-    await expect(async () => {
-      await list.evaluate((el) => el.scrollTo({ top: 0 }));
-      await expect(bob.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
-    }).toPass({ timeout: 20_000 });
+    await loadAllOlder(bob);
     await expect(bob.message("run 001")).toHaveCount(1);
     await expect.poll(shownNames).toEqual([1, 2, 3, 4, 5, 6, 7].map((n) => `Seeder ${n}`));
     await expect(bob.message("run 016").locator(".from")).toBeHidden();
@@ -115,11 +117,7 @@ test("an old message sent to the room again is not shown among the latest", asyn
       await expect(bob.message("the first of all"), "dropped: older than everything shown").toHaveCount(0);
 
       // It comes in its place, once, with the older pages.
-      const list = bob.page.getByTestId("messages");
-      await expect(async () => {
-        await list.evaluate((el) => el.scrollTo({ top: 0 }));
-        await expect(bob.page.getByTestId("load-older")).toHaveCount(0, { timeout: 1_000 });
-      }).toPass({ timeout: 20_000 });
+      await loadAllOlder(bob);
       await expect(bob.message("the first of all")).toHaveCount(1);
       await expect(bob.page.getByTestId("messages").locator(".message .body").first()).toHaveText("the first of all");
     });
