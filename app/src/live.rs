@@ -330,8 +330,9 @@ fn on_each<E: protocol::Event + 'static>(socket: &Socket, mut apply: impl FnMut(
 const HOLE_GRACE: Duration = Duration::from_millis(300);
 
 /// Loads the rest of what was missed, page by page, after the join brought the first of it (up to `after`: at most
-/// [`protocol::Joined::MAX_HISTORY`] messages and [`protocol::HistoryPage::MAX_BYTES`]). It pages from its own cursor, not from the newest message shown: live messages keep arriving
-/// meanwhile, and paging after them would skip the gap.
+/// [`protocol::Joined::MAX_HISTORY`] messages and [`protocol::HistoryPage::MAX_BYTES`]). It pages from its own
+/// cursor, not from the newest message shown: live messages keep arriving meanwhile, and paging after them would
+/// skip the gap.
 async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after: u64) {
     loop {
         let request = LoadHistory { room: room.clone(), from: HistoryFrom::After(after) };

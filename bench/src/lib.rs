@@ -135,9 +135,9 @@ pub async fn run(launcher: &Launcher, options: &Options) -> anyhow::Result<Repor
         eprintln!("{}: fan-out under rising load", target.label());
         report.fanout.push(scenarios::fanout(launcher, target, &options.fanout).await?);
     }
-    let histories = [0, options.idle_history];
+    let histories = if options.idle_history > 0 { vec![0, options.idle_history] } else { vec![0] };
     for &target in options.targets.iter().filter(|_| runs(Scenario::Idle)) {
-        for &history in histories.iter().take(if options.idle_history > 0 { 2 } else { 1 }) {
+        for &history in &histories {
             eprintln!("{}: {} idle connections, {history} messages per room", target.label(), options.idle_connections);
             let idle = scenarios::idle(launcher, target, options.idle_connections, history, options.idle_for).await?;
             eprintln!("  {:.0} bytes per connection", idle.bytes_per_connection);

@@ -18,7 +18,7 @@ use socketioxide_core::adapter::DefinedAdapter;
 use super::{Hub, broadcast, invalid_payload, member_channel, reply, room_channel};
 use crate::limits::Limiter;
 use crate::presence::{Arrival, Change, JoinRefused};
-use crate::store::{Appended, Keep, NewImage, NewMessage};
+use crate::store::{Appended, Keep, NewImage, NewMessage, Page, StoreError};
 
 use crate::session;
 
@@ -162,14 +162,8 @@ async fn on_join<A: Adapter>(
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
     // the client drops by `seq`, but never zero times.
     let history = match since {
-        Some(seq) => {
-            let page = hub.store.after(room.clone(), seq, Joined::MAX_HISTORY).await;
-            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Oldest))
-        }
-        None => {
-            let page = hub.store.latest(room.clone(), HistoryPage::SIZE).await;
-            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Newest))
-        }
+        Some(seq) => read_page(&hub, room.clone(), Some(HistoryFrom::After(seq)), Joined::MAX_HISTORY).await,
+        None => read_page(&hub, room.clone(), None, HistoryPage::SIZE).await,
     };
     match history {
         Ok(page) => {
@@ -529,16 +523,7 @@ async fn on_history<A: Adapter>(
         let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} to read it.", request.room));
         return reply::<HistoryPage>(ack, Err(error));
     }
-    let page = match request.from {
-        HistoryFrom::Before(seq) => {
-            let page = hub.store.before(request.room, seq, HistoryPage::SIZE).await;
-            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Newest))
-        }
-        HistoryFrom::After(seq) => {
-            let page = hub.store.after(request.room, seq, HistoryPage::SIZE).await;
-            page.map(|page| page.within(HistoryPage::MAX_BYTES, Keep::Oldest))
-        }
-    };
+    let page = read_page(&hub, request.room, Some(request.from), HistoryPage::SIZE).await;
     match page {
         Ok(page) => reply(ack, Ok(HistoryPage { messages: page.messages, has_more: page.has_more })),
         Err(e) => {
@@ -546,6 +531,18 @@ async fn on_history<A: Adapter>(
             reply::<HistoryPage>(ack, Err(internal("Messages could not be read. Try again in a moment.")));
         }
     }
+}
+
+/// A page of `room` for an answer over the WebSocket: the latest messages (`from` is `None`), or those before or
+/// after a `seq`; at most `limit` of them and [`HistoryPage::MAX_BYTES`], keeping those nearest to where the page
+/// starts (the newest of the latest and of those before, the oldest of those after).
+async fn read_page(hub: &Hub, room: RoomName, from: Option<HistoryFrom>, limit: usize) -> Result<Page, StoreError> {
+    let (page, keep) = match from {
+        None => (hub.store.latest(room, limit).await, Keep::Newest),
+        Some(HistoryFrom::Before(seq)) => (hub.store.before(room, seq, limit).await, Keep::Newest),
+        Some(HistoryFrom::After(seq)) => (hub.store.after(room, seq, limit).await, Keep::Oldest),
+    };
+    Ok(page?.within(HistoryPage::MAX_BYTES, keep))
 }
 
 fn internal(message: &str) -> ErrorBody {

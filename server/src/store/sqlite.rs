@@ -41,6 +41,9 @@ type Write = (NewMessage, Reply);
 /// A read for the reader thread: it runs the query and sends the answer itself.
 type Read = Box<dyn FnOnce(&Connection) + Send>;
 
+/// How long a connection waits for another process's lock on the file before the call fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// At most this many messages go into one transaction, so that the first of a huge burst is not kept waiting.
 const MAX_BATCH: usize = 256;
 
@@ -60,11 +63,11 @@ impl SqliteStore {
         // acknowledged message survives a power cut, not just a crash.
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
         migrate(&mut connection)?;
         // Opened after the migrations, so that it sees the tables; it only ever reads.
         let reads = Connection::open(path)?;
-        reads.busy_timeout(std::time::Duration::from_secs(5))?;
+        reads.busy_timeout(BUSY_TIMEOUT)?;
         reads.pragma_update(None, "query_only", true)?;
         let connection = Arc::new(Mutex::new(connection));
         Self::start(connection, Arc::new(Mutex::new(reads)))
