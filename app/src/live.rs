@@ -284,7 +284,10 @@ fn client_id() -> protocol::ClientId {
 /// A client to this page's own server, or why there cannot be one.
 fn client() -> Result<Client, String> {
     let origin = window().location().origin().map_err(|_| "this page has no origin to connect to".to_owned())?;
-    Ok(Client::builder(origin).connect())
+    // A page that has upgraded once comes back over WebSocket at once after a drop or a server restart, without
+    // polling first; if WebSockets are blocked by then, the client falls back to long-polling within the same
+    // attempt and polls first from then on (`ClientBuilder::remember_upgrade`).
+    Ok(Client::builder(origin).remember_upgrade(true).connect())
 }
 
 /// Mirrors the connection's state into `status` until the page is gone.

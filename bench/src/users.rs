@@ -107,7 +107,8 @@ impl User {
         session: Option<SessionToken>,
         sticky: Option<&str>,
     ) -> anyhow::Result<User> {
-        let mut builder = Client::builder(url).transports(transports);
+        // Like the page (app/src/live.rs): once upgraded, a reconnection opens a WebSocket straight away.
+        let mut builder = Client::builder(url).transports(transports).remember_upgrade(true);
         if let Some(sticky) = sticky {
             builder = builder.query("sticky", sticky);
         }

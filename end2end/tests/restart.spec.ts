@@ -8,12 +8,23 @@ import { type RoomPage, unique, withPeople } from "./fixtures/pages";
 const PORT = 3004;
 const BASE = `http://127.0.0.1:${PORT}`;
 
-function start(database: string): ChildProcess {
+function start(database: string, ...options: string[]): ChildProcess {
   return spawn(
     "../target/release/causerie",
-    ["--addr", `127.0.0.1:${PORT}`, "--site-root", "../target/site", "--database", database],
+    ["--addr", `127.0.0.1:${PORT}`, "--site-root", "../target/site", "--database", database, ...options],
     { stdio: ["ignore", "ignore", "inherit"] },
   );
+}
+
+function removeDatabase(database: string): void {
+  for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database}${suffix}`, { force: true });
+}
+
+/** Kills the server at once, as a crash would, and waits until the page has noticed. */
+async function crash(server: ChildProcess, person: RoomPage): Promise<void> {
+  server.kill("SIGKILL");
+  await once(server, "exit");
+  await expect(person.status).not.toHaveAttribute("data-state", "connected");
 }
 
 /** Resolves once the server answers HTTP. */
@@ -45,9 +56,7 @@ test("the server killed with SIGKILL and restarted mid-conversation: nothing los
       await expect(ada.message("two")).toHaveCount(1);
 
       // No shutdown, no flush: the process is gone at once, as in a crash or an OOM kill.
-      server.kill("SIGKILL");
-      await once(server, "exit");
-      await expect(ada.status).not.toHaveAttribute("data-state", "connected");
+      await crash(server, ada);
       await expect(bob.status).not.toHaveAttribute("data-state", "connected");
       await ada.say("written while the server was down");
       await expect(ada.message("written while the server was down")).toHaveAttribute("data-delivery", "sending");
@@ -69,6 +78,62 @@ test("the server killed with SIGKILL and restarted mid-conversation: nothing los
     });
   } finally {
     server.kill("SIGKILL");
-    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database}${suffix}`, { force: true });
+    removeDatabase(database);
+  }
+});
+
+test("a page that had upgraded comes back over WebSocket at once after a restart, without polling", async ({
+  browser,
+}) => {
+  test.setTimeout(60_000);
+  const database = `../target/e2e/restart-${unique("db")}.db`;
+  let server = start(database);
+  try {
+    await answering();
+    await withPeople(browser, 1, async ([ada]) => {
+      await ada.enter(unique("return"), "Ada", BASE);
+      await expect(ada.status).toContainText("websocket");
+      await crash(server, ada);
+      server = start(database);
+      await answering();
+      // Counted from when the server answers: while it was down, each attempt also tried long-polling (which
+      // is how the page tells a server that is down from a WebSocket that is blocked), and failed.
+      const polls: string[] = [];
+      ada.page.on("request", (request) => {
+        if (request.url().includes("transport=polling")) polls.push(request.url());
+      });
+      await expect(ada.status).toHaveAttribute("data-state", "connected", { timeout: 30_000 });
+      await expect(ada.status).toContainText("websocket");
+      await ada.say("back at once");
+      await expect(ada.message("back at once")).not.toHaveAttribute("data-delivery", /.+/);
+      expect(polls).toEqual([]);
+    });
+  } finally {
+    server.kill("SIGKILL");
+    removeDatabase(database);
+  }
+});
+
+test("a page whose server comes back without WebSocket falls back to long-polling and chats", async ({ browser }) => {
+  test.setTimeout(60_000);
+  const database = `../target/e2e/restart-${unique("db")}.db`;
+  let server = start(database);
+  try {
+    await answering();
+    await withPeople(browser, 1, async ([ada]) => {
+      await ada.enter(unique("fallback"), "Ada", BASE);
+      await expect(ada.status).toContainText("websocket");
+      await crash(server, ada);
+      // As if a proxy that cuts WebSockets now stood in the way: the remembered WebSocket fails.
+      server = start(database, "--transports", "polling");
+      await answering();
+      await expect(ada.status).toHaveText("Connected · polling", { timeout: 30_000 });
+      await ada.say("over long-polling now");
+      await expect(ada.message("over long-polling now")).not.toHaveAttribute("data-delivery", /.+/);
+      await expect(ada.status).toHaveText("Connected · polling");
+    });
+  } finally {
+    server.kill("SIGKILL");
+    removeDatabase(database);
   }
 });

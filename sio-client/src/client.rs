@@ -121,6 +121,7 @@ pub struct ClientBuilder {
     config: Config,
     transports: Vec<TransportKind>,
     upgrade: bool,
+    remember_upgrade: bool,
 }
 
 impl ClientBuilder {
@@ -164,6 +165,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether a reconnection opens a WebSocket at once, without polling first, once an upgrade has worked on
+    /// this client (default: no, as in the JavaScript client's `rememberUpgrade`). It saves the polling handshake
+    /// and the upgrade's round trips on every reconnection, which adds up when a restarted server has everyone
+    /// coming back at once. If that WebSocket fails before its handshake while long-polling works (a proxy that
+    /// blocks WebSocket now, say), the client connects over long-polling at once and forgets: the next
+    /// reconnections poll first again, until an upgrade works again. A server that is down fails both, and
+    /// changes nothing.
+    pub fn remember_upgrade(mut self, remember: bool) -> Self {
+        self.remember_upgrade = remember;
+        self
+    }
+
     /// Starts connecting in the background and returns at once.
     #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
     pub fn connect(self) -> Client {
@@ -181,6 +194,9 @@ impl ClientBuilder {
             path,
             first_transport,
             can_upgrade,
+            remember_upgrade: self.remember_upgrade && can_upgrade,
+            websocket_worked: false,
+            unconfirmed_websocket: false,
             http: crate::transport::Http::new(),
             connect_timeout: self.config.connect_timeout,
             manager: Manager::new(self.config, crate::rt::seed()),
@@ -214,6 +230,7 @@ impl Client {
             config: Config::default(),
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             upgrade: true,
+            remember_upgrade: false,
         }
     }
 
@@ -409,6 +426,13 @@ struct Driver {
     path: String,
     first_transport: TransportKind,
     can_upgrade: bool,
+    /// See [`ClientBuilder::remember_upgrade`]; only ever set when upgrades are allowed.
+    remember_upgrade: bool,
+    /// An upgrade to WebSocket has worked on this client, and no remembered WebSocket has failed since.
+    websocket_worked: bool,
+    /// The transport is a remembered WebSocket whose Engine.IO handshake has not arrived yet: if it fails now,
+    /// long-polling is tried at once (see [`ClientBuilder::remember_upgrade`]).
+    unconfirmed_websocket: bool,
     #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
     http: crate::transport::Http,
     connect_timeout: Duration,
@@ -571,6 +595,9 @@ impl Driver {
         let mut upgrade: Option<Upgrade> = None;
         let mut handles_alive = true;
         loop {
+            if self.unconfirmed_websocket && self.manager.open_info().is_some() {
+                self.unconfirmed_websocket = false;
+            }
             // Send before acting on transport actions: a close queues its DISCONNECT packets first, and they must
             // leave before the transport goes. While an upgrade is switching, packets wait in the manager and
             // leave over the new transport.
@@ -584,22 +611,26 @@ impl Driver {
                     // A server that stops reading must not stall the loop (and with it heartbeats and commands).
                     let send_timeout = self.send_timeout();
                     if let Err(e) = rt::within(send_timeout, t.send(packets, max_payload)).await {
-                        transport = None;
-                        upgrade = None;
-                        self.manager.transport_closed(rt::now(), DisconnectReason::TransportError(e.to_string()));
+                        // The dead transport and any upgrade of it go before anything new is opened.
+                        drop((transport.take(), upgrade.take()));
+                        transport = self.transport_lost(DisconnectReason::TransportError(e.to_string())).await;
+                        upgrade = self.upgrade_for(transport.as_ref());
                     }
                 }
             }
             if let Some(action) = self.manager.poll_action() {
                 upgrade = None;
+                // A remembered WebSocket that never finished its handshake (the manager timed it out): something
+                // on the way holds WebSockets, so the next connection polls first.
+                if std::mem::take(&mut self.unconfirmed_websocket) {
+                    self.websocket_worked = false;
+                }
                 if let Some(old) = transport.take() {
                     old.close().await;
                 }
                 if action == Action::OpenTransport {
                     transport = self.open_transport().await;
-                    if transport.is_some() && self.can_upgrade {
-                        upgrade = self.start_upgrade();
-                    }
+                    upgrade = self.upgrade_for(transport.as_ref());
                 }
                 self.dispatch_outputs();
                 continue;
@@ -619,6 +650,7 @@ impl Driver {
                         tracing::debug!("upgraded to WebSocket");
                         transport = Some(Active::WebSocket(ws));
                         self.manager.transport_upgraded(TransportKind::WebSocket);
+                        self.websocket_worked = true;
                     }
                     Err(e) => {
                         // The polling session is paused for good: start over.
@@ -694,14 +726,14 @@ impl Driver {
                     self.manager.handle_invalid(now, e);
                 }
                 Wake::Received(Received::Failed(e)) => {
-                    transport = None;
-                    upgrade = None;
-                    self.manager.transport_closed(now, DisconnectReason::TransportError(e.to_string()));
+                    drop((transport.take(), upgrade.take()));
+                    transport = self.transport_lost(DisconnectReason::TransportError(e.to_string())).await;
+                    upgrade = self.upgrade_for(transport.as_ref());
                 }
                 Wake::Received(Received::Closed) => {
-                    transport = None;
-                    upgrade = None;
-                    self.manager.transport_closed(now, DisconnectReason::TransportClose);
+                    drop((transport.take(), upgrade.take()));
+                    transport = self.transport_lost(DisconnectReason::TransportClose).await;
+                    upgrade = self.upgrade_for(transport.as_ref());
                 }
                 Wake::Probe(Received::Packet(EnginePacket::Pong(data))) if data == "probe" => {
                     if let (Some(u), Some(Active::Polling(polling))) = (upgrade.as_mut(), transport.as_mut()) {
@@ -745,38 +777,81 @@ impl Driver {
         }
     }
 
-    /// Opens the first transport and, for polling, feeds the handshake to the manager.
+    /// Opens the transport for a new connection: a WebSocket if one worked before and the client remembers it
+    /// (falling back to long-polling at once if it cannot be opened), otherwise the first configured transport.
     async fn open_transport(&mut self) -> Option<io::Active> {
-        use crate::rt;
-        use crate::transport::{Polling, WsTransport, engine_url};
-
-        let result = match self.first_transport {
-            TransportKind::WebSocket => {
-                let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, None);
-                rt::within(self.connect_timeout, WsTransport::connect(&url))
-                    .await
-                    .map(|ws| (io::Active::WebSocket(ws), Vec::new()))
-            }
-            TransportKind::Polling => {
-                rt::within(self.connect_timeout, Polling::open(self.http.clone(), &self.base_url, &self.path))
-                    .await
-                    .map(|(polling, packets)| (io::Active::Polling(polling), packets))
-            }
-        };
-        let now = rt::now();
-        match result {
-            Ok((transport, handshake)) => {
-                self.manager.transport_opened(now, self.first_transport);
-                for packet in handshake {
-                    self.manager.handle_packet(now, packet);
-                }
+        let remembered = self.remember_upgrade && self.websocket_worked;
+        let kind = if remembered { TransportKind::WebSocket } else { self.first_transport };
+        match self.open(kind).await {
+            Ok(transport) => {
+                self.unconfirmed_websocket = remembered;
                 Some(transport)
             }
+            Err(e) if remembered => self.fall_back_to_polling(DisconnectReason::TransportError(e.to_string())).await,
             Err(e) => {
-                self.manager.transport_closed(now, DisconnectReason::TransportError(e.to_string()));
+                self.manager.transport_closed(crate::rt::now(), DisconnectReason::TransportError(e.to_string()));
                 None
             }
         }
+    }
+
+    /// The transport failed or closed. A remembered WebSocket that fails before its handshake is retried over
+    /// long-polling at once (the browser only reports a refused WebSocket this way, not from `connect`);
+    /// anything else is a lost connection for the manager to reconnect.
+    async fn transport_lost(&mut self, reason: DisconnectReason) -> Option<io::Active> {
+        if std::mem::take(&mut self.unconfirmed_websocket) {
+            return self.fall_back_to_polling(reason).await;
+        }
+        self.manager.transport_closed(crate::rt::now(), reason);
+        None
+    }
+
+    /// A remembered WebSocket failed. If long-polling works, WebSockets are blocked on the way now, and the
+    /// client forgets that they worked; if it fails too, the server is unreachable, which says nothing about
+    /// WebSockets, and the manager reconnects as usual (with the WebSocket first again).
+    async fn fall_back_to_polling(&mut self, websocket_failure: DisconnectReason) -> Option<io::Active> {
+        match self.open(TransportKind::Polling).await {
+            Ok(polling) => {
+                tracing::info!(reason = %websocket_failure, "the remembered WebSocket failed; connected over long-polling");
+                self.websocket_worked = false;
+                Some(polling)
+            }
+            Err(_) => {
+                self.manager.transport_closed(crate::rt::now(), websocket_failure);
+                None
+            }
+        }
+    }
+
+    /// Opens a transport of `kind` and tells the manager; for polling, feeds it the handshake too.
+    async fn open(&mut self, kind: TransportKind) -> Result<io::Active, crate::transport::TransportError> {
+        use crate::rt;
+        use crate::transport::{Polling, WsTransport, engine_url};
+
+        let (transport, handshake) = match kind {
+            TransportKind::WebSocket => {
+                let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, None);
+                let ws = rt::within(self.connect_timeout, WsTransport::connect(&url)).await?;
+                (io::Active::WebSocket(ws), Vec::new())
+            }
+            TransportKind::Polling => {
+                let (polling, packets) =
+                    rt::within(self.connect_timeout, Polling::open(self.http.clone(), &self.base_url, &self.path))
+                        .await?;
+                (io::Active::Polling(polling), packets)
+            }
+        };
+        let now = rt::now();
+        self.manager.transport_opened(now, kind);
+        for packet in handshake {
+            self.manager.handle_packet(now, packet);
+        }
+        Ok(transport)
+    }
+
+    /// The upgrade to start on a newly opened transport: only long-polling is upgraded.
+    fn upgrade_for(&mut self, transport: Option<&io::Active>) -> Option<io::Upgrade> {
+        if self.can_upgrade && matches!(transport, Some(io::Active::Polling(_))) { self.start_upgrade() } else { None }
     }
 
     /// How long one send may take: the server's ping timeout once known (it would drop us by then anyway).

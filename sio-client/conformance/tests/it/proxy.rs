@@ -1,8 +1,8 @@
 //! A TCP proxy between the client and a peer, to make the network fail on demand.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -23,9 +23,20 @@ pub enum Mode {
 pub struct Proxy {
     pub addr: SocketAddr,
     mode: watch::Sender<Mode>,
+    filter: Arc<Mutex<Filter>>,
     accepted: Arc<AtomicUsize>,
-    blocked: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Request>>>,
     task: JoinHandle<()>,
+}
+
+/// How a TCP connection through the proxy began (later requests on a kept-alive connection are not seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Polling,
+    WebSocket,
+    /// A WebSocket request that the filter cut.
+    BlockedWebSocket,
+    Other,
 }
 
 /// What the proxy lets through.
@@ -54,23 +65,36 @@ impl Proxy {
         let target: SocketAddr = ([127, 0, 0, 1], target_port).into();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
-        let blocked = Arc::new(AtomicUsize::new(0));
-        let blocked_counter = blocked.clone();
+        let filter = Arc::new(Mutex::new(filter));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let current_filter = filter.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
                 if *watcher.borrow() == Mode::Down {
                     continue;
                 }
-                tokio::spawn(pipe(inbound, target, watcher.clone(), filter, blocked_counter.clone()));
+                let filter = *current_filter.lock().unwrap();
+                tokio::spawn(pipe(inbound, target, watcher.clone(), filter, log.clone()));
             }
         });
-        Proxy { addr, mode, accepted, blocked, task }
+        Proxy { addr, mode, filter, accepted, requests, task }
+    }
+
+    /// What connections accepted from now on let through.
+    pub fn set_filter(&self, filter: Filter) {
+        *self.filter.lock().unwrap() = filter;
+    }
+
+    /// How each TCP connection began, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
     }
 
     /// How many WebSocket requests the filter cut.
     pub fn blocked(&self) -> usize {
-        self.blocked.load(Ordering::SeqCst)
+        self.requests().iter().filter(|r| **r == Request::BlockedWebSocket).count()
     }
 
     /// How many TCP connections clients opened through the proxy.
@@ -92,7 +116,7 @@ async fn pipe(
     target: SocketAddr,
     mode: watch::Receiver<Mode>,
     filter: Filter,
-    blocked: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Request>>>,
 ) {
     let mut first = vec![0; 4096];
     let n = match inbound.read(&mut first).await {
@@ -100,8 +124,15 @@ async fn pipe(
         Ok(n) => n,
     };
     first.truncate(n);
-    if filter == Filter::NoWebSocket && String::from_utf8_lossy(&first).contains("transport=websocket") {
-        blocked.fetch_add(1, Ordering::SeqCst);
+    let head = String::from_utf8_lossy(&first);
+    let request = match (head.contains("transport=websocket"), head.contains("transport=polling")) {
+        (true, _) if filter == Filter::NoWebSocket => Request::BlockedWebSocket,
+        (true, _) => Request::WebSocket,
+        (false, true) => Request::Polling,
+        (false, false) => Request::Other,
+    };
+    requests.lock().unwrap().push(request);
+    if request == Request::BlockedWebSocket {
         return;
     }
     let Ok(mut outbound) = TcpStream::connect(target).await else { return };

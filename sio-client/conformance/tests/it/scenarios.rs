@@ -10,7 +10,7 @@ use serde_json::json;
 use sio_client::{AckError, Client, Config, ConnectionState, DisconnectReason, Socket, SocketEvent, TransportKind};
 
 use crate::peers::{Kind, Options, Peer};
-use crate::proxy::{Filter, Mode, Proxy};
+use crate::proxy::{Filter, Mode, Proxy, Request};
 
 /// How long anything expected may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -194,6 +194,108 @@ pub async fn a_polling_only_client_never_upgrades(kind: Kind) {
     connected(&mut lifecycle).await;
     echo(&socket, "polling only").await;
     assert_eq!(client.state(), ConnectionState::Connected { transport: TransportKind::Polling });
+}
+
+/// The transport of the next `Connected` state.
+async fn next_connection(states: &mut (impl Stream<Item = ConnectionState> + Unpin)) -> TransportKind {
+    wait_for("a connection", states, |s| match s {
+        ConnectionState::Connected { transport } => Some(*transport),
+        _ => None,
+    })
+    .await
+}
+
+async fn upgraded(states: &mut (impl Stream<Item = ConnectionState> + Unpin)) {
+    wait_for("the upgrade", states, |s| {
+        (*s == ConnectionState::Connected { transport: TransportKind::WebSocket }).then_some(())
+    })
+    .await;
+}
+
+async fn disconnected(lifecycle: &mut (impl Stream<Item = SocketEvent> + Unpin)) {
+    wait_for("the disconnect", lifecycle, |e| matches!(e, SocketEvent::Disconnected { .. }).then_some(())).await;
+}
+
+pub async fn a_remembered_upgrade_reconnects_over_websocket_without_polling(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let proxy = Proxy::start(peer.port).await;
+    let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(true).connect();
+    let mut states = client.state_changes();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+    assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "the first connection polls first");
+    upgraded(&mut states).await;
+    connected(&mut lifecycle).await;
+
+    proxy.set(Mode::Down);
+    // Attempts that fail while the server is unreachable must not make the client forget the WebSocket.
+    wait_for("a second attempt", &mut states, |s| {
+        matches!(s, ConnectionState::Reconnecting { attempt, .. } if *attempt >= 2).then_some(())
+    })
+    .await;
+    let before = proxy.requests().len();
+    proxy.set(Mode::Open);
+    assert_eq!(next_connection(&mut states).await, TransportKind::WebSocket, "the reconnection opens a WebSocket");
+    connected(&mut lifecycle).await;
+    echo(&socket, "back over WebSocket").await;
+    assert_eq!(proxy.requests()[before..], [Request::WebSocket], "one WebSocket, and no long-polling, on the way back");
+}
+
+pub async fn a_remembered_websocket_that_is_blocked_now_falls_back_to_polling_and_is_forgotten(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let proxy = Proxy::start(peer.port).await;
+    let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(true).connect();
+    let mut states = client.state_changes();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+    upgraded(&mut states).await;
+    connected(&mut lifecycle).await;
+
+    // The client moves behind a proxy that cuts WebSockets.
+    proxy.set_filter(Filter::NoWebSocket);
+    proxy.set(Mode::Down);
+    disconnected(&mut lifecycle).await;
+    let before = proxy.requests().len();
+    proxy.set(Mode::Open);
+    assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "it falls back to long-polling");
+    connected(&mut lifecycle).await;
+    echo(&socket, "over long-polling").await;
+    // Attempts made while the proxy was down are not logged: the first logged is the remembered WebSocket,
+    // and the polling that followed it at once.
+    assert_eq!(
+        proxy.requests()[before..].get(..2),
+        Some(&[Request::BlockedWebSocket, Request::Polling][..]),
+        "the remembered WebSocket is tried first, then long-polling"
+    );
+
+    // WebSockets pass again: having forgotten, the client polls first and upgrades as on a first connection.
+    proxy.set_filter(Filter::Everything);
+    proxy.set(Mode::Down);
+    disconnected(&mut lifecycle).await;
+    let before = proxy.requests().len();
+    proxy.set(Mode::Open);
+    assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "after forgetting, it polls first");
+    upgraded(&mut states).await;
+    assert_eq!(proxy.requests().get(before), Some(&Request::Polling));
+    connected(&mut lifecycle).await;
+    echo(&socket, "upgraded again").await;
+}
+
+pub async fn a_client_that_does_not_remember_polls_first_on_every_reconnection(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let proxy = Proxy::start(peer.port).await;
+    let client = Client::builder(proxy.url()).config(fast()).connect();
+    let mut states = client.state_changes();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+    upgraded(&mut states).await;
+    connected(&mut lifecycle).await;
+
+    proxy.set(Mode::Down);
+    disconnected(&mut lifecycle).await;
+    proxy.set(Mode::Open);
+    assert_eq!(next_connection(&mut states).await, TransportKind::Polling);
+    upgraded(&mut states).await;
 }
 
 pub async fn heartbeats_keep_the_connection_and_a_silent_server_is_detected(kind: Kind) {
