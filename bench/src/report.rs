@@ -366,7 +366,8 @@ impl Report {
             "{} clients start at once, as browsers do (long-polling, then the upgrade to WebSocket), in rooms of {}. \
              Each room's first user sends one message and gets its ack. The server is then killed (SIGKILL) and \
              started again on the same port; the clients reconnect on their own (sio-client's defaults, as in the \
-             app: 1 s backoff, up to 5 s, ±50%) and join again; a join left unanswered for 30 s is asked again \
+             app: 1 s backoff, up to 5 s, ±50%), over WebSocket at once since it worked before (`remember_upgrade`, \
+             as the app does), and join again; a join left unanswered for 30 s is asked again \
              (counted below). Then each room's first user sends again.\n",
             o.storm_clients, o.storm_per_room
         );
