@@ -16,7 +16,7 @@ test("without WebSocket the browser stays on long-polling and still chats", asyn
     await bob.say("works for me too");
     await expect(ada.message("works for me too")).toHaveCount(1);
 
-    // The server never offered an upgrade, so the transport is final.
+    // The server offers an upgrade in its handshake but refuses the WebSocket, so the page stays on polling.
     await expect(ada.status).toHaveText("Connected · polling");
     await expect(bob.status).toHaveText("Connected · polling");
   });

@@ -93,15 +93,15 @@ test("a page that had upgraded comes back over WebSocket at once after a restart
     await withPeople(browser, 1, async ([ada]) => {
       await ada.enter(unique("return"), "Ada", BASE);
       await expect(ada.status).toContainText("websocket");
+      // Only polls that got an answer count: while the server is down, each attempt also tries long-polling
+      // (which is how the page tells a server that is down from a WebSocket that is blocked), and fails.
+      const polls: string[] = [];
+      ada.page.on("requestfinished", (request) => {
+        if (request.url().includes("transport=polling")) polls.push(request.url());
+      });
       await crash(server, ada);
       server = start(database);
       await answering();
-      // Counted from when the server answers: while it was down, each attempt also tried long-polling (which
-      // is how the page tells a server that is down from a WebSocket that is blocked), and failed.
-      const polls: string[] = [];
-      ada.page.on("request", (request) => {
-        if (request.url().includes("transport=polling")) polls.push(request.url());
-      });
       await expect(ada.status).toHaveAttribute("data-state", "connected", { timeout: 30_000 });
       await expect(ada.status).toContainText("websocket");
       await ada.say("back at once");
@@ -123,11 +123,18 @@ test("a page whose server comes back without WebSocket falls back to long-pollin
     await withPeople(browser, 1, async ([ada]) => {
       await ada.enter(unique("fallback"), "Ada", BASE);
       await expect(ada.status).toContainText("websocket");
+      // A WebSocket that starts a connection has no `sid`; an upgrade's names the polling session it upgrades.
+      let newWebSockets = 0;
+      ada.page.on("websocket", (ws) => {
+        if (!ws.url().includes("sid=")) newWebSockets += 1;
+      });
       await crash(server, ada);
       // As if a proxy that cuts WebSockets now stood in the way: the remembered WebSocket fails.
       server = start(database, "--transports", "polling");
       await answering();
       await expect(ada.status).toHaveText("Connected · polling", { timeout: 30_000 });
+      // The remembered WebSocket was tried first.
+      expect(newWebSockets).toBeGreaterThan(0);
       await ada.say("over long-polling now");
       await expect(ada.message("over long-polling now")).not.toHaveAttribute("data-delivery", /.+/);
       await expect(ada.status).toHaveText("Connected · polling");

@@ -168,10 +168,10 @@ impl ClientBuilder {
     /// Whether a reconnection opens a WebSocket at once, without polling first, once an upgrade has worked on
     /// this client (default: no, as in the JavaScript client's `rememberUpgrade`). It saves the polling handshake
     /// and the upgrade's round trips on every reconnection, which adds up when a restarted server has everyone
-    /// coming back at once. If that WebSocket fails before its handshake while long-polling works (a proxy that
-    /// blocks WebSocket now, say), the client connects over long-polling at once and forgets: the next
-    /// reconnections poll first again, until an upgrade works again. A server that is down fails both, and
-    /// changes nothing.
+    /// coming back at once. If that WebSocket fails before any namespace is answered on it while long-polling
+    /// works (a proxy that blocks WebSocket now, say), the client connects over long-polling at once and
+    /// forgets: the next reconnections poll first again, until an upgrade works again. A server that is down
+    /// fails both, and changes nothing.
     pub fn remember_upgrade(mut self, remember: bool) -> Self {
         self.remember_upgrade = remember;
         self
@@ -430,8 +430,10 @@ struct Driver {
     remember_upgrade: bool,
     /// An upgrade to WebSocket has worked on this client, and no remembered WebSocket has failed since.
     websocket_worked: bool,
-    /// The transport is a remembered WebSocket whose Engine.IO handshake has not arrived yet: if it fails now,
-    /// long-polling is tried at once (see [`ClientBuilder::remember_upgrade`]).
+    /// The transport is a remembered WebSocket on which no namespace has been answered yet: if it fails now,
+    /// long-polling is tried at once (see [`ClientBuilder::remember_upgrade`]). An answer, not the Engine.IO
+    /// handshake, confirms it: the handshake only shows that the server's frames get through, and a path that
+    /// loses the client's frames must count as a WebSocket that does not work.
     unconfirmed_websocket: bool,
     #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
     http: crate::transport::Http,
@@ -595,9 +597,6 @@ impl Driver {
         let mut upgrade: Option<Upgrade> = None;
         let mut handles_alive = true;
         loop {
-            if self.unconfirmed_websocket && self.manager.open_info().is_some() {
-                self.unconfirmed_websocket = false;
-            }
             // Send before acting on transport actions: a close queues its DISCONNECT packets first, and they must
             // leave before the transport goes. While an upgrade is switching, packets wait in the manager and
             // leave over the new transport.
@@ -620,9 +619,10 @@ impl Driver {
             }
             if let Some(action) = self.manager.poll_action() {
                 upgrade = None;
-                // A remembered WebSocket that never finished its handshake (the manager timed it out): something
-                // on the way holds WebSockets, so the next connection polls first.
-                if std::mem::take(&mut self.unconfirmed_websocket) {
+                // A remembered WebSocket that never got a namespace answered (the manager timed it out, say):
+                // something on the way holds WebSockets, so the next connection polls first. Not when the
+                // application closed the client, which says nothing about WebSockets.
+                if std::mem::take(&mut self.unconfirmed_websocket) && !self.closed {
                     self.websocket_worked = false;
                 }
                 if let Some(old) = transport.take() {
@@ -795,8 +795,8 @@ impl Driver {
         }
     }
 
-    /// The transport failed or closed. A remembered WebSocket that fails before its handshake is retried over
-    /// long-polling at once (the browser only reports a refused WebSocket this way, not from `connect`);
+    /// The transport failed or closed. A remembered WebSocket that fails before a namespace was answered on it is
+    /// retried over long-polling at once (the browser reports a refused WebSocket this way, not from `connect`);
     /// anything else is a lost connection for the manager to reconnect.
     async fn transport_lost(&mut self, reason: DisconnectReason) -> Option<io::Active> {
         if std::mem::take(&mut self.unconfirmed_websocket) {
@@ -810,6 +810,10 @@ impl Driver {
     /// client forgets that they worked; if it fails too, the server is unreachable, which says nothing about
     /// WebSockets, and the manager reconnects as usual (with the WebSocket first again).
     async fn fall_back_to_polling(&mut self, websocket_failure: DisconnectReason) -> Option<io::Active> {
+        if self.closed {
+            self.manager.transport_closed(crate::rt::now(), websocket_failure);
+            return None;
+        }
         match self.open(TransportKind::Polling).await {
             Ok(polling) => {
                 tracing::info!(reason = %websocket_failure, "the remembered WebSocket failed; connected over long-polling");
@@ -919,8 +923,13 @@ impl Driver {
                     }
                     fan_out(&mut self.state_watchers, state);
                 }
-                Output::Connected { nsp, sid } => self.notify_namespace(&nsp, SocketEvent::Connected { sid }),
+                Output::Connected { nsp, sid } => {
+                    // A round trip went through: a remembered WebSocket works (see `unconfirmed_websocket`).
+                    self.unconfirmed_websocket = false;
+                    self.notify_namespace(&nsp, SocketEvent::Connected { sid })
+                }
                 Output::ConnectError { nsp, message, data } => {
+                    self.unconfirmed_websocket = false;
                     self.notify_namespace(&nsp, SocketEvent::ConnectError { message, data })
                 }
                 Output::Disconnected { nsp, reason } => {

@@ -433,6 +433,8 @@ impl Manager {
     pub fn transport_opened(&mut self, now: Millis, kind: TransportKind) {
         // Whatever was queued for an earlier transport is not for this one (buffered emits wait in namespaces).
         self.transmit.clear();
+        // A packet half-received on another transport (a binary one waiting for its attachments) is not coming.
+        self.decoder.reset();
         self.transport = kind;
         self.engine = Engine::Opening { since: now };
     }

@@ -47,6 +47,7 @@ against_both_peers!(
     a_blocked_websocket_leaves_the_client_on_polling,
     a_remembered_upgrade_reconnects_over_websocket_without_polling,
     a_remembered_websocket_that_is_blocked_now_falls_back_to_polling_and_is_forgotten,
+    a_remembered_websocket_cut_before_its_first_frame_falls_back_to_polling_at_once,
     a_client_that_does_not_remember_polls_first_on_every_reconnection,
     heartbeats_keep_the_connection_and_a_silent_server_is_detected,
     a_restarted_server_is_reconnected_with_backoff_on_every_namespace,

@@ -23,6 +23,8 @@ pub enum Mode {
 pub struct Proxy {
     pub addr: SocketAddr,
     mode: watch::Sender<Mode>,
+    /// Bumped to cut every connection open now (see [`Proxy::cut`]).
+    cuts: watch::Sender<u64>,
     filter: Arc<Mutex<Filter>>,
     accepted: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<Request>>>,
@@ -36,6 +38,8 @@ pub enum Request {
     WebSocket,
     /// A WebSocket request that the filter cut.
     BlockedWebSocket,
+    /// A WebSocket request that the filter let open, then cut before the server's first frame.
+    CutWebSocket,
     Other,
 }
 
@@ -45,6 +49,9 @@ pub enum Filter {
     Everything,
     /// Cuts every request for the WebSocket transport, as a proxy that does not understand `Upgrade` would.
     NoWebSocket,
+    /// Lets a WebSocket that starts a connection (one without a `sid`) open, with the server's `101 Switching
+    /// Protocols`, and cuts it before anything else arrives. An upgrade's WebSocket passes.
+    NewWebSocketCutWhenOpen,
 }
 
 impl Drop for Proxy {
@@ -62,6 +69,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (mode, watcher) = watch::channel(Mode::Open);
+        let (cuts, cut_watcher) = watch::channel(0);
         let target: SocketAddr = ([127, 0, 0, 1], target_port).into();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
@@ -76,10 +84,11 @@ impl Proxy {
                     continue;
                 }
                 let filter = *current_filter.lock().unwrap();
-                tokio::spawn(pipe(inbound, target, watcher.clone(), filter, log.clone()));
+                let watch = Watch { mode: watcher.clone(), cuts: cut_watcher.clone() };
+                tokio::spawn(pipe(inbound, target, watch, filter, log.clone()));
             }
         });
-        Proxy { addr, mode, filter, accepted, requests, task }
+        Proxy { addr, mode, cuts, filter, accepted, requests, task }
     }
 
     /// What connections accepted from now on let through.
@@ -109,15 +118,29 @@ impl Proxy {
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
     }
+
+    /// Cuts every connection open now, and stays open for new ones: a dropped connection, not a network down.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+/// What a connection through the proxy watches.
+#[derive(Clone)]
+struct Watch {
+    mode: watch::Receiver<Mode>,
+    cuts: watch::Receiver<u64>,
 }
 
 async fn pipe(
     mut inbound: TcpStream,
     target: SocketAddr,
-    mode: watch::Receiver<Mode>,
+    mut watch: Watch,
     filter: Filter,
     requests: Arc<Mutex<Vec<Request>>>,
 ) {
+    // Cuts made before this connection was accepted are not for it.
+    watch.cuts.mark_unchanged();
     let mut first = vec![0; 4096];
     let n = match inbound.read(&mut first).await {
         Ok(0) | Err(_) => return,
@@ -127,6 +150,7 @@ async fn pipe(
     let head = String::from_utf8_lossy(&first);
     let request = match (head.contains("transport=websocket"), head.contains("transport=polling")) {
         (true, _) if filter == Filter::NoWebSocket => Request::BlockedWebSocket,
+        (true, _) if filter == Filter::NewWebSocketCutWhenOpen && !head.contains("sid=") => Request::CutWebSocket,
         (true, _) => Request::WebSocket,
         (false, true) => Request::Polling,
         (false, false) => Request::Other,
@@ -139,29 +163,51 @@ async fn pipe(
     if outbound.write_all(&first).await.is_err() {
         return;
     }
+    if request == Request::CutWebSocket {
+        return pass_response_head(&mut outbound, &mut inbound).await;
+    }
     let (client_read, client_write) = inbound.into_split();
     let (server_read, server_write) = outbound.into_split();
-    // When either direction ends, both sockets drop: the other side sees the connection close.
+    let mut cuts = watch.cuts.clone();
+    // When either direction ends, or at a cut, both sockets drop: the other side sees the connection close.
     tokio::select! {
-        () = forward(client_read, server_write, mode.clone()) => {}
-        () = forward(server_read, client_write, mode) => {}
+        () = forward(client_read, server_write, watch.clone()) => {}
+        () = forward(server_read, client_write, watch) => {}
+        _ = cuts.changed() => {}
     }
 }
 
-async fn forward(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
+/// Passes the server's answer up to the end of its HTTP head, and nothing after it.
+async fn pass_response_head(server: &mut TcpStream, client: &mut TcpStream) {
+    let mut received = Vec::new();
+    let mut buffer = vec![0; 4096];
+    loop {
+        let n = match server.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        received.extend_from_slice(&buffer[..n]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let _ = client.write_all(&received[..end + 4]).await;
+            return;
+        }
+    }
+}
+
+async fn forward(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut watch: Watch) {
     let mut buffer = vec![0; 16 * 1024];
     loop {
-        let current = *mode.borrow_and_update();
+        let current = *watch.mode.borrow_and_update();
         match current {
             Mode::Down => return,
             Mode::Frozen => {
-                if mode.changed().await.is_err() {
+                if watch.mode.changed().await.is_err() {
                     return;
                 }
             }
             Mode::Open => {
                 tokio::select! {
-                    changed = mode.changed() => if changed.is_err() { return },
+                    changed = watch.mode.changed() => if changed.is_err() { return },
                     read = from.read(&mut buffer) => match read {
                         Ok(0) | Err(_) => return,
                         Ok(n) => if to.write_all(&buffer[..n]).await.is_err() { return },

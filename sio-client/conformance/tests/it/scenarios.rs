@@ -241,6 +241,46 @@ pub async fn a_remembered_upgrade_reconnects_over_websocket_without_polling(kind
     assert_eq!(proxy.requests()[before..], [Request::WebSocket], "one WebSocket, and no long-polling, on the way back");
 }
 
+/// Every state up to the next `Connected`, that one included.
+async fn states_until_connected(states: &mut (impl Stream<Item = ConnectionState> + Unpin)) -> Vec<ConnectionState> {
+    within("a connection", async {
+        let mut seen = Vec::new();
+        while let Some(state) = states.next().await {
+            let done = matches!(state, ConnectionState::Connected { .. });
+            seen.push(state);
+            if done {
+                return seen;
+            }
+        }
+        panic!("the states ended before a connection");
+    })
+    .await
+}
+
+fn attempts(states: &[ConnectionState]) -> usize {
+    states.iter().filter(|s| matches!(s, ConnectionState::Reconnecting { .. })).count()
+}
+
+/// A remembered client, upgraded and connected through `proxy`, then cut off with the proxy's filter set to
+/// `filter`. Returns how the proxy saw the way back begin, and the states up to the first connection.
+async fn cut_off_after_an_upgrade(
+    proxy: &Proxy,
+    filter: Filter,
+    states: &mut (impl Stream<Item = ConnectionState> + Unpin),
+    lifecycle: &mut (impl Stream<Item = SocketEvent> + Unpin),
+) -> (Vec<Request>, Vec<ConnectionState>) {
+    upgraded(states).await;
+    connected(lifecycle).await;
+    proxy.set_filter(filter);
+    let before = proxy.requests().len();
+    drain(states);
+    proxy.cut();
+    disconnected(lifecycle).await;
+    let seen = states_until_connected(states).await;
+    connected(lifecycle).await;
+    (proxy.requests()[before..].to_vec(), seen)
+}
+
 pub async fn a_remembered_websocket_that_is_blocked_now_falls_back_to_polling_and_is_forgotten(kind: Kind) {
     let peer = Peer::start(kind).await;
     let proxy = Proxy::start(peer.port).await;
@@ -248,36 +288,42 @@ pub async fn a_remembered_websocket_that_is_blocked_now_falls_back_to_polling_an
     let mut states = client.state_changes();
     let socket = client.socket("/");
     let mut lifecycle = socket.lifecycle();
-    upgraded(&mut states).await;
-    connected(&mut lifecycle).await;
 
-    // The client moves behind a proxy that cuts WebSockets.
-    proxy.set_filter(Filter::NoWebSocket);
-    proxy.set(Mode::Down);
-    disconnected(&mut lifecycle).await;
-    let before = proxy.requests().len();
-    proxy.set(Mode::Open);
-    assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "it falls back to long-polling");
-    connected(&mut lifecycle).await;
+    // The connection drops, and a proxy that cuts WebSockets is in the way now.
+    let (way_back, seen) = cut_off_after_an_upgrade(&proxy, Filter::NoWebSocket, &mut states, &mut lifecycle).await;
+    assert_eq!(seen.last(), Some(&ConnectionState::Connected { transport: TransportKind::Polling }));
+    assert_eq!(attempts(&seen), 1, "long-polling comes in the same attempt as the WebSocket: {seen:?}");
+    assert_eq!(way_back.get(..2), Some(&[Request::BlockedWebSocket, Request::Polling][..]));
     echo(&socket, "over long-polling").await;
-    // Attempts made while the proxy was down are not logged: the first logged is the remembered WebSocket,
-    // and the polling that followed it at once.
-    assert_eq!(
-        proxy.requests()[before..].get(..2),
-        Some(&[Request::BlockedWebSocket, Request::Polling][..]),
-        "the remembered WebSocket is tried first, then long-polling"
-    );
 
     // WebSockets pass again: having forgotten, the client polls first and upgrades as on a first connection.
     proxy.set_filter(Filter::Everything);
-    proxy.set(Mode::Down);
-    disconnected(&mut lifecycle).await;
     let before = proxy.requests().len();
-    proxy.set(Mode::Open);
+    proxy.cut();
+    disconnected(&mut lifecycle).await;
     assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "after forgetting, it polls first");
     upgraded(&mut states).await;
     assert_eq!(proxy.requests().get(before), Some(&Request::Polling));
     connected(&mut lifecycle).await;
+    echo(&socket, "upgraded again").await;
+}
+
+pub async fn a_remembered_websocket_cut_before_its_first_frame_falls_back_to_polling_at_once(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let proxy = Proxy::start(peer.port).await;
+    let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(true).connect();
+    let mut states = client.state_changes();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+
+    // The WebSocket opens, then dies before the handshake: as the browser sees a refused WebSocket. The
+    // upgrade that follows on long-polling passes, so the client is back on WebSocket in the end.
+    let (way_back, seen) =
+        cut_off_after_an_upgrade(&proxy, Filter::NewWebSocketCutWhenOpen, &mut states, &mut lifecycle).await;
+    assert_eq!(seen.last(), Some(&ConnectionState::Connected { transport: TransportKind::Polling }));
+    assert_eq!(attempts(&seen), 1, "long-polling comes in the same attempt as the WebSocket: {seen:?}");
+    assert_eq!(way_back.get(..2), Some(&[Request::CutWebSocket, Request::Polling][..]));
+    upgraded(&mut states).await;
     echo(&socket, "upgraded again").await;
 }
 
