@@ -164,6 +164,14 @@ pub async fn fanout_on(target: Target, servers: &[&Server], config: &FanoutConfi
     Ok(FanoutResult { target, connections: total, connect: connect.summary(), steps })
 }
 
+/// Where in the sending interval user `index` (of room `index / per_room`) sends, from 0 to `per_room × rooms`:
+/// room by room in turn, so that a room's members are spread over the interval as people on their own
+/// schedules are, and not ten in a row.
+fn phase_slot(index: u32, per_room: u32, rooms: u32) -> u32 {
+    let per_room = per_room.max(1);
+    (index % per_room) * rooms + index / per_room
+}
+
 async fn fanout_step(
     servers: &[&Server],
     users: &[Arc<User>],
@@ -186,7 +194,8 @@ async fn fanout_step(
         .enumerate()
         .map(|(i, user)| {
             let (user, accepted, failed, acks) = (user.clone(), accepted.clone(), failed.clone(), acks.clone());
-            let phase = interval.mul_f64(i as f64 / count);
+            let slot = phase_slot(i as u32, config.users_per_room, config.rooms);
+            let phase = interval.mul_f64(f64::from(slot) / count);
             tokio::spawn(async move {
                 let mut pending = Vec::with_capacity(sends_each as usize);
                 for n in 0..sends_each {
@@ -607,4 +616,20 @@ pub fn wasm_size(path: &std::path::Path) -> anyhow::Result<WasmSize> {
     gzip.write_all(&bytes)?;
     let gzip_bytes = gzip.finish()?.len() as u64;
     Ok(WasmSize { path: path.display().to_string(), bytes: bytes.len() as u64, gzip_bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_user_gets_a_slot_of_its_own_and_room_mates_are_spread_over_the_interval() {
+        let (per_room, rooms) = (10, 20);
+        let mut slots: Vec<u32> = (0..per_room * rooms).map(|i| phase_slot(i, per_room, rooms)).collect();
+        // Room 3's members, one interval apart from each other by a twentieth of it.
+        let room_3: Vec<u32> = (30..40).map(|i| phase_slot(i, per_room, rooms)).collect();
+        assert_eq!(room_3, (0..10).map(|k| k * rooms + 3).collect::<Vec<_>>());
+        slots.sort_unstable();
+        assert_eq!(slots, (0..per_room * rooms).collect::<Vec<_>>(), "a permutation");
+    }
 }

@@ -53,6 +53,8 @@ pub struct HubState {
     pub store: Arc<dyn MessageStore>,
     /// Presence notices waiting for their room's next burst.
     pub notices: Bursts<protocol::MemberChange>,
+    /// Messages waiting to go to a busy room, together (see [`chat::MESSAGE_INTERVAL`]).
+    pub deliveries: Arc<Bursts<chat::Delivery>>,
     /// Held from a change to presence until its notice is queued (see [`Hub::presence_turn`]).
     presence_turn: Mutex<()>,
 }
@@ -67,6 +69,7 @@ impl Hub {
             admin_token,
             store,
             notices: Bursts::new(chat::NOTICE_INTERVAL),
+            deliveries: Arc::new(Bursts::new(chat::MESSAGE_INTERVAL)),
             presence_turn: Mutex::new(()),
         }))
     }

@@ -35,6 +35,45 @@ async fn members_of_a_room_see_each_others_messages_and_another_room_sees_none()
 }
 
 #[tokio::test]
+async fn messages_sent_at_once_by_several_members_reach_everyone_else_once_each() {
+    let app = spawn_app().await;
+    let (_a, alice) = app.member("Alice", "busy").await;
+    let (_b, bob) = app.member("Bob", "busy").await;
+    let (_c, carol) = app.member("Carol", "busy").await;
+    let mut alice_inbox = alice.on::<ChatMessage>();
+    let mut carol_inbox = carol.on::<ChatMessage>();
+
+    // Sent without waiting for each other's acks: all but the first reach a busy room and go out in batches.
+    let requests: Vec<(&sio_client::Socket, SendMessage)> = (0..5)
+        .flat_map(|i| {
+            [(&alice, send("busy", &format!("from alice {i}"))), (&bob, send("busy", &format!("from bob {i}")))]
+        })
+        .collect();
+    let sends = requests.iter().map(|(socket, request)| socket.request(request, PATIENCE));
+    let accepted: Vec<MessageAccepted> =
+        within("the acks", futures::future::join_all(sends)).await.into_iter().map(|ack| ack.unwrap()).collect();
+    let mut expected: Vec<u64> = accepted.iter().map(|a| a.message.seq).collect();
+    expected.sort_unstable();
+
+    let mut for_carol = Vec::new();
+    for _ in 0..expected.len() {
+        for_carol.push(next("carol's messages", &mut carol_inbox).await.seq);
+    }
+    for_carol.sort_unstable();
+    assert_eq!(for_carol, expected, "every message once");
+
+    // Alice hears Bob's five, and none of her own (her ack carries them).
+    let mut for_alice = Vec::new();
+    for _ in 0..5 {
+        for_alice.push(next("alice's messages", &mut alice_inbox).await.from.name.as_str().to_owned());
+    }
+    assert!(for_alice.iter().all(|name| name == "Bob"), "{for_alice:?}");
+    within("a last message", bob.request(&send("busy", "the end"), PATIENCE)).await.unwrap();
+    let last = next("alice's last message", &mut alice_inbox).await;
+    assert_eq!(last.body.as_str(), "the end", "nothing else was on its way to alice");
+}
+
+#[tokio::test]
 async fn the_sender_gets_its_message_back_in_the_ack_with_an_id_and_a_time() {
     let app = spawn_app().await;
     let (_a, alice) = app.member("Alice", "general").await;
