@@ -206,10 +206,12 @@ pub const NOTICE_INTERVAL: Duration = Duration::from_millis(500);
 /// sending go out back to back at its end, so each connection in the room writes them in one `send()` (its
 /// writer flushes once its queue is empty), and each receiver reads them in one `recv()`: one system call on
 /// each side for several deliveries, where the fan-out spent half its time. Short, since it is added to the
-/// latency of every message after the first of a busy moment.
+/// latency of every message after the first of a busy moment (and to its sender's ack, which waits for the room's
+/// sending as before). One node only: see [`super::RoomSending`].
 pub const MESSAGE_INTERVAL: Duration = Duration::from_millis(5);
 
-/// One message's sending to its room, not started yet (see [`deliver`]).
+/// One message's sending to its room and then its ack to the sender, not started yet (see [`deliver`]). Dropped
+/// unsent (a panic, a shutdown), it acknowledges nothing, so the sender sends it again.
 pub type Delivery = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How many waiting messages go out back to back before the connections get to write them: every packet queued
@@ -224,10 +226,17 @@ pub fn deliver(deliveries: &Arc<Bursts<Delivery>>, room: &RoomName, delivery: De
     // One task per room while it is busy; it alone sends the room's messages, so they keep their order. Spawned
     // before anything is awaited, for the same reason as in `notify`.
     tokio::spawn(async move {
+        // If this task stops early (a delivery panics), the room must not stay listed with nobody to send what is
+        // offered for it: the guard unlists it, and what waited goes unacknowledged, to be sent again.
+        let mut busy = Unlist { deliveries: deliveries.clone(), room: room.clone(), ended: false };
         first.await;
         loop {
             tokio::time::sleep(deliveries.interval()).await;
-            let Some(batch) = deliveries.drain(&room) else { return };
+            let Some(batch) = deliveries.drain(&room) else {
+                // `drain` unlisted the room itself; a new task may own it already.
+                busy.ended = true;
+                return;
+            };
             let mut batch = batch.into_iter().peekable();
             while batch.peek().is_some() {
                 for delivery in batch.by_ref().take(DELIVERIES_AT_ONCE) {
@@ -237,6 +246,21 @@ pub fn deliver(deliveries: &Arc<Bursts<Delivery>>, room: &RoomName, delivery: De
             }
         }
     });
+}
+
+/// Unlists a room from [`deliver`]'s queue unless its task ended normally.
+struct Unlist {
+    deliveries: Arc<Bursts<Delivery>>,
+    room: RoomName,
+    ended: bool,
+}
+
+impl Drop for Unlist {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.deliveries.forget(&self.room);
+        }
+    }
 }
 
 /// How many of a burst's changes go in one event. A connection's WebSocket keeps a write buffer the size of its
@@ -442,8 +466,9 @@ pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImag
 /// retries of one message take (three 10 s attempts, a reconnection, a reload).
 const REBROADCAST_WITHIN_MS: i64 = 10 * 60 * 1000;
 
-/// Stores a message, then sends it to the room and acknowledges it to its sender: acknowledged only once
-/// committed, so that an ack means the message survives a crash.
+/// Stores a message, then sends it to the room (in a busy room, with its next batch: see [`deliver`]) and
+/// acknowledges it to its sender: acknowledged only once committed and sent, so that an ack means the message
+/// survives a crash and the room has it.
 async fn publish<A: Adapter>(
     socket: &SocketRef<A>,
     hub: &Hub,
@@ -472,19 +497,26 @@ async fn publish<A: Adapter>(
             return reply::<MessageAccepted>(ack, Err(error));
         }
     };
-    if to_room {
-        let (sender, copy) = (socket.clone(), message.clone());
-        // `to` leaves this connection out: it gets the message back in its ack instead. If the other nodes
-        // cannot be reached, their people fetch it when they see the hole in the room's numbers.
-        let delivery: Delivery = Box::pin(async move {
-            let to = || sender.to(room_channel(&copy.room));
-            if let Err(e) = broadcast(to, ChatMessage::NAME, &copy).await {
-                tracing::warn!(error = %e, room = %copy.room, "broadcast failed");
-            }
-        });
-        deliver(&hub.deliveries, &message.room, delivery);
+    if !to_room {
+        return reply(ack, Ok(MessageAccepted { message }));
     }
-    reply(ack, Ok(MessageAccepted { message }));
+    let room = message.room.clone();
+    let sender = socket.clone();
+    // The room first, then the ack: a sender that hears back knows the room got it, and one that does not (the
+    // node died in between) sends it again, and the copy goes to the room (see above). `to` leaves this
+    // connection out: it gets the message in its ack instead. If the other nodes cannot be reached, their
+    // people fetch it when they see the hole in the room's numbers.
+    let delivery = async move {
+        let to = || sender.to(room_channel(&message.room));
+        if let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
+            tracing::warn!(error = %e, room = %message.room, "broadcast failed");
+        }
+        reply(ack, Ok(MessageAccepted { message }));
+    };
+    match &hub.deliveries {
+        Some(deliveries) => deliver(deliveries, &room, Box::pin(delivery)),
+        None => delivery.await,
+    }
 }
 
 async fn on_typing<A: Adapter>(
@@ -622,10 +654,15 @@ mod tests {
 
         async fn wait_for(&self, count: usize) -> Vec<(u32, Instant)> {
             // Paused time: each sleep lets the spawned task run, and advances the clock only when all are idle.
-            while self.0.lock().unwrap().len() < count {
-                tokio::time::sleep(Duration::from_micros(100)).await;
-            }
-            self.0.lock().unwrap().clone()
+            let waiting = async {
+                while self.0.lock().unwrap().len() < count {
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+            };
+            let waited = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+            let sent = self.0.lock().unwrap().clone();
+            assert!(waited.is_ok(), "{count} deliveries expected, {} made: {sent:?}", sent.len());
+            sent
         }
     }
 
@@ -650,6 +687,20 @@ mod tests {
         deliver(&deliveries, &room, log.delivery(4));
         let sent = log.wait_for(4).await;
         assert_eq!(sent[3], (4, quiet_again));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_that_panics_does_not_leave_its_room_waiting_forever() {
+        let deliveries = Arc::new(Bursts::new(MESSAGE_INTERVAL));
+        let room = RoomName::parse("busy").unwrap();
+        let log = Log(Arc::default());
+        deliver(&deliveries, &room, Box::pin(async { panic!("a delivery that fails") }));
+        // Queued behind it, and dropped with the task: unacknowledged, so its sender sends it again.
+        deliver(&deliveries, &room, log.delivery(1));
+        tokio::time::sleep(MESSAGE_INTERVAL * 3).await;
+        deliver(&deliveries, &room, log.delivery(2));
+        let sent = log.wait_for(1).await;
+        assert_eq!(sent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2]);
     }
 
     #[tokio::test(start_paused = true)]
