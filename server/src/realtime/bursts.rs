@@ -61,12 +61,6 @@ impl<T> Bursts<T> {
         }
     }
 
-    /// Drops what waits for `room` and forgets its burst: for a sending task that stops before the end (a panic),
-    /// so that the room's next offer starts a new one instead of waiting forever.
-    pub fn forget(&self, room: &RoomName) {
-        self.rooms.lock().unwrap_or_else(PoisonError::into_inner).remove(room);
-    }
-
     /// Rooms with a burst in progress.
     #[cfg(test)]
     fn busy(&self) -> usize {

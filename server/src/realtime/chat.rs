@@ -15,7 +15,6 @@ use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef,
 use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 
-use super::bursts::Bursts;
 use super::{Hub, broadcast, invalid_payload, member_channel, reply, room_channel};
 use crate::limits::Limiter;
 use crate::presence::{Arrival, Change, JoinRefused};
@@ -200,68 +199,6 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, State(
 
 /// How long a busy room's presence notices wait at most (see [`super::bursts`]). A quiet room's go out at once.
 pub const NOTICE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// How long a busy room's messages wait at most before going out together. A room that was quiet for this long
-/// gets its next message at once. While messages keep coming, those that arrive within an interval of the last
-/// sending go out back to back at its end, so each connection in the room writes them in one `send()` (its
-/// writer flushes once its queue is empty), and each receiver reads them in one `recv()`: one system call on
-/// each side for several deliveries, where the fan-out spent half its time. Short, since it is added to the
-/// latency of every message after the first of a busy moment (and to its sender's ack, which waits for the room's
-/// sending as before). One node only: see [`super::RoomSending`].
-pub const MESSAGE_INTERVAL: Duration = Duration::from_millis(5);
-
-/// One message's sending to its room and then its ack to the sender, not started yet (see [`deliver`]). Dropped
-/// unsent (a panic, a shutdown), it acknowledges nothing, so the sender sends it again.
-pub type Delivery = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// How many waiting messages go out back to back before the connections get to write them: every packet queued
-/// at once sits in each recipient's queue, and those queues keep the memory of their fullest moment.
-const DELIVERIES_AT_ONCE: usize = 16;
-
-/// Sends a message to its room: at once if the room is quiet, else with the room's next batch, in the order
-/// given. Every room message goes through here, so that none overtakes an earlier one.
-pub fn deliver(deliveries: &Arc<Bursts<Delivery>>, room: &RoomName, delivery: Delivery) {
-    let Some(first) = deliveries.offer(room, delivery) else { return };
-    let (deliveries, room) = (deliveries.clone(), room.clone());
-    // One task per room while it is busy; it alone sends the room's messages, so they keep their order. Spawned
-    // before anything is awaited, for the same reason as in `notify`.
-    tokio::spawn(async move {
-        // If this task stops early (a delivery panics), the room must not stay listed with nobody to send what is
-        // offered for it: the guard unlists it, and what waited goes unacknowledged, to be sent again.
-        let mut busy = Unlist { deliveries: deliveries.clone(), room: room.clone(), ended: false };
-        first.await;
-        loop {
-            tokio::time::sleep(deliveries.interval()).await;
-            let Some(batch) = deliveries.drain(&room) else {
-                // `drain` unlisted the room itself; a new task may own it already.
-                busy.ended = true;
-                return;
-            };
-            let mut batch = batch.into_iter().peekable();
-            while batch.peek().is_some() {
-                for delivery in batch.by_ref().take(DELIVERIES_AT_ONCE) {
-                    delivery.await;
-                }
-                tokio::task::yield_now().await;
-            }
-        }
-    });
-}
-
-/// Unlists a room from [`deliver`]'s queue unless its task ended normally.
-struct Unlist {
-    deliveries: Arc<Bursts<Delivery>>,
-    room: RoomName,
-    ended: bool,
-}
-
-impl Drop for Unlist {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.deliveries.forget(&self.room);
-        }
-    }
-}
 
 /// How many of a burst's changes go in one event. A connection's WebSocket keeps a write buffer the size of its
 /// largest write, so a whole burst in one event would cost every idle connection in a big room kilobytes.
@@ -466,9 +403,8 @@ pub fn checked_image(declared: ImageKind, bytes: bytes::Bytes) -> Result<NewImag
 /// retries of one message take (three 10 s attempts, a reconnection, a reload).
 const REBROADCAST_WITHIN_MS: i64 = 10 * 60 * 1000;
 
-/// Stores a message, then sends it to the room (in a busy room, with its next batch: see [`deliver`]) and
-/// acknowledges it to its sender: acknowledged only once committed and sent, so that an ack means the message
-/// survives a crash and the room has it.
+/// Stores a message, then sends it to the room and acknowledges it to its sender: acknowledged only once
+/// committed, so that an ack means the message survives a crash.
 async fn publish<A: Adapter>(
     socket: &SocketRef<A>,
     hub: &Hub,
@@ -497,26 +433,13 @@ async fn publish<A: Adapter>(
             return reply::<MessageAccepted>(ack, Err(error));
         }
     };
-    if !to_room {
-        return reply(ack, Ok(MessageAccepted { message }));
+    // `to` leaves this connection out: it gets the message back in its ack instead. If the other nodes cannot be
+    // reached, their people fetch it when they see the hole in the room's numbers.
+    let to = || socket.to(room_channel(&message.room));
+    if to_room && let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
+        tracing::warn!(error = %e, room = %message.room, "broadcast failed");
     }
-    let room = message.room.clone();
-    let sender = socket.clone();
-    // The room first, then the ack: a sender that hears back knows the room got it, and one that does not (the
-    // node died in between) sends it again, and the copy goes to the room (see above). `to` leaves this
-    // connection out: it gets the message in its ack instead. If the other nodes cannot be reached, their
-    // people fetch it when they see the hole in the room's numbers.
-    let delivery = async move {
-        let to = || sender.to(room_channel(&message.room));
-        if let Err(e) = broadcast(to, ChatMessage::NAME, &message).await {
-            tracing::warn!(error = %e, room = %message.room, "broadcast failed");
-        }
-        reply(ack, Ok(MessageAccepted { message }));
-    };
-    match &hub.deliveries {
-        Some(deliveries) => deliver(deliveries, &room, Box::pin(delivery)),
-        None => delivery.await,
-    }
+    reply(ack, Ok(MessageAccepted { message }));
 }
 
 async fn on_typing<A: Adapter>(
@@ -633,84 +556,4 @@ fn new_id() -> MessageId {
 fn now() -> UnixMillis {
     let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     UnixMillis(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tokio::time::Instant;
-
-    use super::*;
-
-    /// Deliveries that log their number and when they ran.
-    struct Log(Arc<Mutex<Vec<(u32, Instant)>>>);
-
-    impl Log {
-        fn delivery(&self, n: u32) -> Delivery {
-            let log = self.0.clone();
-            Box::pin(async move { log.lock().unwrap().push((n, Instant::now())) })
-        }
-
-        async fn wait_for(&self, count: usize) -> Vec<(u32, Instant)> {
-            // Paused time: each sleep lets the spawned task run, and advances the clock only when all are idle.
-            let waiting = async {
-                while self.0.lock().unwrap().len() < count {
-                    tokio::time::sleep(Duration::from_micros(100)).await;
-                }
-            };
-            let waited = tokio::time::timeout(Duration::from_secs(1), waiting).await;
-            let sent = self.0.lock().unwrap().clone();
-            assert!(waited.is_ok(), "{count} deliveries expected, {} made: {sent:?}", sent.len());
-            sent
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_quiet_room_gets_a_message_at_once_and_a_busy_room_gets_the_next_ones_together_in_order() {
-        let deliveries = Arc::new(Bursts::new(MESSAGE_INTERVAL));
-        let room = RoomName::parse("busy").unwrap();
-        let log = Log(Arc::default());
-        let start = Instant::now();
-        for n in 1..=3 {
-            deliver(&deliveries, &room, log.delivery(n));
-        }
-        let sent = log.wait_for(3).await;
-        assert_eq!(sent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(sent[0].1, start, "the first goes at once");
-        assert_eq!(sent[1].1, start + MESSAGE_INTERVAL, "the others wait for the end of the interval");
-        assert_eq!(sent[2].1, sent[1].1, "and go out together");
-
-        // An interval with nothing to send ends the busy spell: the next message goes at once again.
-        tokio::time::sleep(MESSAGE_INTERVAL * 3).await;
-        let quiet_again = Instant::now();
-        deliver(&deliveries, &room, log.delivery(4));
-        let sent = log.wait_for(4).await;
-        assert_eq!(sent[3], (4, quiet_again));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_delivery_that_panics_does_not_leave_its_room_waiting_forever() {
-        let deliveries = Arc::new(Bursts::new(MESSAGE_INTERVAL));
-        let room = RoomName::parse("busy").unwrap();
-        let log = Log(Arc::default());
-        deliver(&deliveries, &room, Box::pin(async { panic!("a delivery that fails") }));
-        // Queued behind it, and dropped with the task: unacknowledged, so its sender sends it again.
-        deliver(&deliveries, &room, log.delivery(1));
-        tokio::time::sleep(MESSAGE_INTERVAL * 3).await;
-        deliver(&deliveries, &room, log.delivery(2));
-        let sent = log.wait_for(1).await;
-        assert_eq!(sent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn each_room_is_batched_on_its_own() {
-        let deliveries = Arc::new(Bursts::new(MESSAGE_INTERVAL));
-        let log = Log(Arc::default());
-        let start = Instant::now();
-        deliver(&deliveries, &RoomName::parse("one").unwrap(), log.delivery(1));
-        deliver(&deliveries, &RoomName::parse("two").unwrap(), log.delivery(2));
-        let sent = log.wait_for(2).await;
-        assert!(sent.iter().all(|(_, at)| *at == start), "a busy room does not hold up a quiet one: {sent:?}");
-    }
 }

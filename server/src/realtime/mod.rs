@@ -53,31 +53,12 @@ pub struct HubState {
     pub store: Arc<dyn MessageStore>,
     /// Presence notices waiting for their room's next burst.
     pub notices: Bursts<protocol::MemberChange>,
-    /// Messages waiting to go to a busy room, together (see [`chat::MESSAGE_INTERVAL`]); `None` when each goes
-    /// on its own (see [`RoomSending`]).
-    pub deliveries: Option<Arc<Bursts<chat::Delivery>>>,
     /// Held from a change to presence until its notice is queued (see [`Hub::presence_turn`]).
     presence_turn: Mutex<()>,
 }
 
-/// How a room's messages go out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoomSending {
-    /// A busy room's messages go out together (see [`chat::MESSAGE_INTERVAL`]): one node, the local adapter.
-    Batched,
-    /// Each as soon as it is stored. With the Redis adapter, every broadcast waits for its publish to Redis, and a
-    /// room's messages in one queue would each wait for the one before (a second each while Redis does not
-    /// answer); on their own, they wait side by side, as their handlers did before batching.
-    OneByOne,
-}
-
 impl Hub {
-    pub fn new(
-        rate_limit: RateLimit,
-        admin_token: Option<String>,
-        store: Arc<dyn MessageStore>,
-        sending: RoomSending,
-    ) -> Self {
+    pub fn new(rate_limit: RateLimit, admin_token: Option<String>, store: Arc<dyn MessageStore>) -> Self {
         Self(Arc::new(HubState {
             presence: Presence::default(),
             limiter: Limiter::new(rate_limit),
@@ -86,7 +67,6 @@ impl Hub {
             admin_token,
             store,
             notices: Bursts::new(chat::NOTICE_INTERVAL),
-            deliveries: (sending == RoomSending::Batched).then(|| Arc::new(Bursts::new(chat::MESSAGE_INTERVAL))),
             presence_turn: Mutex::new(()),
         }))
     }

@@ -43,7 +43,7 @@ async fn messages_sent_at_once_by_several_members_reach_everyone_else_once_each(
     let mut alice_inbox = alice.on::<ChatMessage>();
     let mut carol_inbox = carol.on::<ChatMessage>();
 
-    // Sent without waiting for each other's acks: all but the first reach a busy room and go out in batches.
+    // Sent without waiting for each other's acks: the handlers of a busy room run side by side.
     let requests: Vec<(&sio_client::Socket, SendMessage)> = (0..5)
         .flat_map(|i| {
             [(&alice, send("busy", &format!("from alice {i}"))), (&bob, send("busy", &format!("from bob {i}")))]
