@@ -8,30 +8,55 @@ import { type RoomPage, unique, withPeople } from "./fixtures/pages";
 const PORT = 3004;
 const BASE = `http://127.0.0.1:${PORT}`;
 
-function start(database: string, ...options: string[]): ChildProcess {
-  return spawn(
-    "../target/release/causerie",
-    ["--addr", `127.0.0.1:${PORT}`, "--site-root", "../target/site", "--database", database, ...options],
-    { stdio: ["ignore", "ignore", "inherit"] },
-  );
+/** This spec's server on a database of its own, which a test can crash and start again. */
+class Server {
+  readonly database = `../target/e2e/restart-${unique("db")}.db`;
+  private process = this.spawn();
+
+  /** Starts the server again on the same database (with `options`), and resolves once it answers. */
+  async start(...options: string[]): Promise<void> {
+    this.process = this.spawn(...options);
+    await this.answering();
+  }
+
+  /** Kills the server at once, as a crash would, and waits until `person`'s page has noticed. */
+  async crash(person: RoomPage): Promise<void> {
+    this.process.kill("SIGKILL");
+    await once(this.process, "exit");
+    await expect(person.status).not.toHaveAttribute("data-state", "connected");
+  }
+
+  /** Resolves once the server answers HTTP. */
+  async answering(): Promise<void> {
+    await expect
+      .poll(async () => (await fetch(BASE).catch(() => null))?.ok ?? false, { timeout: 30_000 })
+      .toBe(true);
+  }
+
+  /** Stops the server and removes its database. */
+  remove(): void {
+    this.process.kill("SIGKILL");
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${this.database}${suffix}`, { force: true });
+  }
+
+  private spawn(...options: string[]): ChildProcess {
+    return spawn(
+      "../target/release/causerie",
+      ["--addr", `127.0.0.1:${PORT}`, "--site-root", "../target/site", "--database", this.database, ...options],
+      { stdio: ["ignore", "ignore", "inherit"] },
+    );
+  }
 }
 
-function removeDatabase(database: string): void {
-  for (const suffix of ["", "-wal", "-shm"]) rmSync(`${database}${suffix}`, { force: true });
-}
-
-/** Kills the server at once, as a crash would, and waits until the page has noticed. */
-async function crash(server: ChildProcess, person: RoomPage): Promise<void> {
-  server.kill("SIGKILL");
-  await once(server, "exit");
-  await expect(person.status).not.toHaveAttribute("data-state", "connected");
-}
-
-/** Resolves once the server answers HTTP. */
-async function answering(): Promise<void> {
-  await expect
-    .poll(async () => (await fetch(BASE).catch(() => null))?.ok ?? false, { timeout: 30_000 })
-    .toBe(true);
+/** Runs `body` with a server of its own that answers, and removes it after. */
+async function withServer(body: (server: Server) => Promise<void>): Promise<void> {
+  const server = new Server();
+  try {
+    await server.answering();
+    await body(server);
+  } finally {
+    server.remove();
+  }
 }
 
 function bodies(person: RoomPage) {
@@ -42,10 +67,7 @@ test("the server killed with SIGKILL and restarted mid-conversation: nothing los
   browser,
 }) => {
   test.setTimeout(90_000);
-  const database = `../target/e2e/restart-${unique("db")}.db`;
-  let server = start(database);
-  try {
-    await answering();
+  await withServer(async (server) => {
     const room = unique("restart");
     await withPeople(browser, 2, async ([ada, bob]) => {
       await ada.enter(room, "Ada", BASE);
@@ -56,13 +78,12 @@ test("the server killed with SIGKILL and restarted mid-conversation: nothing los
       await expect(ada.message("two")).toHaveCount(1);
 
       // No shutdown, no flush: the process is gone at once, as in a crash or an OOM kill.
-      await crash(server, ada);
+      await server.crash(ada);
       await expect(bob.status).not.toHaveAttribute("data-state", "connected");
       await ada.say("written while the server was down");
       await expect(ada.message("written while the server was down")).toHaveAttribute("data-delivery", "sending");
 
-      server = start(database);
-      await answering();
+      await server.start();
       // Both reconnect on their own, resume after what they have, and Ada's pending message goes out once.
       const expected = ["one", "two", "written while the server was down"];
       await expect(bodies(bob)).toHaveText(expected, { timeout: 30_000 });
@@ -76,20 +97,14 @@ test("the server killed with SIGKILL and restarted mid-conversation: nothing los
       await bob.page.reload();
       await expect(bodies(bob)).toHaveText([...expected, "after the restart"]);
     });
-  } finally {
-    server.kill("SIGKILL");
-    removeDatabase(database);
-  }
+  });
 });
 
 test("a page that had upgraded comes back over WebSocket at once after a restart, without polling", async ({
   browser,
 }) => {
   test.setTimeout(60_000);
-  const database = `../target/e2e/restart-${unique("db")}.db`;
-  let server = start(database);
-  try {
-    await answering();
+  await withServer(async (server) => {
     await withPeople(browser, 1, async ([ada]) => {
       await ada.enter(unique("return"), "Ada", BASE);
       await expect(ada.status).toContainText("websocket");
@@ -99,27 +114,20 @@ test("a page that had upgraded comes back over WebSocket at once after a restart
       ada.page.on("requestfinished", (request) => {
         if (request.url().includes("transport=polling")) polls.push(request.url());
       });
-      await crash(server, ada);
-      server = start(database);
-      await answering();
+      await server.crash(ada);
+      await server.start();
       await expect(ada.status).toHaveAttribute("data-state", "connected", { timeout: 30_000 });
       await expect(ada.status).toContainText("websocket");
       await ada.say("back at once");
       await expect(ada.message("back at once")).not.toHaveAttribute("data-delivery", /.+/);
       expect(polls).toEqual([]);
     });
-  } finally {
-    server.kill("SIGKILL");
-    removeDatabase(database);
-  }
+  });
 });
 
 test("a page whose server comes back without WebSocket falls back to long-polling and chats", async ({ browser }) => {
   test.setTimeout(60_000);
-  const database = `../target/e2e/restart-${unique("db")}.db`;
-  let server = start(database);
-  try {
-    await answering();
+  await withServer(async (server) => {
     await withPeople(browser, 1, async ([ada]) => {
       await ada.enter(unique("fallback"), "Ada", BASE);
       await expect(ada.status).toContainText("websocket");
@@ -128,10 +136,9 @@ test("a page whose server comes back without WebSocket falls back to long-pollin
       ada.page.on("websocket", (ws) => {
         if (!ws.url().includes("sid=")) newWebSockets += 1;
       });
-      await crash(server, ada);
+      await server.crash(ada);
       // As if a proxy that cuts WebSockets now stood in the way: the remembered WebSocket fails.
-      server = start(database, "--transports", "polling");
-      await answering();
+      await server.start("--transports", "polling");
       await expect(ada.status).toHaveText("Connected · polling", { timeout: 30_000 });
       // The remembered WebSocket was tried first.
       expect(newWebSockets).toBeGreaterThan(0);
@@ -139,8 +146,5 @@ test("a page whose server comes back without WebSocket falls back to long-pollin
       await expect(ada.message("over long-polling now")).not.toHaveAttribute("data-delivery", /.+/);
       await expect(ada.status).toHaveText("Connected · polling");
     });
-  } finally {
-    server.kill("SIGKILL");
-    removeDatabase(database);
-  }
+  });
 });

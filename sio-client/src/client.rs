@@ -610,10 +610,8 @@ impl Driver {
                     // A server that stops reading must not stall the loop (and with it heartbeats and commands).
                     let send_timeout = self.send_timeout();
                     if let Err(e) = rt::within(send_timeout, t.send(packets, max_payload)).await {
-                        // The dead transport and any upgrade of it go before anything new is opened.
-                        drop((transport.take(), upgrade.take()));
-                        transport = self.transport_lost(DisconnectReason::TransportError(e.to_string())).await;
-                        upgrade = self.upgrade_for(transport.as_ref());
+                        let reason = DisconnectReason::TransportError(e.to_string());
+                        (transport, upgrade) = self.replace_lost(transport.take(), upgrade.take(), reason).await;
                     }
                 }
             }
@@ -726,14 +724,12 @@ impl Driver {
                     self.manager.handle_invalid(now, e);
                 }
                 Wake::Received(Received::Failed(e)) => {
-                    drop((transport.take(), upgrade.take()));
-                    transport = self.transport_lost(DisconnectReason::TransportError(e.to_string())).await;
-                    upgrade = self.upgrade_for(transport.as_ref());
+                    let reason = DisconnectReason::TransportError(e.to_string());
+                    (transport, upgrade) = self.replace_lost(transport.take(), upgrade.take(), reason).await;
                 }
                 Wake::Received(Received::Closed) => {
-                    drop((transport.take(), upgrade.take()));
-                    transport = self.transport_lost(DisconnectReason::TransportClose).await;
-                    upgrade = self.upgrade_for(transport.as_ref());
+                    let reason = DisconnectReason::TransportClose;
+                    (transport, upgrade) = self.replace_lost(transport.take(), upgrade.take(), reason).await;
                 }
                 Wake::Probe(Received::Packet(EnginePacket::Pong(data))) if data == "probe" => {
                     if let (Some(u), Some(Active::Polling(polling))) = (upgrade.as_mut(), transport.as_mut()) {
@@ -795,15 +791,25 @@ impl Driver {
         }
     }
 
-    /// The transport failed or closed. A remembered WebSocket that fails before a namespace was answered on it is
-    /// retried over long-polling at once (the browser reports a refused WebSocket this way, not from `connect`);
-    /// anything else is a lost connection for the manager to reconnect.
-    async fn transport_lost(&mut self, reason: DisconnectReason) -> Option<io::Active> {
-        if std::mem::take(&mut self.unconfirmed_websocket) {
-            return self.fall_back_to_polling(reason).await;
+    /// `lost` failed or closed, for `reason`; returns what replaces it, with its upgrade. A remembered WebSocket
+    /// that fails before a namespace was answered on it is retried over long-polling at once (the browser reports
+    /// a refused WebSocket this way, not from `connect`); anything else is a lost connection for the manager to
+    /// reconnect, and nothing replaces it yet.
+    async fn replace_lost(
+        &mut self,
+        lost: Option<io::Active>,
+        lost_upgrade: Option<io::Upgrade>,
+        reason: DisconnectReason,
+    ) -> (Option<io::Active>, Option<io::Upgrade>) {
+        // The dead transport and any upgrade of it go before anything new is opened.
+        drop((lost, lost_upgrade));
+        if !std::mem::take(&mut self.unconfirmed_websocket) {
+            self.manager.transport_closed(crate::rt::now(), reason);
+            return (None, None);
         }
-        self.manager.transport_closed(crate::rt::now(), reason);
-        None
+        let transport = self.fall_back_to_polling(reason).await;
+        let upgrade = self.upgrade_for(transport.as_ref());
+        (transport, upgrade)
     }
 
     /// A remembered WebSocket failed. If long-polling works, WebSockets are blocked on the way now, and the

@@ -127,16 +127,8 @@ pub async fn a_handshake_over_polling_is_upgraded_to_websocket(kind: Kind) {
     let mut states = client.state_changes();
     let socket = client.socket("/");
     let mut lifecycle = socket.lifecycle();
-    let first = wait_for("a connection", &mut states, |s| match s {
-        ConnectionState::Connected { transport } => Some(*transport),
-        _ => None,
-    })
-    .await;
-    assert_eq!(first, TransportKind::Polling, "the first transport is long-polling");
-    wait_for("the upgrade", &mut states, |s| {
-        (*s == ConnectionState::Connected { transport: TransportKind::WebSocket }).then_some(())
-    })
-    .await;
+    assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "the first transport is long-polling");
+    upgraded(&mut states).await;
     connected(&mut lifecycle).await;
     echo(&socket, "after the upgrade").await;
 }
@@ -216,13 +208,31 @@ async fn disconnected(lifecycle: &mut (impl Stream<Item = SocketEvent> + Unpin))
     wait_for("the disconnect", lifecycle, |e| matches!(e, SocketEvent::Disconnected { .. }).then_some(())).await;
 }
 
+/// A client on `/` through a proxy to a peer, with its state and lifecycle streams, for the reconnection tests.
+/// Bind every field (the peer and the client stop when dropped).
+struct Proxied {
+    _peer: Peer,
+    proxy: Proxy,
+    _client: Client,
+    states: futures::channel::mpsc::UnboundedReceiver<ConnectionState>,
+    socket: Socket,
+    lifecycle: futures::channel::mpsc::UnboundedReceiver<SocketEvent>,
+}
+
+impl Proxied {
+    async fn start(kind: Kind, remember_upgrade: bool) -> Self {
+        let peer = Peer::start(kind).await;
+        let proxy = Proxy::start(peer.port).await;
+        let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(remember_upgrade).connect();
+        let states = client.state_changes();
+        let socket = client.socket("/");
+        let lifecycle = socket.lifecycle();
+        Self { _peer: peer, proxy, _client: client, states, socket, lifecycle }
+    }
+}
+
 pub async fn a_remembered_upgrade_reconnects_over_websocket_without_polling(kind: Kind) {
-    let peer = Peer::start(kind).await;
-    let proxy = Proxy::start(peer.port).await;
-    let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(true).connect();
-    let mut states = client.state_changes();
-    let socket = client.socket("/");
-    let mut lifecycle = socket.lifecycle();
+    let Proxied { _peer, proxy, _client, mut states, socket, mut lifecycle } = Proxied::start(kind, true).await;
     assert_eq!(next_connection(&mut states).await, TransportKind::Polling, "the first connection polls first");
     upgraded(&mut states).await;
     connected(&mut lifecycle).await;
@@ -282,12 +292,7 @@ async fn cut_off_after_an_upgrade(
 }
 
 pub async fn a_remembered_websocket_that_is_blocked_now_falls_back_to_polling_and_is_forgotten(kind: Kind) {
-    let peer = Peer::start(kind).await;
-    let proxy = Proxy::start(peer.port).await;
-    let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(true).connect();
-    let mut states = client.state_changes();
-    let socket = client.socket("/");
-    let mut lifecycle = socket.lifecycle();
+    let Proxied { _peer, proxy, _client, mut states, socket, mut lifecycle } = Proxied::start(kind, true).await;
 
     // The connection drops, and a proxy that cuts WebSockets is in the way now.
     let (way_back, seen) = cut_off_after_an_upgrade(&proxy, Filter::NoWebSocket, &mut states, &mut lifecycle).await;
@@ -309,12 +314,7 @@ pub async fn a_remembered_websocket_that_is_blocked_now_falls_back_to_polling_an
 }
 
 pub async fn a_remembered_websocket_cut_before_its_first_frame_falls_back_to_polling_at_once(kind: Kind) {
-    let peer = Peer::start(kind).await;
-    let proxy = Proxy::start(peer.port).await;
-    let client = Client::builder(proxy.url()).config(fast()).remember_upgrade(true).connect();
-    let mut states = client.state_changes();
-    let socket = client.socket("/");
-    let mut lifecycle = socket.lifecycle();
+    let Proxied { _peer, proxy, _client, mut states, socket, mut lifecycle } = Proxied::start(kind, true).await;
 
     // The WebSocket opens, then dies before the handshake: as the browser sees a refused WebSocket. The
     // upgrade that follows on long-polling passes, so the client is back on WebSocket in the end.
@@ -328,12 +328,8 @@ pub async fn a_remembered_websocket_cut_before_its_first_frame_falls_back_to_pol
 }
 
 pub async fn a_client_that_does_not_remember_polls_first_on_every_reconnection(kind: Kind) {
-    let peer = Peer::start(kind).await;
-    let proxy = Proxy::start(peer.port).await;
-    let client = Client::builder(proxy.url()).config(fast()).connect();
-    let mut states = client.state_changes();
-    let socket = client.socket("/");
-    let mut lifecycle = socket.lifecycle();
+    let Proxied { _peer, proxy, _client, mut states, socket: _socket, mut lifecycle } =
+        Proxied::start(kind, false).await;
     upgraded(&mut states).await;
     connected(&mut lifecycle).await;
 
@@ -420,7 +416,7 @@ pub async fn emits_made_offline_are_delivered_once_after_reconnecting(kind: Kind
     assert_eq!(before, vec![1]);
 
     proxy.set(Mode::Down);
-    wait_for("the disconnect", &mut lifecycle, |e| matches!(e, SocketEvent::Disconnected { .. }).then_some(())).await;
+    disconnected(&mut lifecycle).await;
     for n in 2..=4 {
         socket.emit(&Record { key: key.clone(), n }).unwrap();
     }
