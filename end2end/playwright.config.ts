@@ -24,7 +24,9 @@ export default defineConfig({
   fullyParallel: true,
   forbidOnly: !!process.env.CI,
   retries: 0,
-  workers: process.env.CI ? 2 : undefined,
+  // Two workers everywhere, as on CI: a run here then meets the same concurrency CI does (Playwright's default
+  // would be one worker on two cores, which hid a port two specs shared).
+  workers: 2,
   reporter: [["list"]],
   // `cargo leptos end-to-end` serves the app on :3000 with its defaults. A second, restricted server, built by the
   // same command, refuses WebSocket (as a proxy that blocks it would: the browser must fall back to long-polling)

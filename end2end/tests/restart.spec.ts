@@ -4,14 +4,20 @@ import { rmSync } from "node:fs";
 import { expect, test } from "@playwright/test";
 import { type RoomPage, unique, withPeople } from "./fixtures/pages";
 
-// A server of this spec's own, so that it can be killed without disturbing the other specs.
-const PORT = 3004;
-const BASE = `http://127.0.0.1:${PORT}`;
-
-/** This spec's server on a database of its own, which a test can crash and start again. */
+/**
+ * A test's server of its own on a database of its own, which it can crash and start again without disturbing the
+ * other specs. Each test names its own port: the tests of this file run at once on CI's two workers, and a server
+ * that comes back must come back where the page left it.
+ */
 class Server {
+  readonly base: string;
   readonly database = `../target/e2e/restart-${unique("db")}.db`;
-  private process = this.spawn();
+  private process: ChildProcess;
+
+  constructor(private readonly port: number) {
+    this.base = `http://127.0.0.1:${port}`;
+    this.process = this.spawn();
+  }
 
   /** Starts the server again on the same database (with `options`), and resolves once it answers. */
   async start(...options: string[]): Promise<void> {
@@ -29,7 +35,7 @@ class Server {
   /** Resolves once the server answers HTTP. */
   async answering(): Promise<void> {
     await expect
-      .poll(async () => (await fetch(BASE).catch(() => null))?.ok ?? false, { timeout: 30_000 })
+      .poll(async () => (await fetch(this.base).catch(() => null))?.ok ?? false, { timeout: 30_000 })
       .toBe(true);
   }
 
@@ -42,15 +48,15 @@ class Server {
   private spawn(...options: string[]): ChildProcess {
     return spawn(
       "../target/release/causerie",
-      ["--addr", `127.0.0.1:${PORT}`, "--site-root", "../target/site", "--database", this.database, ...options],
+      ["--addr", `127.0.0.1:${this.port}`, "--site-root", "../target/site", "--database", this.database, ...options],
       { stdio: ["ignore", "ignore", "inherit"] },
     );
   }
 }
 
 /** Runs `body` with a server of its own that answers, and removes it after. */
-async function withServer(body: (server: Server) => Promise<void>): Promise<void> {
-  const server = new Server();
+async function withServer(port: number, body: (server: Server) => Promise<void>): Promise<void> {
+  const server = new Server(port);
   try {
     await server.answering();
     await body(server);
@@ -67,11 +73,11 @@ test("the server killed with SIGKILL and restarted mid-conversation: nothing los
   browser,
 }) => {
   test.setTimeout(90_000);
-  await withServer(async (server) => {
+  await withServer(3004, async (server) => {
     const room = unique("restart");
     await withPeople(browser, 2, async ([ada, bob]) => {
-      await ada.enter(room, "Ada", BASE);
-      await bob.enter(room, "Bob", BASE);
+      await ada.enter(room, "Ada", server.base);
+      await bob.enter(room, "Bob", server.base);
       await ada.say("one");
       await expect(bob.message("one")).toHaveCount(1);
       await bob.say("two");
@@ -104,9 +110,9 @@ test("a page that had upgraded comes back over WebSocket at once after a restart
   browser,
 }) => {
   test.setTimeout(60_000);
-  await withServer(async (server) => {
+  await withServer(3005, async (server) => {
     await withPeople(browser, 1, async ([ada]) => {
-      await ada.enter(unique("return"), "Ada", BASE);
+      await ada.enter(unique("return"), "Ada", server.base);
       await expect(ada.status).toContainText("websocket");
       // Only polls that got an answer count: while the server is down, each attempt also tries long-polling
       // (which is how the page tells a server that is down from a WebSocket that is blocked), and fails.
@@ -127,9 +133,9 @@ test("a page that had upgraded comes back over WebSocket at once after a restart
 
 test("a page whose server comes back without WebSocket falls back to long-polling and chats", async ({ browser }) => {
   test.setTimeout(60_000);
-  await withServer(async (server) => {
+  await withServer(3006, async (server) => {
     await withPeople(browser, 1, async ([ada]) => {
-      await ada.enter(unique("fallback"), "Ada", BASE);
+      await ada.enter(unique("fallback"), "Ada", server.base);
       await expect(ada.status).toContainText("websocket");
       // A WebSocket that starts a connection has no `sid`; an upgrade's names the polling session it upgrades.
       let newWebSockets = 0;
