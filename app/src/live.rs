@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
     ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, HistoryFrom,
-    ImageKind, JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberChange, MemberId, MessageBody, PresenceChanged,
+    ImageKind, JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberChange, MemberId, MessageBody, NameTaken, PresenceChanged,
     PrivateMessage, RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendImage, SendMessage, SendPrivate,
     Stats, Typing, TypingNotice,
 };
@@ -573,6 +573,20 @@ impl Chat {
             if removed.room == this_room {
                 state.removed.try_set(true);
                 state.joined.try_set(false);
+            }
+        });
+        let this_room = room.clone();
+        on_each(&socket, move |taken: NameTaken| {
+            if taken.room == this_room {
+                // Someone on another node took the name at the same moment, and keeps it: as when a join is refused
+                // for it, the form explains and lets the person pick another.
+                state.joined.try_set(false);
+                let url = crate::urls::join_url(&taken.room, &taken.name, Some("name_in_use"));
+                if window().location().set_href(&url).is_err() {
+                    let message =
+                        format!("Someone else in #{} took the name {} at the same moment.", taken.room, taken.name);
+                    state.error.try_set(Some(message));
+                }
             }
         });
 

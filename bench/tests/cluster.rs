@@ -14,8 +14,9 @@ use causerie_bench::cluster::Cluster;
 use futures::{FutureExt as _, Stream, StreamExt as _};
 use protocol::{
     ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, DisplayName, ErrorCode, JoinRoom, Joined,
-    LOBBY_NAMESPACE, LeaveReason, Member, MemberChange, MessageBody, PresenceChanged, PrivateMessage, RemoveMember,
-    Removed, RoomName, RoomsSnapshot, SendMessage, SendPrivate, SessionToken, Stats, Typing, TypingNotice,
+    LOBBY_NAMESPACE, LeaveReason, Member, MemberChange, MessageBody, NameTaken, PresenceChanged, PrivateMessage,
+    RemoveMember, Removed, RoomName, RoomsSnapshot, SendMessage, SendPrivate, SessionToken, Stats, Typing,
+    TypingNotice,
 };
 use sio_client::{Client, RequestError, Socket};
 
@@ -48,7 +49,11 @@ impl Person {
     }
 
     async fn join(&self) -> Result<Joined, RequestError> {
-        self.chat.request(&JoinRoom { room: room(), since: None }, WAIT).await
+        self.join_room(room()).await
+    }
+
+    async fn join_room(&self, room: RoomName) -> Result<Joined, RequestError> {
+        self.chat.request(&JoinRoom { room, since: None }, WAIT).await
     }
 }
 
@@ -170,6 +175,74 @@ async fn ada_on_one_seen_by_bob_on_two(
     ada.join().await.unwrap();
     next_such(&mut bob_joins, "Ada's arrival at Bob's", |member| member.name.as_str() == "Ada").await;
     (ada, bob, bob_joins)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_taking_one_name_on_two_nodes_at_the_same_moment_end_with_the_same_one_of_them_on_both() {
+    let cluster = Cluster::start(&launcher(), 2, &[]).await.expect("the cluster starts");
+    let (one, two) = (cluster.nodes[0].url(), cluster.nodes[1].url());
+    // Many pairs at once, each in a room of its own, so that some joins land within the few milliseconds in which
+    // neither node has heard of the other's: those both get in, and the nodes must settle the clash.
+    const PAIRS: usize = 40;
+    let rooms: Vec<RoomName> = (0..PAIRS).map(|i| RoomName::parse(&format!("clash-{i}")).unwrap()).collect();
+    let people: Vec<[Person; 2]> = (0..PAIRS)
+        .map(|i| {
+            [
+                Person::open(&one, "Ada", &format!("session-one-{i:06}")),
+                Person::open(&two, "ADA", &format!("session-two-{i:06}")),
+            ]
+        })
+        .collect();
+    let mut taken: Vec<[_; 2]> = people.iter().map(|pair| pair.each_ref().map(|p| p.chat.on::<NameTaken>())).collect();
+    let joins = people
+        .iter()
+        .zip(&rooms)
+        .map(|(pair, room)| futures::future::join(pair[0].join_room(room.clone()), pair[1].join_room(room.clone())));
+    let outcomes = futures::future::join_all(joins).await;
+
+    let mut settled_after = 0;
+    for (i, (first, second)) in outcomes.into_iter().enumerate() {
+        let room = &rooms[i];
+        let (winner, loser) = match (first, second) {
+            (Ok(a), Err(RequestError::Rejected(e))) | (Err(RequestError::Rejected(e)), Ok(a)) => {
+                assert_eq!(e.code, ErrorCode::NameInUse, "pair {i}");
+                (a.you, None)
+            }
+            (Ok(a), Ok(b)) => {
+                // Both got in: the one whose member id sorts first keeps the name, and the other is told so.
+                let (a_first, (winner, loser)) =
+                    if a.you.id < b.you.id { (true, (a.you, b.you)) } else { (false, (b.you, a.you)) };
+                let lost = &mut taken[i][usize::from(a_first)];
+                let notice = next_such(lost, "the loser's name_taken", |_| true).await;
+                assert_eq!((&notice.room, notice.name.as_str()), (room, loser.name.as_str()), "pair {i}");
+                settled_after += 1;
+                (winner, Some(loser))
+            }
+            other => panic!("pair {i}: neither kept the name: {other:?}"),
+        };
+        // Whoever kept it was not told otherwise, and someone new on either node finds that one person under it.
+        let winner_index = usize::from(winner.name.as_str() == "ADA");
+        assert!(
+            taken[i][winner_index].next().now_or_never().is_none(),
+            "pair {i}: the winner was told the name was taken"
+        );
+        for (node, url) in [("one", &one), ("two", &two)] {
+            let observer =
+                Person::open(url, &format!("Observer on {node}"), &format!("session-observer-{node}-{i:06}"));
+            let mut lefts = departures(&observer.chat);
+            let joined = observer.join_room(room.clone()).await.unwrap();
+            if let Some(loser) = &loser
+                && joined.members.iter().any(|m| m.id == loser.id)
+            {
+                // Heard of the loser before their own node took them out: their leaving is on its way.
+                next_such(&mut lefts, "the loser's departure", |(m, _)| m.id == loser.id).await;
+            }
+            let ids: Vec<&protocol::MemberId> =
+                joined.members.iter().filter(|m| m.name.same_as(&winner.name)).map(|m| &m.id).collect();
+            assert!(ids.contains(&&winner.id), "pair {i}, node {node}: {:?}", joined.members);
+        }
+    }
+    eprintln!("{settled_after} of {PAIRS} pairs both got in and were settled afterwards");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

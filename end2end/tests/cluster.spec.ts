@@ -1,6 +1,14 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { expect, test } from "@playwright/test";
-import { unique, withPeople } from "./fixtures/pages";
-import { CLUSTER_BALANCER, CLUSTER_NODE_ONE, CLUSTER_NODE_TWO } from "./fixtures/servers";
+import { JoinPage, unique, withPeople } from "./fixtures/pages";
+import { CLUSTER_BALANCER, CLUSTER_NODE_ONE, CLUSTER_NODE_TWO, CLUSTER_REDIS_URL_FILE } from "./fixtures/servers";
+
+/** Says `message` on the nodes' presence channel as a node called `node` would (see server/src/cluster.rs). */
+function speakAsNode(node: string, message: unknown): void {
+  const redis = readFileSync(CLUSTER_REDIS_URL_FILE, "utf8").trim();
+  execFileSync("redis-cli", ["-u", redis, "PUBLISH", "causerie-presence", JSON.stringify({ node, message })]);
+}
 
 test("people in browsers on two different nodes talk, whisper, type and see each other", async ({ browser }) => {
   const room = unique("two-nodes");
@@ -48,5 +56,30 @@ test("through nginx, each browser keeps its session whole and everyone shares th
       }
       await expect(person.members.and(person.page.locator("[data-online=true]"))).toHaveCount(3);
     }
+  });
+});
+
+test("two people who take one name on two nodes at the same moment end with one of them, the other back at the form", async ({
+  browser,
+}) => {
+  const room = unique("clash");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    await ada.enter(room, "Ada", CLUSTER_NODE_ONE);
+    await bob.enter(room, "Bob", CLUSTER_NODE_TWO);
+    await expect(bob.member("Ada")).toHaveAttribute("data-online", "true");
+
+    // What a third node says when it let another Ada in before hearing of this one: its report of her arrival.
+    // The nodes settle such a clash the same way everywhere, for whoever's member id sorts first, and no id sorts
+    // before this one.
+    const other = { id: "00000000000000000000", name: "ADA" };
+    speakAsNode("e2e-third-node", { report: { type: "entered", room, member: other } });
+
+    // Ada of node one is out of the room, and back at the form, which says why and keeps what she typed.
+    const form = new JoinPage(ada.page);
+    await expect(form.error("Name in use")).toBeVisible();
+    await expect(form.name).toHaveValue("Ada");
+    // The room has one Ada online, the third node's; node one's is listed as gone.
+    await expect(bob.member("ADA")).toHaveAttribute("data-online", "true");
+    await expect(bob.member("Ada")).toHaveAttribute("data-online", "false");
   });
 });

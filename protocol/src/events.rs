@@ -522,6 +522,20 @@ impl Event for Removed {
     const NAME: &'static str = "removed";
 }
 
+/// Server → client: someone on another node took your name in this room at the same moment you did, and keeps it
+/// (two nodes cannot check a name against each other faster than their presence reaches one another). You are out
+/// of the room: join again under another name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameTaken {
+    pub room: RoomName,
+    pub name: DisplayName,
+}
+
+impl Event for NameTaken {
+    const NAME: &'static str = "name_taken";
+}
+
 /// A room with people in it, as the lobby lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -25,7 +25,8 @@ use tokio::time::Instant;
 pub mod driver;
 
 use crate::presence::{NodeId, Report};
-use crate::realtime::{Hub, admin, chat};
+use crate::realtime::{Hub, admin, chat, send_out};
+use protocol::NameTaken;
 
 /// The pub/sub channel every node publishes its presence on.
 const CHANNEL: &str = "causerie-presence";
@@ -262,7 +263,14 @@ async fn receive<A: Adapter>(io: &SocketIo<A>, hub: &Hub, envelope: Envelope) {
         }
         Message::Report(report) => {
             let _turn = hub.presence_turn();
-            for change in presence.apply(&envelope.node, report) {
+            let applied = presence.apply(&envelope.node, report);
+            // Out of the room before the room hears of it: they are not told that they left.
+            for lost in applied.names_lost {
+                tracing::info!(name = %lost.member.name, room = %lost.room, "a name taken on two nodes at once: lost here");
+                let notice = NameTaken { room: lost.room.clone(), name: lost.member.name.clone() };
+                send_out(io, &lost.room, &lost.member.id, &lost.connections, &notice);
+            }
+            for change in applied.changes {
                 chat::announce(io, hub, change);
             }
         }

@@ -49,6 +49,25 @@ pub enum Change {
     Left(RoomName, Member),
 }
 
+/// A member of this node who took a name in a room while a member of another node was taking it too, and lost it
+/// to them (see [`Presence::apply`]): they are out of the room here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameLost {
+    pub room: RoomName,
+    pub member: Member,
+    /// Their connections on this node, now out of the room: tell them, and take them out of its traffic.
+    pub connections: Vec<Sid>,
+}
+
+/// What a report from another node did here.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Changes of the view, to announce to this node's connections.
+    pub changes: Vec<Change>,
+    /// This node's members who lost their name to a member of another node.
+    pub names_lost: Vec<NameLost>,
+}
+
 /// What one node tells the others about its own connections (see [`crate::cluster`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -125,6 +144,36 @@ impl Registry {
     /// Who is in the view, room by room: to compare before and after a change from another node.
     fn everyone(&self, rooms: impl IntoIterator<Item = RoomName>) -> Vec<(RoomName, BTreeMap<MemberId, Member>)> {
         rooms.into_iter().map(|room| (room.clone(), self.view(&room))).collect()
+    }
+
+    /// Takes `member` out of `room` on this node, all their connections with them; returns what was there.
+    fn take_local(&mut self, room: &RoomName, member: &MemberId) -> Option<Present> {
+        let members = self.rooms.get_mut(room)?;
+        let gone = members.remove(member)?;
+        if members.is_empty() {
+            self.rooms.remove(room);
+        }
+        for connection in &gone.connections {
+            if let Some((_, rooms)) = self.connections.get_mut(connection) {
+                rooms.remove(room);
+            }
+        }
+        Some(gone)
+    }
+
+    /// This node's members of `room` whose name a member of another node also holds there: two nodes let two
+    /// people take one name in the few milliseconds before either heard of the other. Whoever's id sorts first
+    /// keeps it, so that every node settles the same clash the same way, each taking out only its own loser.
+    fn clashing(&self, room: &RoomName) -> Vec<MemberId> {
+        let Some(local) = self.rooms.get(room) else { return Vec::new() };
+        let remote: Vec<&Member> =
+            self.remote.values().filter_map(|rooms| rooms.get(room)).flat_map(|m| m.values()).collect();
+        local
+            .values()
+            .map(|present| &present.member)
+            .filter(|mine| remote.iter().any(|other| other.id < mine.id && other.name.same_as(&mine.name)))
+            .map(|mine| mine.id.clone())
+            .collect()
     }
 
     fn snapshot(&self) -> Vec<(RoomName, Vec<Member>)> {
@@ -303,20 +352,8 @@ impl Presence {
                 }
             }
         }
-        let mut connections = Vec::new();
-        if let Some(members) = registry.rooms.get_mut(room)
-            && let Some(gone) = members.remove(member)
-        {
-            if members.is_empty() {
-                registry.rooms.remove(room);
-            }
-            for connection in &gone.connections {
-                if let Some((_, rooms)) = registry.connections.get_mut(connection) {
-                    rooms.remove(room);
-                }
-            }
-            connections = gone.connections.into_iter().collect();
-        }
+        let connections: Vec<Sid> =
+            registry.take_local(room, member).map(|gone| gone.connections.into_iter().collect()).unwrap_or_default();
         if tell_others && seen.is_some() {
             self.report(Report::Removed { room: room.clone(), member: member.clone() });
         } else if !connections.is_empty() {
@@ -331,8 +368,9 @@ impl Presence {
         (seen, connections)
     }
 
-    /// Applies what another node reported; returns how the view changed.
-    pub fn apply(&self, node: &str, report: Report) -> Vec<Change> {
+    /// Applies what another node reported: returns how the view changed, and who here lost their name to one of
+    /// that node's members (they are out of the room, and the other nodes are told).
+    pub fn apply(&self, node: &str, report: Report) -> Applied {
         let mut registry = self.registry();
         let touched: Vec<RoomName> = match &report {
             Report::Snapshot { rooms } => {
@@ -342,7 +380,7 @@ impl Presence {
             }
             Report::Entered { room, .. } | Report::Left { room, .. } => vec![room.clone()],
             // Removal changes this node's own connections too: see `removed_elsewhere`.
-            Report::Removed { .. } => return Vec::new(),
+            Report::Removed { .. } => return Applied::default(),
         };
         let before = registry.everyone(touched.iter().cloned());
         match report {
@@ -375,12 +413,22 @@ impl Presence {
             }
             Report::Removed { .. } => {}
         }
+        let mut names_lost = Vec::new();
+        for room in &touched {
+            for id in registry.clashing(room) {
+                let Some(gone) = registry.take_local(room, &id) else { continue };
+                // Under the lock, in order with this node's other reports, as every change of its part is.
+                self.report(Report::Left { room: room.clone(), member: id });
+                let connections = gone.connections.into_iter().collect();
+                names_lost.push(NameLost { room: room.clone(), member: gone.member, connections });
+            }
+        }
         let changes = differences(before, &registry);
         drop(registry);
         if !changes.is_empty() {
             self.changed.notify_one();
         }
-        changes
+        Applied { changes, names_lost }
     }
 
     /// Forgets everything another node reported (it stopped, or stopped answering); returns how the view changed.
@@ -620,7 +668,7 @@ mod tests {
     fn a_member_on_another_node_is_in_the_room_and_keeps_their_name() {
         let presence = Presence::default();
         let ada = member("a", "Ada");
-        let entered = presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        let entered = presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() }).changes;
         assert_eq!(entered, vec![Change::Entered(room("general"), ada.clone())]);
         assert!(matches!(presence.check(&room("general"), &member("x", "ada")), Err(JoinRefused::NameInUse { .. })));
         let (_, everyone) = presence.join(&room("general"), &member("b", "Bob"), Sid::new()).unwrap();
@@ -635,11 +683,12 @@ mod tests {
         let (ada, tab) = (member("a", "Ada"), Sid::new());
         let (arrival, _) = presence.join(&room("general"), &ada, tab).unwrap();
         assert_eq!(arrival, Arrival::Entered);
-        let elsewhere = presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
+        let elsewhere =
+            presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() }).changes;
         assert_eq!(elsewhere, vec![], "already in the room: nothing to announce");
         assert_eq!(presence.disconnect(tab), vec![], "still there through the other node");
         assert_eq!(presence.details()[0].members, vec![ada.clone()]);
-        let gone = presence.apply("node-b", Report::Left { room: room("general"), member: ada.id.clone() });
+        let gone = presence.apply("node-b", Report::Left { room: room("general"), member: ada.id.clone() }).changes;
         assert_eq!(gone, vec![Change::Left(room("general"), ada.clone())]);
         assert_eq!(presence.summaries(), vec![]);
         // And the other way round: present elsewhere first, then here, is no second arrival.
@@ -653,7 +702,7 @@ mod tests {
         let (ada, bob) = (member("a", "Ada"), member("b", "Bob"));
         presence.join(&room("general"), &ada, Sid::new()).unwrap();
         let snapshot = vec![(room("general"), vec![ada.clone(), bob.clone()]), (room("other"), vec![bob.clone()])];
-        let changes = presence.apply("node-b", Report::Snapshot { rooms: snapshot });
+        let changes = presence.apply("node-b", Report::Snapshot { rooms: snapshot }).changes;
         assert_eq!(changes.len(), 2, "Bob entered both rooms; Ada was already here: {changes:?}");
         let mut gone = presence.forget("node-b");
         gone.sort_by_key(|change| format!("{change:?}"));
@@ -667,7 +716,8 @@ mod tests {
         let presence = Presence::default();
         let (ada, bob) = (member("a", "Ada"), member("b", "Bob"));
         presence.apply("node-b", Report::Entered { room: room("general"), member: ada.clone() });
-        let changes = presence.apply("node-b", Report::Snapshot { rooms: vec![(room("general"), vec![bob.clone()])] });
+        let changes =
+            presence.apply("node-b", Report::Snapshot { rooms: vec![(room("general"), vec![bob.clone()])] }).changes;
         let mut changes: Vec<String> = changes.iter().map(|change| format!("{change:?}")).collect();
         changes.sort();
         let expected = [Change::Entered(room("general"), bob), Change::Left(room("general"), ada)];
@@ -711,8 +761,60 @@ mod tests {
         let (seen, connections) = presence.removed_elsewhere(&room("general"), &ada.id);
         assert_eq!((seen, connections), (Some(ada.clone()), vec![tab]));
         assert!(!presence.is_in(&room("general"), tab));
-        let late = presence.apply("node-b", Report::Left { room: room("general"), member: ada.id.clone() });
+        let late = presence.apply("node-b", Report::Left { room: room("general"), member: ada.id.clone() }).changes;
         assert_eq!(late, vec![]);
         assert_eq!(presence.summaries(), vec![]);
+    }
+
+    /// Applies every report `node` has queued so far to `to`, as the cluster's listener would.
+    fn deliver(reports: &mut tokio::sync::mpsc::UnboundedReceiver<Report>, node: &str, to: &Presence) -> Vec<Applied> {
+        std::iter::from_fn(|| reports.try_recv().ok()).map(|report| to.apply(node, report)).collect()
+    }
+
+    #[test]
+    fn two_people_who_took_one_name_on_two_nodes_at_once_end_with_the_same_one_of_them_on_both() {
+        let (node_a, node_b) = (Presence::default(), Presence::default());
+        let (outbox_a, mut from_a) = tokio::sync::mpsc::unbounded_channel();
+        let (outbox_b, mut from_b) = tokio::sync::mpsc::unbounded_channel();
+        node_a.publish_to(outbox_a).unwrap();
+        node_b.publish_to(outbox_b).unwrap();
+        // Neither node has heard of the other's Ada when its own joins: both let them in.
+        let (first, last) = (member("0a", "ada"), member("0b", "Ada"));
+        let (tab_a, tab_b) = (Sid::new(), Sid::new());
+        node_a.join(&room("general"), &last, tab_a).unwrap();
+        node_b.join(&room("general"), &first, tab_b).unwrap();
+        node_a.join(&room("general"), &member("0c", "Bob"), Sid::new()).unwrap();
+
+        let at_a = deliver(&mut from_b, "node-b", &node_a);
+        let lost: Vec<NameLost> = at_a.iter().flat_map(|applied| applied.names_lost.clone()).collect();
+        assert_eq!(lost, vec![NameLost { room: room("general"), member: last.clone(), connections: vec![tab_a] }]);
+        assert!(!node_a.is_in(&room("general"), tab_a), "out of the room's traffic here");
+        let changes_a: Vec<Change> = at_a.into_iter().flat_map(|applied| applied.changes).collect();
+        assert!(changes_a.contains(&Change::Left(room("general"), last.clone())), "{changes_a:?}");
+        assert!(changes_a.contains(&Change::Entered(room("general"), first.clone())), "{changes_a:?}");
+
+        // Node B heard of the loser, then of their leaving: nobody there loses anything.
+        let at_b = deliver(&mut from_a, "node-a", &node_b);
+        assert!(at_b.iter().all(|applied| applied.names_lost.is_empty()), "{at_b:?}");
+        for node in [&node_a, &node_b] {
+            let names: Vec<String> = node.details()[0].members.iter().map(|m| m.name.as_str().to_owned()).collect();
+            assert_eq!(names, ["ada", "Bob"], "the same Ada on both nodes");
+        }
+        assert!(matches!(node_a.check(&room("general"), &last), Err(JoinRefused::NameInUse { .. })));
+    }
+
+    #[test]
+    fn a_snapshot_after_a_split_takes_out_only_this_nodes_member_whose_id_sorts_after_the_others() {
+        let presence = Presence::default();
+        let (kept, tab) = (member("05", "Ada"), Sid::new());
+        presence.join(&room("general"), &kept, tab).unwrap();
+        let later = Report::Snapshot { rooms: vec![(room("general"), vec![member("09", "ADA")])] };
+        assert_eq!(presence.apply("node-b", later).names_lost, vec![]);
+        assert!(presence.is_in(&room("general"), tab), "this node's Ada sorts first: node B's is the one to go");
+
+        let earlier = Report::Snapshot { rooms: vec![(room("general"), vec![member("01", "ada")])] };
+        let lost = presence.apply("node-c", earlier).names_lost;
+        assert_eq!(lost, vec![NameLost { room: room("general"), member: kept, connections: vec![tab] }]);
+        assert!(!presence.is_in(&room("general"), tab));
     }
 }

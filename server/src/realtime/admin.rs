@@ -17,7 +17,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
 use socketioxide_core::adapter::DefinedAdapter;
 
-use super::{Hub, chat, invalid_payload, member_channel, reply, room_channel};
+use super::{Hub, chat, invalid_payload, reply, send_out};
 
 /// How often admins get fresh [`Stats`].
 const STATS_EVERY: Duration = Duration::from_secs(1);
@@ -142,16 +142,7 @@ async fn on_remove<A: Adapter>(
 pub fn removed<A: Adapter>(io: &SocketIo<A>, hub: &Hub, room: &RoomName, member: &Member, connections: &[Sid]) {
     let change = MemberChange::Left { member: member.clone(), reason: LeaveReason::Removed };
     chat::notify(io, hub, room.clone(), change);
-    let Some(namespace) = io.of(CHAT_NAMESPACE) else { return };
-    let channels = [room_channel(room), member_channel(room, &member.id)];
-    for sid in connections {
-        if let Some(socket) = namespace.get_socket(*sid) {
-            if let Err(e) = socket.emit(Removed::NAME, &Removed { room: room.clone() }) {
-                tracing::debug!(error = %e, "removal notice not sent");
-            }
-            socket.leave(channels.clone());
-        }
-    }
+    send_out(io, room, &member.id, connections, &Removed { room: room.clone() });
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@ use std::ops::Deref;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use protocol::{MemberId, RoomName};
+use protocol::{CHAT_NAMESPACE, Event, MemberId, RoomName};
 use serde::Serialize;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::AckSender;
+use socketioxide::socket::Sid;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use self::bursts::Bursts;
@@ -102,6 +103,27 @@ pub(crate) fn room_channel(room: &RoomName) -> String {
 /// The Socket.IO room of one member's connections in one chat room: for private messages and removal.
 pub(crate) fn member_channel(room: &RoomName, member: &MemberId) -> String {
     format!("member:{room}:{}", member.0)
+}
+
+/// Sends this node's `connections` of `member` out of `room`: each is told why (`notice`, before it leaves, so that
+/// the client knows not to join again as it was), then taken out of the room's traffic and its private messages.
+pub(crate) fn send_out<A: Adapter, E: Event + Serialize>(
+    io: &SocketIo<A>,
+    room: &RoomName,
+    member: &MemberId,
+    connections: &[Sid],
+    notice: &E,
+) {
+    let Some(namespace) = io.of(CHAT_NAMESPACE) else { return };
+    let channels = [room_channel(room), member_channel(room, member)];
+    for sid in connections {
+        if let Some(socket) = namespace.get_socket(*sid) {
+            if let Err(e) = socket.emit(E::NAME, notice) {
+                tracing::debug!(error = %e, event = E::NAME, "notice not sent");
+            }
+            socket.leave(channels.clone());
+        }
+    }
 }
 
 /// Emits `event` to the sockets `to()` selects, on every node. With the Redis adapter, a failed publish (Redis
