@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{Either, select};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
@@ -437,7 +438,16 @@ impl Chat {
         let held = std::rc::Rc::new(HeldPresence::default());
         let join_held = held.clone();
         spawn_local(async move {
-            while let Some(event) = lifecycle.next().await {
+            // An event that came while a join's retry was pausing, to handle before waiting for the next.
+            let mut interrupted: Option<SocketEvent> = None;
+            loop {
+                let event = match interrupted.take() {
+                    Some(event) => event,
+                    None => match lifecycle.next().await {
+                        Some(event) => event,
+                        None => break,
+                    },
+                };
                 match event {
                     // Room membership lives on the server's socket, which is new after every reconnection: join
                     // again each time the namespace connects, unless an admin removed this person.
@@ -478,7 +488,17 @@ impl Chat {
                                     let seconds = retry_in.as_secs();
                                     let error = format!("Could not join the room ({e}). Trying again in {seconds} s.");
                                     state.error.try_set(Some(error));
-                                    pause(retry_in).await;
+                                    // The connection may drop and come back during the pause: its events are
+                                    // handled then, not after it, so that the new connection joins at once (and a
+                                    // join made after the pause is not undone by a stale "disconnected").
+                                    let pause = std::pin::pin!(pause(retry_in));
+                                    if let Either::Right((event, _)) = select(pause, lifecycle.next()).await {
+                                        interrupted = event;
+                                        if interrupted.is_none() {
+                                            return;
+                                        }
+                                        break;
+                                    }
                                     if !state.online() || state.removed.try_get_untracked() != Some(false) {
                                         break;
                                     }
