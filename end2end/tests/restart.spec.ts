@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { rmSync } from "node:fs";
 import { expect, test } from "@playwright/test";
 import { type RoomPage, unique, withPeople } from "./fixtures/pages";
+import { seedMessages } from "./fixtures/seed";
 
 /**
  * A test's server of its own on a database of its own, which it can crash and start again without disturbing the
@@ -151,6 +152,40 @@ test("a page whose server comes back without WebSocket falls back to long-pollin
       await ada.say("over long-polling now");
       await expect(ada.message("over long-polling now")).not.toHaveAttribute("data-delivery", /.+/);
       await expect(ada.status).toHaveText("Connected · polling");
+    });
+  });
+});
+
+test("a page that missed more than its reading budget allows at once catches up on all of it, in order", async ({
+  browser,
+}) => {
+  test.setTimeout(120_000);
+  await withServer(3007, async (server) => {
+    const room = unique("catch-up");
+    await withPeople(browser, 1, async ([ada]) => {
+      await ada.enter(room, "Ada", server.base);
+      await ada.say("before");
+      await expect(ada.message("before")).not.toHaveAttribute("data-delivery", /.+/);
+      // Every answer the page gets over WebSocket, to see the server refuse a read for the budget.
+      const answers: string[] = [];
+      ada.page.on("websocket", (ws) => ws.on("framereceived", ({ payload }) => answers.push(String(payload))));
+
+      // Ada is away (her network down) while the room fills with long messages: each read of history carries
+      // one, so catching up takes more reads than the budget's 100 at once.
+      await server.crash(ada);
+      await ada.page.context().setOffline(true);
+      await server.start();
+      const missed = Array.from({ length: 140 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
+      await seedMessages(server.base, room, missed);
+      await ada.page.context().setOffline(false);
+
+      // Back, she gets every one of them, in order, after what she had, and no error.
+      const expected = ["before", ...missed.map((body) => body.slice(0, 11))];
+      await expect
+        .poll(async () => (await bodies(ada).allTextContents()).map((body) => body.slice(0, 11)), { timeout: 60_000 })
+        .toEqual(expected.map((body) => body.slice(0, 11)));
+      await expect(ada.page.getByRole("alert")).toHaveCount(0);
+      expect(answers.some((answer) => answer.includes("rate_limited")), "the budget ran out on the way").toBe(true);
     });
   });
 });
