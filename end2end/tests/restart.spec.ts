@@ -166,16 +166,20 @@ test("a page that missed more than its reading budget allows at once catches up 
       await ada.enter(room, "Ada", server.base);
       await ada.say("before");
       await expect(ada.message("before")).not.toHaveAttribute("data-delivery", /.+/);
-      // Every answer the page gets over WebSocket, to see the server refuse a read for the budget.
+      // Every answer the page gets, over WebSocket or long-polling, to see the server refuse a read for the budget.
       const answers: string[] = [];
       ada.page.on("websocket", (ws) => ws.on("framereceived", ({ payload }) => answers.push(String(payload))));
+      ada.page.on("response", async (response) => {
+        if (response.url().includes("transport=polling")) answers.push(await response.text().catch(() => ""));
+      });
 
       // Ada is away (her network down) while the room fills with long messages: each read of history carries
-      // one, so catching up takes more reads than the budget's 100 at once.
+      // one, so catching up takes more reads than the budget's 100 at once and the 20 a second it refills by
+      // while they go on.
       await server.crash(ada);
       await ada.page.context().setOffline(true);
       await server.start();
-      const missed = Array.from({ length: 140 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
+      const missed = Array.from({ length: 250 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
       await seedMessages(server.base, room, missed);
       await ada.page.context().setOffline(false);
 
