@@ -163,7 +163,9 @@ impl Registry {
 
     /// This node's members of `room` whose name a member of another node also holds there: two nodes let two
     /// people take one name in the few milliseconds before either heard of the other. Whoever's id sorts first
-    /// keeps it, so that every node settles the same clash the same way, each taking out only its own loser.
+    /// keeps it, so that every node settles the same clash the same way, each taking out only its own loser. The
+    /// same goes for one member under two names, one per node (tabs that chose differently at the same moment):
+    /// the name that sorts first stays.
     fn clashing(&self, room: &RoomName) -> Vec<MemberId> {
         let Some(local) = self.rooms.get(room) else { return Vec::new() };
         let remote: Vec<&Member> =
@@ -171,7 +173,13 @@ impl Registry {
         local
             .values()
             .map(|present| &present.member)
-            .filter(|mine| remote.iter().any(|other| other.id < mine.id && other.name.same_as(&mine.name)))
+            .filter(|mine| {
+                remote.iter().any(|other| {
+                    let name_clash = other.id < mine.id && other.name.same_as(&mine.name);
+                    let two_names = other.id == mine.id && other.name.as_str() < mine.name.as_str();
+                    name_clash || two_names
+                })
+            })
             .map(|mine| mine.id.clone())
             .collect()
     }
@@ -816,5 +824,19 @@ mod tests {
         let lost = presence.apply("node-c", earlier).names_lost;
         assert_eq!(lost, vec![NameLost { room: room("general"), member: kept, connections: vec![tab] }]);
         assert!(!presence.is_in(&room("general"), tab));
+    }
+
+    #[test]
+    fn one_member_under_two_names_on_two_nodes_keeps_the_name_that_sorts_first_everywhere() {
+        let (node_a, node_b) = (Presence::default(), Presence::default());
+        let (tab_a, tab_b) = (Sid::new(), Sid::new());
+        node_a.join(&room("general"), &member("0a", "Bea"), tab_a).unwrap();
+        node_b.join(&room("general"), &member("0a", "Ada"), tab_b).unwrap();
+        let lost_at_a = node_a.apply("node-b", Report::Entered { room: room("general"), member: member("0a", "Ada") });
+        let lost_at_b = node_b.apply("node-a", Report::Entered { room: room("general"), member: member("0a", "Bea") });
+        assert_eq!(lost_at_a.names_lost.len(), 1, "Bea's tab goes: Ada sorts first");
+        assert_eq!(lost_at_a.names_lost[0].connections, vec![tab_a]);
+        assert_eq!(lost_at_b.names_lost, vec![]);
+        assert!(node_b.is_in(&room("general"), tab_b));
     }
 }

@@ -210,10 +210,8 @@ pub struct Application {
 }
 
 impl Application {
+    /// Binds the address and opens the store `config` names.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let leptos_options = config.leptos_options()?;
-        let addr = leptos_options.site_addr;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let store: Arc<dyn MessageStore> = if let Some(url) = &config.database_url {
             let store = PostgresStore::connect(url).await.context("opening the Postgres database (--database-url)")?;
             tracing::info!("messages are stored in Postgres");
@@ -227,6 +225,15 @@ impl Application {
             tracing::info!(database = %config.database.display(), "messages are stored in SQLite");
             Arc::new(store)
         };
+        Self::build_with_store(config, store).await
+    }
+
+    /// Binds the address, with messages kept in `store` whatever `config` says of storage (for tests that need a
+    /// store of their own).
+    pub async fn build_with_store(config: &Config, store: Arc<dyn MessageStore>) -> anyhow::Result<Self> {
+        let leptos_options = config.leptos_options()?;
+        let addr = leptos_options.site_addr;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let router = match &config.redis_url {
             None => router(leptos_options, config, store),
             Some(url) => {

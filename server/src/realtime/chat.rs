@@ -152,11 +152,11 @@ async fn on_join<A: Adapter>(
         announce(&io, &hub, Change::Entered(room.clone(), me.member.clone()));
     }
     drop(turn);
-    // Likewise an admin may have removed this member between the registry and the channels above.
+    // Likewise an admin may have removed this member between the registry and the channels above, or their name
+    // gone to someone on another node.
     if !hub.presence.is_in(&room, socket.id) {
         socket.leave(channels);
-        let error = ErrorBody::new(ErrorCode::NotFound, format!("An admin removed you from #{room}."));
-        return reply::<Joined>(ack, Err(error));
+        return reply::<Joined>(ack, Err(no_longer_in(&hub, &room, &me)));
     }
     tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
@@ -167,8 +167,17 @@ async fn on_join<A: Adapter>(
     };
     match history {
         Ok(page) => {
+            // Checked again under the turn, and answered before it is let go: the same can happen during the read.
+            // A removal or a lost name after this comes after the answer on this connection, and says so itself.
+            let turn = hub.presence_turn();
+            if !hub.presence.is_in(&room, socket.id) {
+                drop(turn);
+                socket.leave(channels);
+                return reply::<Joined>(ack, Err(no_longer_in(&hub, &room, &me)));
+            }
             let joined = Joined { room, you: me.member, members, history: page.messages, has_more: page.has_more };
             reply(ack, Ok(joined));
+            drop(turn);
         }
         Err(e) => {
             tracing::error!(error = %e, %room, "history not read");
@@ -184,6 +193,15 @@ async fn on_join<A: Adapter>(
             }
             reply::<Joined>(ack, Err(internal("The room's history could not be read. Try again in a moment.")));
         }
+    }
+}
+
+/// Why a connection that joined `room` is out of it again before its join was answered: someone on another node
+/// holds its member's name there now ([`NameTaken`](protocol::NameTaken) went to it too), or an admin removed them.
+fn no_longer_in(hub: &Hub, room: &RoomName, me: &Identity) -> ErrorBody {
+    match hub.presence.check(room, &me.member) {
+        Err(refused @ JoinRefused::NameInUse { .. }) => ErrorBody::new(ErrorCode::NameInUse, refused.to_string()),
+        _ => ErrorBody::new(ErrorCode::NotFound, format!("An admin removed you from #{room}.")),
     }
 }
 

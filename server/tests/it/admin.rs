@@ -1,14 +1,21 @@
 //! The lobby and admin namespaces, multiplexed with the chat over one connection.
 
 use protocol::{
-    ADMIN_NAMESPACE, AckResult, AdminAuth, CHAT_NAMESPACE, ChatAuth, DisplayName, ErrorCode, LOBBY_NAMESPACE,
-    LeaveReason, MemberChange, MemberRemoved, MessageBody, RemoveMember, Removed, RoomsSnapshot, SendMessage, Stats,
+    ADMIN_NAMESPACE, AckResult, AdminAuth, CHAT_NAMESPACE, ChatAuth, DisplayName, ErrorCode, JoinRoom, Joined,
+    LOBBY_NAMESPACE, LeaveReason, MemberChange, MemberRemoved, MessageBody, RemoveMember, Removed, RoomsSnapshot,
+    SendMessage, Stats,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use server::Config;
+use server::store::{Appended, MemoryStore, MessageStore, NewMessage, Page, StoreFuture, StoredImage};
 use sio_client::{Client, SocketEvent};
+use tokio::sync::Notify;
 
 use crate::helpers::{
-    PATIENCE, TestApp, departures, join, next, presence_changes, refusal, room, spawn_app_with, within,
+    PATIENCE, TestApp, departures, join, next, presence_changes, refusal, room, spawn_app_with, spawn_app_with_store,
+    within,
 };
 
 const TOKEN: &str = "test-admin-token-123";
@@ -148,4 +155,71 @@ async fn a_removal_right_after_an_arrival_reaches_the_room_after_that_arrival() 
         });
     }
     assert_eq!(seen, ["Cy joined", "Ada joined", "Ada left: Removed"]);
+}
+
+/// A store that holds the next read of a room's latest messages until the test lets it go on.
+#[derive(Default)]
+struct HeldRead {
+    messages: MemoryStore,
+    armed: AtomicBool,
+    reached: Notify,
+    release: Notify,
+}
+
+impl MessageStore for HeldRead {
+    fn append(&self, message: NewMessage) -> StoreFuture<'_, Appended> {
+        self.messages.append(message)
+    }
+
+    fn latest(&self, room: protocol::RoomName, limit: usize) -> StoreFuture<'_, Page> {
+        Box::pin(async move {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
+            self.messages.latest(room, limit).await
+        })
+    }
+
+    fn after(&self, room: protocol::RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        self.messages.after(room, seq, limit)
+    }
+
+    fn before(&self, room: protocol::RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        self.messages.before(room, seq, limit)
+    }
+
+    fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>> {
+        self.messages.image(id)
+    }
+}
+
+#[tokio::test]
+async fn a_member_removed_while_their_join_reads_the_history_is_told_so_and_not_answered_as_joined() {
+    let store = Arc::new(HeldRead::default());
+    let config = Config { admin_token: Some(TOKEN.into()), ..Config::default() };
+    let app = spawn_app_with_store(config, store.clone()).await;
+    let session = "ada-session-token-0002";
+    let (_a1, tab1) = app.tab("Ada", session, "general").await;
+    let ada_id = join(&tab1, "general").await.you.id;
+
+    // Ada's second tab joins; the server has put it in the room and is reading the history for its answer.
+    let (_a2, tab2) = app.connect_with_session("Ada", Some(session)).await;
+    store.armed.store(true, Ordering::SeqCst);
+    let request = JoinRoom { room: room("general"), since: None };
+    let answer = within("the join's answer", tab2.emit_with_ack::<_, AckResult<Joined>>(&request, PATIENCE));
+    let meanwhile = async {
+        within("the join's read", store.reached.notified()).await;
+        // Meanwhile an admin removes her; then the read goes on.
+        let client = Client::builder(app.base_url()).connect();
+        let admin = client.socket_with_auth(ADMIN_NAMESPACE, &AdminAuth { token: TOKEN.into() }).unwrap();
+        let remove = RemoveMember { room: room("general"), member: ada_id };
+        within("the removal", admin.request(&remove, PATIENCE)).await.unwrap();
+        store.release.notify_one();
+    };
+    let (ack, ()) = tokio::join!(answer, meanwhile);
+
+    // The join's answer says she was removed: not "joined" to a room she is not in.
+    let ack = ack.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::NotFound);
 }

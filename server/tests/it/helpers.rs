@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -7,6 +8,7 @@ use protocol::{
     AckResult, CHAT_NAMESPACE, ChatAuth, DisplayName, JoinRoom, Joined, LeaveReason, Member, MemberChange,
     PresenceChanged, RoomName, SessionToken,
 };
+use server::store::MessageStore;
 use server::{Application, Config};
 use sio_client::{Client, Socket, SocketEvent};
 use tokio::task::JoinHandle;
@@ -51,6 +53,17 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
         temporary_database = Some(config.database.clone());
     }
     let app = Application::build(&config).await.expect("the app starts");
+    serve(app, temporary_database)
+}
+
+/// A server with these settings that keeps its messages in `store`, on a free loopback port.
+pub async fn spawn_app_with_store(mut config: Config, store: Arc<dyn MessageStore>) -> TestApp {
+    config.addr = Some("127.0.0.1:0".parse().unwrap());
+    let app = Application::build_with_store(&config, store).await.expect("the app starts");
+    serve(app, None)
+}
+
+fn serve(app: Application, temporary_database: Option<std::path::PathBuf>) -> TestApp {
     let addr = app.local_addr().expect("the app has an address");
     let task = tokio::spawn(app.run_until_stopped());
     TestApp { addr, task, temporary_database }
