@@ -259,6 +259,20 @@ impl Report {
             };
             row(&mut md, &format!("Server CPU per delivery at {rate} sends/s (µs)"), targets.map(cost), "");
         }
+        // What each server used at its own top step: a server below a full core there was held back by the load
+        // generator, not by itself.
+        row(
+            &mut md,
+            "Server CPU at its top step (% of its core)",
+            targets.map(|t| self.best(t).map(|s| s.cpu_percent)),
+            "",
+        );
+        row(
+            &mut md,
+            "Server CPU per delivery at its top step (µs)",
+            targets.map(|t| self.best(t).map(|s| s.cpu_micros_per_delivery)),
+            "",
+        );
         let idle = |t: Target, history: u32| {
             self.idle.iter().find(|i| i.target == t && i.history == history).map(|i| i.bytes_per_connection / 1024.0)
         };
@@ -323,6 +337,9 @@ impl Report {
                     s.cpu_micros_per_delivery,
                     mib(s.rss_bytes)
                 );
+            }
+            if let Some(note) = what_stopped(result, o.fanout.stop_p99_ms) {
+                let _ = writeln!(md, "\n{note}");
             }
             let _ = writeln!(md);
         }
@@ -525,10 +542,72 @@ impl Report {
 }
 
 /// How the idle scenario's rooms were filled, in words for a table.
+/// A server whose core is this full or more at the first step past the limit is what stopped the climb.
+const FULL_CORE_PERCENT: f64 = 90.0;
+
+/// Says what stopped a target's climb: its server (its core full at the first step past the limit) or the load
+/// generator (the server had CPU to spare there). `None` when no step went past the limit.
+fn what_stopped(result: &FanoutResult, stop_p99_ms: f64) -> Option<String> {
+    let past = result.steps.iter().find(|s| !s.within(stop_p99_ms))?;
+    let (rate, cpu) = (past.sends_per_second, past.cpu_percent);
+    Some(if cpu >= FULL_CORE_PERCENT {
+        format!("At {rate} sends/s, past the limit, the server used {cpu:.0}% of its core: the server was the limit.")
+    } else {
+        format!(
+            "At {rate} sends/s, past the limit, the server used only {cpu:.0}% of its core: what stopped the climb \
+             was the load generator, on its own core, not the server."
+        )
+    })
+}
+
 fn rooms_holding(history: u32) -> String {
     match history {
         0 => "new rooms".to_owned(),
         1 => "rooms of 1 message".to_owned(),
         n => format!("rooms of {n} messages"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Latency;
+
+    fn step(sends_per_second: u32, p99: f64, cpu_percent: f64) -> scenarios::FanoutStep {
+        scenarios::FanoutStep {
+            sends_per_second,
+            offered_deliveries_per_second: 0.0,
+            deliveries_per_second: f64::from(sends_per_second) * 9.0,
+            latency: Latency { p99, ..Latency::default() },
+            ack: Latency::default(),
+            accepted: 0,
+            failed: 0,
+            lost: 0,
+            duplicates: 0,
+            cpu_percent,
+            cpu_micros_per_delivery: 0.0,
+            rss_bytes: 0,
+        }
+    }
+
+    fn climb(steps: Vec<scenarios::FanoutStep>) -> FanoutResult {
+        FanoutResult { target: Target::Causerie, connections: 200, connect: Latency::default(), steps }
+    }
+
+    #[test]
+    fn a_climb_stopped_with_the_servers_core_to_spare_is_put_down_to_the_load_generator() {
+        let note = what_stopped(&climb(vec![step(1000, 5.0, 40.0), step(2000, 150.0, 54.0)]), 100.0).unwrap();
+        assert!(note.contains("only 54% of its core") && note.contains("load generator"), "{note}");
+    }
+
+    #[test]
+    fn a_climb_stopped_with_the_servers_core_full_is_put_down_to_the_server() {
+        let note = what_stopped(&climb(vec![step(1000, 5.0, 60.0), step(2000, 150.0, 97.0)]), 100.0).unwrap();
+        assert!(note.contains("97% of its core: the server was the limit"), "{note}");
+    }
+
+    #[test]
+    fn a_climb_that_never_passed_the_limit_says_nothing_of_what_stopped_it() {
+        assert_eq!(what_stopped(&climb(vec![step(1000, 5.0, 40.0)]), 100.0), None);
     }
 }
