@@ -338,7 +338,7 @@ impl Report {
                     mib(s.rss_bytes)
                 );
             }
-            if let Some(note) = what_stopped(result, o.fanout.stop_p99_ms) {
+            if let Some(note) = what_stopped(result, o.fanout.stop_p99_ms, m.server_cpus.is_some()) {
                 let _ = writeln!(md, "\n{note}");
             }
             let _ = writeln!(md);
@@ -541,25 +541,43 @@ impl Report {
     }
 }
 
-/// How the idle scenario's rooms were filled, in words for a table.
 /// A server whose core is this full or more at the first step past the limit is what stopped the climb.
 const FULL_CORE_PERCENT: f64 = 90.0;
 
-/// Says what stopped a target's climb: its server (its core full at the first step past the limit) or the load
-/// generator (the server had CPU to spare there). `None` when no step went past the limit.
-fn what_stopped(result: &FanoutResult, stop_p99_ms: f64) -> Option<String> {
-    let past = result.steps.iter().find(|s| !s.within(stop_p99_ms))?;
+/// Says what stopped a target's climb at its first step past the limit: messages lost, refused or duplicated;
+/// the server's core full; or, with the server pinned to cores of its own and CPU to spare there, the load
+/// generator on the others. `None` when no step went past the limit.
+fn what_stopped(result: &FanoutResult, stop_p99_ms: f64, pinned: bool) -> Option<String> {
+    let (index, past) = result.steps.iter().enumerate().find(|(_, s)| !s.within(stop_p99_ms))?;
     let (rate, cpu) = (past.sends_per_second, past.cpu_percent);
-    Some(if cpu >= FULL_CORE_PERCENT {
-        format!("At {rate} sends/s, past the limit, the server used {cpu:.0}% of its core: the server was the limit.")
+    let at = if index == 0 {
+        format!("No step was within the limit: at the first, {rate} sends/s,")
+    } else {
+        format!("At {rate} sends/s, past the limit,")
+    };
+    let wrong = past.lost + past.failed + past.duplicates;
+    Some(if wrong > 0 {
+        format!(
+            "{at} {} messages went missing, {} were refused and {} came twice: that stopped the climb, whatever \
+             the latency.",
+            past.lost, past.failed, past.duplicates
+        )
+    } else if cpu >= FULL_CORE_PERCENT {
+        format!("{at} the server used {cpu:.0}% of its core: the server was the limit.")
+    } else if pinned {
+        format!(
+            "{at} the server used only {cpu:.0}% of its core: what stopped the climb was the load generator, on \
+             the other cores, not the server's CPU."
+        )
     } else {
         format!(
-            "At {rate} sends/s, past the limit, the server used only {cpu:.0}% of its core: what stopped the climb \
-             was the load generator, on its own core, not the server."
+            "{at} the server used {cpu:.0}% of a core. The server and the load generator shared every core in \
+             this run, so which of them stopped the climb is not told apart."
         )
     })
 }
 
+/// How the idle scenario's rooms were filled, in words for a table.
 fn rooms_holding(history: u32) -> String {
     match history {
         0 => "new rooms".to_owned(),
@@ -596,18 +614,37 @@ mod tests {
 
     #[test]
     fn a_climb_stopped_with_the_servers_core_to_spare_is_put_down_to_the_load_generator() {
-        let note = what_stopped(&climb(vec![step(1000, 5.0, 40.0), step(2000, 150.0, 54.0)]), 100.0).unwrap();
+        let climb = climb(vec![step(1000, 5.0, 40.0), step(2000, 150.0, 54.0)]);
+        let note = what_stopped(&climb, 100.0, true).unwrap();
+        assert!(note.starts_with("At 2000 sends/s, past the limit,"), "{note}");
         assert!(note.contains("only 54% of its core") && note.contains("load generator"), "{note}");
+        let unpinned = what_stopped(&climb, 100.0, false).unwrap();
+        assert!(unpinned.contains("not told apart") && !unpinned.contains("was the load generator"), "{unpinned}");
     }
 
     #[test]
     fn a_climb_stopped_with_the_servers_core_full_is_put_down_to_the_server() {
-        let note = what_stopped(&climb(vec![step(1000, 5.0, 60.0), step(2000, 150.0, 97.0)]), 100.0).unwrap();
+        let note = what_stopped(&climb(vec![step(1000, 5.0, 60.0), step(2000, 150.0, 97.0)]), 100.0, true).unwrap();
         assert!(note.contains("97% of its core: the server was the limit"), "{note}");
     }
 
     #[test]
+    fn a_climb_stopped_by_lost_messages_says_so_whatever_the_cpu() {
+        let mut lossy = step(2000, 5.0, 30.0);
+        lossy.lost = 3;
+        let note = what_stopped(&climb(vec![step(1000, 5.0, 20.0), lossy]), 100.0, true).unwrap();
+        assert!(note.contains("3 messages went missing") && !note.contains("generator"), "{note}");
+    }
+
+    #[test]
+    fn a_climb_whose_first_step_failed_says_no_step_was_within_the_limit() {
+        let note = what_stopped(&climb(vec![step(250, 150.0, 97.0)]), 100.0, true).unwrap();
+        assert!(note.starts_with("No step was within the limit: at the first, 250 sends/s,"), "{note}");
+    }
+
+    #[test]
     fn a_climb_that_never_passed_the_limit_says_nothing_of_what_stopped_it() {
-        assert_eq!(what_stopped(&climb(vec![step(1000, 5.0, 40.0)]), 100.0), None);
+        assert_eq!(what_stopped(&climb(vec![step(1000, 5.0, 40.0)]), 100.0, true), None);
+        assert_eq!(what_stopped(&climb(vec![]), 100.0, true), None);
     }
 }

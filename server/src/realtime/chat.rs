@@ -151,13 +151,16 @@ async fn on_join<A: Adapter>(
         // This node's connections only: every other node learns of the arrival from the cluster and tells its own.
         announce(&io, &hub, Change::Entered(room.clone(), me.member.clone()));
     }
-    drop(turn);
     // Likewise an admin may have removed this member between the registry and the channels above, or their name
-    // gone to someone on another node.
+    // gone to someone on another node. Under the turn, so that a second join of this connection cannot come
+    // between the check and the leaving and lose the channels it has just joined.
     if !hub.presence.is_in(&room, socket.id) {
+        let refusal = no_longer_in(&hub, &room, &me);
         socket.leave(channels);
-        return reply::<Joined>(ack, Err(no_longer_in(&hub, &room, &me)));
+        drop(turn);
+        return reply::<Joined>(ack, Err(refusal));
     }
+    drop(turn);
     tracing::info!(sid = %socket.id, name = %me.member.name, %room, ?arrival, "joined");
     // Read after joining the room's channel: a message sent meanwhile may then come twice (here and live), which
     // the client drops by `seq`, but never zero times.
@@ -171,9 +174,10 @@ async fn on_join<A: Adapter>(
             // A removal or a lost name after this comes after the answer on this connection, and says so itself.
             let turn = hub.presence_turn();
             if !hub.presence.is_in(&room, socket.id) {
-                drop(turn);
+                let refusal = no_longer_in(&hub, &room, &me);
                 socket.leave(channels);
-                return reply::<Joined>(ack, Err(no_longer_in(&hub, &room, &me)));
+                drop(turn);
+                return reply::<Joined>(ack, Err(refusal));
             }
             let joined = Joined { room, you: me.member, members, history: page.messages, has_more: page.has_more };
             reply(ack, Ok(joined));
@@ -188,8 +192,8 @@ async fn on_join<A: Adapter>(
                 if let Some(member) = hub.presence.leave(&room, socket.id) {
                     announce(&io, &hub, Change::Left(room.clone(), member));
                 }
-                drop(turn);
                 socket.leave(channels);
+                drop(turn);
             }
             reply::<Joined>(ack, Err(internal("The room's history could not be read. Try again in a moment.")));
         }
@@ -197,10 +201,14 @@ async fn on_join<A: Adapter>(
 }
 
 /// Why a connection that joined `room` is out of it again before its join was answered: someone on another node
-/// holds its member's name there now ([`NameTaken`](protocol::NameTaken) went to it too), or an admin removed them.
+/// holds its member's name there now, or the member holds another name there through another node
+/// ([`NameTaken`](protocol::NameTaken) went to it too), or an admin removed them. (Removed by an admin while
+/// someone else took the name reads as the name: either way the person picks another.) Call it holding the turn.
 fn no_longer_in(hub: &Hub, room: &RoomName, me: &Identity) -> ErrorBody {
     match hub.presence.check(room, &me.member) {
-        Err(refused @ JoinRefused::NameInUse { .. }) => ErrorBody::new(ErrorCode::NameInUse, refused.to_string()),
+        Err(refused @ (JoinRefused::NameInUse { .. } | JoinRefused::OtherNameInRoom { .. })) => {
+            ErrorBody::new(ErrorCode::NameInUse, refused.to_string())
+        }
         _ => ErrorBody::new(ErrorCode::NotFound, format!("An admin removed you from #{room}.")),
     }
 }
