@@ -338,7 +338,8 @@ impl Report {
                     mib(s.rss_bytes)
                 );
             }
-            if let Some(note) = what_stopped(result, o.fanout.stop_p99_ms, m.server_cpus.is_some()) {
+            let others: Vec<&FanoutResult> = self.fanout.iter().filter(|f| f.target != result.target).collect();
+            if let Some(note) = what_stopped(result, o.fanout.stop_p99_ms, m.server_cpus.is_some(), &others) {
                 let _ = writeln!(md, "\n{note}");
             }
             let _ = writeln!(md);
@@ -547,7 +548,7 @@ const FULL_CORE_PERCENT: f64 = 90.0;
 /// Says what stopped a target's climb at its first step past the limit: messages lost, refused or duplicated;
 /// the server's core full; or, with the server pinned to cores of its own and CPU to spare there, the load
 /// generator on the others. `None` when no step went past the limit.
-fn what_stopped(result: &FanoutResult, stop_p99_ms: f64, pinned: bool) -> Option<String> {
+fn what_stopped(result: &FanoutResult, stop_p99_ms: f64, pinned: bool, others: &[&FanoutResult]) -> Option<String> {
     let (index, past) = result.steps.iter().enumerate().find(|(_, s)| !s.within(stop_p99_ms))?;
     let (rate, cpu) = (past.sends_per_second, past.cpu_percent);
     let at = if index == 0 {
@@ -564,6 +565,17 @@ fn what_stopped(result: &FanoutResult, stop_p99_ms: f64, pinned: bool) -> Option
         )
     } else if cpu >= FULL_CORE_PERCENT {
         format!("{at} the server used {cpu:.0}% of its core: the server was the limit.")
+    } else if let Some((other, further)) = others
+        .iter()
+        .filter_map(|other| Some((other.target, other.best(stop_p99_ms)?.sends_per_second)))
+        .filter(|(_, sustained)| *sustained >= rate)
+        .max_by_key(|(_, sustained)| *sustained)
+    {
+        format!(
+            "{at} the server used {cpu:.0}% of its core, and the same load generator took {} to {further} sends/s \
+             within the limit: the server's latency stopped the climb, not its CPU or the generator.",
+            other.label()
+        )
     } else if pinned {
         format!(
             "{at} the server used only {cpu:.0}% of its core: what stopped the climb was the load generator, on \
@@ -615,16 +627,27 @@ mod tests {
     #[test]
     fn a_climb_stopped_with_the_servers_core_to_spare_is_put_down_to_the_load_generator() {
         let climb = climb(vec![step(1000, 5.0, 40.0), step(2000, 150.0, 54.0)]);
-        let note = what_stopped(&climb, 100.0, true).unwrap();
+        let note = what_stopped(&climb, 100.0, true, &[]).unwrap();
         assert!(note.starts_with("At 2000 sends/s, past the limit,"), "{note}");
         assert!(note.contains("only 54% of its core") && note.contains("load generator"), "{note}");
-        let unpinned = what_stopped(&climb, 100.0, false).unwrap();
+        let unpinned = what_stopped(&climb, 100.0, false, &[]).unwrap();
         assert!(unpinned.contains("not told apart") && !unpinned.contains("was the load generator"), "{unpinned}");
     }
 
     #[test]
+    fn a_climb_stopped_with_cpu_to_spare_where_another_server_went_further_is_put_down_to_the_server_latency() {
+        let stopped = climb(vec![step(3000, 20.0, 70.0), step(4000, 150.0, 85.0)]);
+        let mut further = climb(vec![step(3000, 2.0, 30.0), step(4000, 3.0, 40.0), step(14000, 90.0, 88.0)]);
+        further.target = Target::CauserieSqlite;
+        let note = what_stopped(&stopped, 100.0, true, &[&further]).unwrap();
+        assert!(note.contains("took Causerie, SQLite to 14000 sends/s"), "{note}");
+        assert!(note.contains("the server's latency stopped the climb") && !note.contains("was the load generator"));
+    }
+
+    #[test]
     fn a_climb_stopped_with_the_servers_core_full_is_put_down_to_the_server() {
-        let note = what_stopped(&climb(vec![step(1000, 5.0, 60.0), step(2000, 150.0, 97.0)]), 100.0, true).unwrap();
+        let note =
+            what_stopped(&climb(vec![step(1000, 5.0, 60.0), step(2000, 150.0, 97.0)]), 100.0, true, &[]).unwrap();
         assert!(note.contains("97% of its core: the server was the limit"), "{note}");
     }
 
@@ -632,19 +655,19 @@ mod tests {
     fn a_climb_stopped_by_lost_messages_says_so_whatever_the_cpu() {
         let mut lossy = step(2000, 5.0, 30.0);
         lossy.lost = 3;
-        let note = what_stopped(&climb(vec![step(1000, 5.0, 20.0), lossy]), 100.0, true).unwrap();
+        let note = what_stopped(&climb(vec![step(1000, 5.0, 20.0), lossy]), 100.0, true, &[]).unwrap();
         assert!(note.contains("3 messages went missing") && !note.contains("generator"), "{note}");
     }
 
     #[test]
     fn a_climb_whose_first_step_failed_says_no_step_was_within_the_limit() {
-        let note = what_stopped(&climb(vec![step(250, 150.0, 97.0)]), 100.0, true).unwrap();
+        let note = what_stopped(&climb(vec![step(250, 150.0, 97.0)]), 100.0, true, &[]).unwrap();
         assert!(note.starts_with("No step was within the limit: at the first, 250 sends/s,"), "{note}");
     }
 
     #[test]
     fn a_climb_that_never_passed_the_limit_says_nothing_of_what_stopped_it() {
-        assert_eq!(what_stopped(&climb(vec![step(1000, 5.0, 40.0)]), 100.0, true), None);
-        assert_eq!(what_stopped(&climb(vec![]), 100.0, true), None);
+        assert_eq!(what_stopped(&climb(vec![step(1000, 5.0, 40.0)]), 100.0, true, &[]), None);
+        assert_eq!(what_stopped(&climb(vec![]), 100.0, true, &[]), None);
     }
 }
