@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use protocol::NameTaken;
 use serde::{Deserialize, Serialize};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -26,7 +27,6 @@ pub mod driver;
 
 use crate::presence::{NodeId, Report};
 use crate::realtime::{Hub, admin, chat, send_out};
-use protocol::NameTaken;
 
 /// The pub/sub channel every node publishes its presence on.
 const CHANNEL: &str = "causerie-presence";

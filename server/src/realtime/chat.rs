@@ -152,11 +152,8 @@ async fn on_join<A: Adapter>(
         announce(&io, &hub, Change::Entered(room.clone(), me.member.clone()));
     }
     // Likewise an admin may have removed this member between the registry and the channels above, or their name
-    // gone to someone on another node. Under the turn, so that a second join of this connection cannot come
-    // between the check and the leaving and lose the channels it has just joined.
-    if !hub.presence.is_in(&room, socket.id) {
-        let refusal = no_longer_in(&hub, &room, &me);
-        socket.leave(channels);
+    // gone to someone on another node.
+    if let Err(refusal) = still_in(&hub, &socket, &room, &me, &channels) {
         drop(turn);
         return reply::<Joined>(ack, Err(refusal));
     }
@@ -173,9 +170,7 @@ async fn on_join<A: Adapter>(
             // Checked again under the turn, and answered before it is let go: the same can happen during the read.
             // A removal or a lost name after this comes after the answer on this connection, and says so itself.
             let turn = hub.presence_turn();
-            if !hub.presence.is_in(&room, socket.id) {
-                let refusal = no_longer_in(&hub, &room, &me);
-                socket.leave(channels);
+            if let Err(refusal) = still_in(&hub, &socket, &room, &me, &channels) {
                 drop(turn);
                 return reply::<Joined>(ack, Err(refusal));
             }
@@ -200,17 +195,30 @@ async fn on_join<A: Adapter>(
     }
 }
 
-/// Why a connection that joined `room` is out of it again before its join was answered: someone on another node
-/// holds its member's name there now, or the member holds another name there through another node
-/// ([`NameTaken`](protocol::NameTaken) went to it too), or an admin removed them. (Removed by an admin while
-/// someone else took the name reads as the name: either way the person picks another.) Call it holding the turn.
-fn no_longer_in(hub: &Hub, room: &RoomName, me: &Identity) -> ErrorBody {
-    match hub.presence.check(room, &me.member) {
+/// Whether a connection that joined `room` is still in it, before its join is answered. If not, it leaves the
+/// room's `channels`, and the refusal says why: someone on another node holds its member's name there now, or the
+/// member holds another name there through another node ([`NameTaken`](protocol::NameTaken) went to it too), or an
+/// admin removed them. (Removed by an admin while someone else took the name reads as the name: either way the
+/// person picks another.) Call it holding the turn, so that a second join of the connection cannot come between
+/// the check and the leaving.
+fn still_in<A: Adapter>(
+    hub: &Hub,
+    socket: &SocketRef<A>,
+    room: &RoomName,
+    me: &Identity,
+    channels: &[String; 2],
+) -> Result<(), ErrorBody> {
+    if hub.presence.is_in(room, socket.id) {
+        return Ok(());
+    }
+    let refusal = match hub.presence.check(room, &me.member) {
         Err(refused @ (JoinRefused::NameInUse { .. } | JoinRefused::OtherNameInRoom { .. })) => {
             ErrorBody::new(ErrorCode::NameInUse, refused.to_string())
         }
         _ => ErrorBody::new(ErrorCode::NotFound, format!("An admin removed you from #{room}.")),
-    }
+    };
+    socket.leave(channels.clone());
+    Err(refusal)
 }
 
 /// A connection closed, or went silent past the heartbeat's timeout: its member leaves the rooms where this was
