@@ -210,8 +210,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the address and opens the store `config` names.
+    /// Binds the address and opens the store `config` names. The port comes first: a port already taken is
+    /// reported before a SQLite file is created or Postgres is reached.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let (leptos_options, listener) = bind(config).await?;
         let store: Arc<dyn MessageStore> = if let Some(url) = &config.database_url {
             let store = PostgresStore::connect(url).await.context("opening the Postgres database (--database-url)")?;
             tracing::info!("messages are stored in Postgres");
@@ -225,15 +227,22 @@ impl Application {
             tracing::info!(database = %config.database.display(), "messages are stored in SQLite");
             Arc::new(store)
         };
-        Self::build_with_store(config, store).await
+        Self::assemble(config, leptos_options, listener, store).await
     }
 
     /// Binds the address, with messages kept in `store` whatever `config` says of storage (for tests that need a
     /// store of their own).
     pub async fn build_with_store(config: &Config, store: Arc<dyn MessageStore>) -> anyhow::Result<Self> {
-        let leptos_options = config.leptos_options()?;
-        let addr = leptos_options.site_addr;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let (leptos_options, listener) = bind(config).await?;
+        Self::assemble(config, leptos_options, listener, store).await
+    }
+
+    async fn assemble(
+        config: &Config,
+        leptos_options: LeptosOptions,
+        listener: TcpListener,
+        store: Arc<dyn MessageStore>,
+    ) -> anyhow::Result<Self> {
         let router = match &config.redis_url {
             None => router(leptos_options, config, store),
             Some(url) => {
@@ -272,6 +281,14 @@ fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAd
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     })
+}
+
+/// The site's options and the listener on their address.
+async fn bind(config: &Config) -> anyhow::Result<(LeptosOptions, TcpListener)> {
+    let leptos_options = config.leptos_options()?;
+    let addr = leptos_options.site_addr;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    Ok((leptos_options, listener))
 }
 
 async fn shutdown_signal() {
@@ -336,5 +353,24 @@ mod tests {
         for path in ["/", "/r/general", "/socket.iox"] {
             assert_eq!(names(&detach_head(request(path))).len(), 5, "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_port_already_taken_is_reported_before_the_database_file_is_created() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let database = std::env::temp_dir().join(format!("causerie-port-taken-{}.db", uuid::Uuid::new_v4()));
+        let config = crate::Config {
+            addr: Some(taken.local_addr().unwrap()),
+            database: database.clone(),
+            ..crate::Config::default()
+        };
+
+        let error = match super::Application::build(&config).await {
+            Ok(_) => panic!("the app started on a port that was taken"),
+            Err(error) => format!("{error:#}"),
+        };
+
+        assert!(error.starts_with("binding 127.0.0.1:"), "{error}");
+        assert!(!database.exists(), "{} was created", database.display());
     }
 }
