@@ -157,7 +157,7 @@ impl Outbox {
         }
         let outbox = self.clone();
         spawn_local(async move {
-            while outbox.state.joined.get_untracked() {
+            while outbox.state.is_joined() {
                 let Some(next) = outbox.first_unsent() else { break };
                 let answer = match &next.image {
                     None => {
@@ -306,7 +306,7 @@ fn watch_status(client: &Client, status: RwSignal<Status>) {
 
 /// A presence notice as it arrives: shown now once the room is joined, else held for the join's answer.
 fn presence_notice(state: RoomState, held: &HeldPresence, change: MemberChange) {
-    if let Some(change) = held.hold_unless_joined(state.joined.get_untracked(), change) {
+    if let Some(change) = held.hold_unless_joined(state.is_joined(), change) {
         apply_presence(state, change);
     }
 }
@@ -451,7 +451,7 @@ impl Chat {
                 match event {
                     // Room membership lives on the server's socket, which is new after every reconnection: join
                     // again each time the namespace connects, unless an admin removed this person.
-                    SocketEvent::Connected { .. } if !state.removed.get_untracked() => {
+                    SocketEvent::Connected { .. } if state.removed.try_get_untracked() == Some(false) => {
                         let mut retry_in = JOIN_RETRY_FIRST;
                         loop {
                             // After a reconnection, ask for what was missed: everything after the last message shown
@@ -544,7 +544,7 @@ impl Chat {
             // Seqs have no gaps: a hole among the messages shown means some never arrived (a broadcast lost with
             // the node that stored it, or while Redis was down). Only once joined: before, the join's own history
             // is still on its way.
-            if !state.joined.get_untracked() || state.hole().is_none() || filling.replace(true) {
+            if !state.is_joined() || state.hole().is_none() || filling.replace(true) {
                 return;
             }
             let (socket, room, filling) = (gap_socket.clone(), this_room.clone(), filling.clone());
@@ -714,7 +714,7 @@ impl Chat {
         let Some(socket) = &self.socket else { return };
         let now = now_ms();
         let last = f64::from_bits(self.typing_sent_at.load(Ordering::Relaxed));
-        if !self.state.joined.get_untracked() || now - last < TypingNotice::REPEAT_EVERY_MS as f64 {
+        if !self.state.is_joined() || now - last < TypingNotice::REPEAT_EVERY_MS as f64 {
             return;
         }
         self.typing_sent_at.store(now.to_bits(), Ordering::Relaxed);

@@ -258,6 +258,12 @@ impl RoomState {
         });
     }
 
+    /// Whether the server confirmed the join on the current connection; false once the page is gone (tasks and
+    /// timers may outlive the room's signals, and reading a disposed signal panics, which kills the WASM).
+    pub fn is_joined(&self) -> bool {
+        self.joined.try_get_untracked().unwrap_or(false)
+    }
+
     /// Whether the connection is up now (a task of its own keeps `status`); false once the page is gone.
     pub fn online(&self) -> bool {
         self.status.try_with_untracked(|s| matches!(s, Status::Connected { .. })).unwrap_or(false)
@@ -351,7 +357,7 @@ impl RoomState {
 
     /// `member` is typing: show it until `until_ms`, unless it is this person.
     pub fn someone_typing(&self, member: Member, until_ms: f64) {
-        if self.me.get_untracked().is_some_and(|me| me.id == member.id) {
+        if self.me.try_with_untracked(|me| me.as_ref().is_some_and(|me| me.id == member.id)) != Some(false) {
             return;
         }
         self.typing.try_update(|typing| {
