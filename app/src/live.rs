@@ -21,6 +21,10 @@ use crate::pages::{AdminState, HeldPresence, Pending, PendingImage, RoomState, S
 /// A message that got no answer this many times in a row shows as failed, with a retry button.
 const MAX_ATTEMPTS: u32 = 3;
 
+/// A message refused for a moment (`rate_limited`, `internal`) goes again after 1 s, then 2, 4 and 8 (15 s in
+/// all), before it shows as failed.
+const MOMENT_RETRIES: u32 = 4;
+
 /// This tab's unacknowledged messages to one room, in order, mirrored in the browser's `localStorage` so that a
 /// reload (or a crash) keeps them. Each keeps its client id for good: however often it is sent, the server stores
 /// it once. Every tab of the room shares the stored list: each writes back the others' entries as it finds them.
@@ -157,6 +161,8 @@ impl Outbox {
         }
         let outbox = self.clone();
         spawn_local(async move {
+            // How often the message at the head has been refused for a moment, in this flush.
+            let mut refused: Option<(ClientId, u32)> = None;
             while outbox.state.is_joined() {
                 let Some(next) = outbox.first_unsent() else { break };
                 let answer = match &next.image {
@@ -186,6 +192,26 @@ impl Outbox {
                     }
                     // The connection was replaced before this send: the rejoin flushes again.
                     Err(RequestError::Rejected(error)) if error.code == ErrorCode::NotInRoom => break,
+                    // Too fast for the server's limit (messages written offline all go at once when the page is
+                    // back), or a moment's trouble there: the same message goes again after a pause, and the later
+                    // ones wait behind it so that the room gets them in the order they were written.
+                    Err(RequestError::Rejected(error))
+                        if matches!(error.code, ErrorCode::RateLimited | ErrorCode::Internal) =>
+                    {
+                        let times = match &refused {
+                            Some((id, times)) if id == &next.client_id => times + 1,
+                            _ => 1,
+                        };
+                        refused = Some((next.client_id.clone(), times));
+                        if times > MOMENT_RETRIES {
+                            outbox.change(&next.client_id, |pending| pending.failed = Some(error.message));
+                            continue;
+                        }
+                        let wait = Duration::from_secs(1 << (times - 1));
+                        let note = format!("{} It goes again on its own in {} s.", error.message, wait.as_secs());
+                        outbox.state.error.try_set(Some(note));
+                        pause(wait).await;
+                    }
                     // The server will not take it as it is: say why, and let the person retry.
                     Err(RequestError::Rejected(error)) => {
                         outbox.change(&next.client_id, |pending| pending.failed = Some(error.message));

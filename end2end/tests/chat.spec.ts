@@ -113,3 +113,35 @@ async function localClock(page: Page, time: Locator): Promise<string> {
   expect(clock).not.toBe((iso as string).slice(11, 16));
   return clock;
 }
+
+test("messages written faster than the server's limit wait their turn and all arrive, in order", async ({
+  browser,
+}) => {
+  const room = unique("burst");
+  await withPeople(browser, 2, async ([ada, bob]) => {
+    // Every answer Ada's page gets, to see the server refuse some for the rate.
+    let refusals = 0;
+    ada.page.on("websocket", (ws) =>
+      ws.on("framereceived", ({ payload }) => {
+        if (String(payload).includes("rate_limited")) refusals += 1;
+      }),
+    );
+    ada.page.on("response", async (response) => {
+      if (!response.url().includes("transport=polling")) return;
+      if ((await response.text().catch(() => "")).includes("rate_limited")) refusals += 1;
+    });
+    await ada.enter(room, "Ada");
+    await bob.enter(room, "Bob");
+    // The server takes 10 at once, then 2 a second: 14 in a row is past it (as is everything written offline,
+    // which goes at once when the page is back).
+    const written = Array.from({ length: 14 }, (_, i) => `quick ${String(i + 1).padStart(2, "0")}`);
+    for (const text of written) await ada.say(text);
+
+    await expect
+      .poll(async () => bob.page.locator(".message .body").allTextContents(), { timeout: 20_000 })
+      .toEqual(written);
+    await expect(ada.page.locator("[data-delivery]")).toHaveCount(0);
+    await expect(ada.page.getByRole("alert")).toHaveCount(0);
+    expect(refusals, "the server did refuse some for the rate on the way").toBeGreaterThan(0);
+  });
+});
