@@ -544,6 +544,7 @@ impl Chat {
                     }
                     SocketEvent::Disconnected { .. } => {
                         state.joined.try_set(false);
+                        join_held.forget();
                     }
                 }
             }

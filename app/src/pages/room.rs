@@ -165,6 +165,12 @@ impl HeldPresence {
     pub fn release(&self) -> Vec<MemberChange> {
         self.0.take()
     }
+
+    /// Forgets what was held: the connection it came on is gone, and the next join's answer lists the members
+    /// as they are then (a departure held from before would mark someone offline who is back).
+    pub fn forget(&self) {
+        self.0.take();
+    }
 }
 
 /// Marks `id` offline; says whether they were online until now.
@@ -307,11 +313,14 @@ impl RoomState {
         self.me.try_set(Some(me));
         self.members.try_update(|entries| {
             for entry in entries.iter_mut() {
-                entry.online = members.contains(&entry.member);
+                entry.online = false;
             }
+            // By id: someone who came back under another name is the same person, listed under the name they
+            // use now.
             for member in members {
-                if !entries.iter().any(|entry| entry.member.id == member.id) {
-                    entries.push(MemberEntry { member, online: true });
+                match entries.iter_mut().find(|entry| entry.member.id == member.id) {
+                    Some(entry) => *entry = MemberEntry { member, online: true },
+                    None => entries.push(MemberEntry { member, online: true }),
                 }
             }
             sort_members(entries);
@@ -323,9 +332,10 @@ impl RoomState {
         let mut announce = false;
         self.members.try_update(|entries| {
             match entries.iter_mut().find(|entry| entry.member.id == member.id) {
-                Some(entry) if entry.online => {}
+                Some(entry) if entry.online => entry.member = member.clone(),
+                // Back, perhaps under another name: listed under the one they use now.
                 Some(entry) => {
-                    entry.online = true;
+                    *entry = MemberEntry { member: member.clone(), online: true };
                     announce = true;
                 }
                 None => {
@@ -1141,6 +1151,38 @@ mod tests {
         assert_eq!(held.release(), vec![joined, left.clone()]);
         assert_eq!(held.release(), vec![], "released once");
         assert_eq!(held.hold_unless_joined(true, left.clone()), Some(left), "once joined, applied at once");
+    }
+
+    #[test]
+    fn someone_back_under_another_name_is_listed_once_under_the_new_one_and_online() {
+        Owner::new_root(None).with(|| {
+            let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
+            let renamed = Member { id: ada.id.clone(), name: DisplayName::parse("Ada2").unwrap() };
+            let me = Member { id: MemberId("bob".into()), name: DisplayName::parse("Bob").unwrap() };
+            let state = RoomState::new(HistoryPage { messages: Vec::new(), has_more: false });
+            let listed = || -> Vec<(String, bool)> {
+                let entries = state.members.get_untracked();
+                entries.iter().map(|entry| (entry.member.name.as_str().to_owned(), entry.online)).collect()
+            };
+            state.joined_as(me.clone(), vec![me.clone(), ada.clone()]);
+            state.member_left(ada, LeaveReason::Left);
+            state.member_joined(renamed.clone());
+            assert_eq!(listed(), [("Ada2".to_owned(), true), ("Bob".to_owned(), true)]);
+
+            // This page's next join (after a reconnection) lists her under the new name: still online.
+            state.joined_as(me.clone(), vec![me, renamed]);
+            assert_eq!(listed(), [("Ada2".to_owned(), true), ("Bob".to_owned(), true)]);
+        });
+    }
+
+    #[test]
+    fn presence_held_for_a_join_is_forgotten_with_its_connection() {
+        let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
+        let held = HeldPresence::default();
+        let left = MemberChange::Left { member: ada, reason: LeaveReason::Left };
+        assert_eq!(held.hold_unless_joined(false, left), None);
+        held.forget();
+        assert_eq!(held.release(), vec![]);
     }
 
     #[test]
