@@ -122,7 +122,17 @@ impl Outbox {
 
     fn sent(&self, client_id: &ClientId) {
         self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(client_id.clone());
-        self.update(|entries| entries.retain(|p| &p.client_id != client_id));
+        let previews: Vec<String> = self.update(|entries| {
+            let (gone, kept) = std::mem::take(entries).into_iter().partition(|p| &p.client_id == client_id);
+            *entries = kept;
+            gone.into_iter().filter_map(|p: Pending| p.image.map(|image| image.preview)).collect()
+        });
+        // The server's copy replaces an image's local preview: the browser can let go of the file it kept for it.
+        for url in previews {
+            if web_sys::Url::revoke_object_url(&url).is_err() {
+                leptos::logging::warn!("an image preview could not be released");
+            }
+        }
     }
 
     /// [`Outbox::sent`], if this tab holds that message (one of this person's other tabs delivered it); says

@@ -19,6 +19,17 @@ test.describe("over long-polling", () => {
   test("an image one person picks appears for another, served as an image for good", async ({ browser }) => {
     const room = unique("images");
     await withPeople(browser, 2, async ([ada, bob]) => {
+      // Every local URL Ada's page makes for a file (the preview), to check that it lets go of them.
+      await ada.page.addInitScript(() => {
+        const made: string[] = [];
+        const create = URL.createObjectURL.bind(URL);
+        URL.createObjectURL = (file: Blob | MediaSource) => {
+          const url = create(file);
+          made.push(url);
+          return url;
+        };
+        Object.assign(window, { previews: made });
+      });
       await ada.enter(room, "Ada");
       await bob.enter(room, "Bob");
       await expect(ada.status).toContainText("polling");
@@ -33,6 +44,11 @@ test.describe("over long-polling", () => {
       // Ada's preview gave way to the stored message.
       await expect(ada.message("red square.png")).not.toHaveAttribute("data-delivery", /.+/);
       await expect(ada.message("red square.png")).toHaveCount(1);
+      // ...and the file the preview kept is released.
+      const previews = await ada.page.evaluate(() => (window as unknown as { previews: string[] }).previews);
+      expect(previews).toHaveLength(1);
+      const readable = await ada.page.evaluate((url) => fetch(url).then(() => true, () => false), previews[0]);
+      expect(readable, "the preview's file is still held").toBe(false);
 
       const src = await image(bob, "red square.png").getAttribute("src");
       expect(src).toMatch(/^\/media\/[0-9a-f-]{36}$/);
