@@ -1,5 +1,6 @@
 //! The chat namespace: rooms, messages, presence, typing and private messages.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +53,54 @@ impl TypingClock {
     }
 }
 
+/// This connection's joins of each room it is in (or was joining): which one came last, and whether any of them
+/// was answered "joined". socketioxide runs each event's handler as its own task, so a client that asks again (a
+/// page whose join timed out) can have two joins of one room under way at once; a join whose history read then
+/// fails undoes the membership only if it is the last one and none was answered, since a later join may already
+/// have told the client it is in. Read and changed under the presence turn; the lock is never held across an
+/// `await`. At most one entry per room the connection joined, removed when a join is undone.
+#[derive(Debug, Clone, Default)]
+struct Joins(Arc<Mutex<HashMap<RoomName, JoinsOfRoom>>>);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct JoinsOfRoom {
+    latest: u64,
+    answered: bool,
+}
+
+impl Joins {
+    /// A join of `room` is under way; `fresh` when it put the connection in the room (the others only confirm).
+    /// Returns its number.
+    fn begin(&self, room: &RoomName, fresh: bool) -> u64 {
+        let mut joins = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let of_room = joins.entry(room.clone()).or_default();
+        if fresh {
+            of_room.answered = false;
+        }
+        of_room.latest += 1;
+        of_room.latest
+    }
+
+    /// The join was answered "joined".
+    fn answered(&self, room: &RoomName) {
+        let mut joins = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(of_room) = joins.get_mut(room) {
+            of_room.answered = true;
+        }
+    }
+
+    /// Join `number` failed: whether it is to undo the membership (it came last, and no join was answered), in
+    /// which case it is forgotten.
+    fn undo(&self, room: &RoomName, number: u64) -> bool {
+        let mut joins = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let undo = joins.get(room).is_some_and(|of_room| of_room.latest == number && !of_room.answered);
+        if undo {
+            joins.remove(room);
+        }
+        undo
+    }
+}
+
 /// Why a CONNECT to the chat namespace was refused. The text reaches the client in the CONNECT_ERROR packet.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectRefused {
@@ -87,6 +136,7 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
 
 fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
     socket.extensions.insert(TypingClock::default());
+    socket.extensions.insert(Joins::default());
     socket.on(JoinRoom::NAME, on_join::<A>);
     socket.on(SendMessage::NAME, on_send::<A>);
     socket.on(SendImage::NAME, on_image::<A>);
@@ -104,6 +154,7 @@ async fn on_join<A: Adapter>(
     io: SocketIo<A>,
     State(hub): State<Hub>,
     Extension(me): Extension<Identity>,
+    Extension(joins): Extension<Joins>,
     TryData(request): TryData<JoinRoom>,
     ack: AckSender<A>,
 ) {
@@ -115,8 +166,6 @@ async fn on_join<A: Adapter>(
         Err(e) => return reply::<Joined>(ack, Err(invalid_payload(e))),
     };
     let turn = hub.presence_turn();
-    // A second join of the same room on this connection (a client asking again) must not be undone below as if
-    // it had put the connection there.
     let already_in = hub.presence.is_in(&room, socket.id);
     let (arrival, members) = match hub.presence.join(&room, &me.member, socket.id) {
         Ok(joined) => joined,
@@ -130,6 +179,9 @@ async fn on_join<A: Adapter>(
             return reply::<Joined>(ack, Err(ErrorBody::new(code, refused.to_string())));
         }
     };
+    // A second join of the same room on this connection (a client asking again) must not be undone below as if
+    // it had put the connection there, nor a first one that a later join relies on.
+    let this_join = joins.begin(&room, !already_in);
     let channels = [room_channel(&room), member_channel(&room, &me.member.id)];
     socket.join(channels.clone());
     // socketioxide runs this handler and the disconnect handler as separate tasks: the connection may have closed
@@ -174,6 +226,7 @@ async fn on_join<A: Adapter>(
                 drop(turn);
                 return reply::<Joined>(ack, Err(refusal));
             }
+            joins.answered(&room);
             let joined = Joined { room, you: me.member, members, history: page.messages, has_more: page.has_more };
             reply(ack, Ok(joined));
             drop(turn);
@@ -182,14 +235,14 @@ async fn on_join<A: Adapter>(
             tracing::error!(error = %e, %room, "history not read");
             // Not joined after all: the others must not see someone whose page shows an error, and a retry must
             // not count as a second tab. Under the turn, so that the departure follows the arrival.
-            if !already_in {
-                let turn = hub.presence_turn();
+            let turn = hub.presence_turn();
+            if joins.undo(&room, this_join) {
                 if let Some(member) = hub.presence.leave(&room, socket.id) {
                     announce(&io, &hub, Change::Left(room.clone(), member));
                 }
                 socket.leave(channels);
-                drop(turn);
             }
+            drop(turn);
             reply::<Joined>(ack, Err(internal("The room's history could not be read. Try again in a moment.")));
         }
     }
@@ -590,4 +643,37 @@ fn new_id() -> MessageId {
 fn now() -> UnixMillis {
     let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     UnixMillis(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Joins;
+
+    fn general() -> protocol::RoomName {
+        protocol::RoomName::parse("general").unwrap()
+    }
+
+    #[test]
+    fn a_failed_join_is_undone_only_if_it_came_last_and_none_was_answered() {
+        let joins = Joins::default();
+        let (first, second) = (joins.begin(&general(), true), joins.begin(&general(), false));
+        assert!(!joins.undo(&general(), first), "a later join relies on the membership");
+        assert!(joins.undo(&general(), second), "the last join failed too, and none was answered");
+
+        let joins = Joins::default();
+        let (first, _second) = (joins.begin(&general(), true), joins.begin(&general(), false));
+        joins.answered(&general());
+        assert!(!joins.undo(&general(), first), "the second was answered: the client is in");
+
+        // A connection already in the room, asking again: its failure leaves it in.
+        let joins = Joins::default();
+        joins.begin(&general(), true);
+        joins.answered(&general());
+        let again = joins.begin(&general(), false);
+        assert!(!joins.undo(&general(), again));
+
+        // Out of the room (removed) and in again: the new membership is the new join's to undo.
+        let fresh = joins.begin(&general(), true);
+        assert!(joins.undo(&general(), fresh));
+    }
 }

@@ -6,16 +6,14 @@ use protocol::{
     SendMessage, Stats,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use server::Config;
-use server::store::{Appended, MemoryStore, MessageStore, NewMessage, Page, StoreFuture, StoredImage};
 use sio_client::{Client, SocketEvent};
-use tokio::sync::Notify;
 
 use crate::helpers::{
-    PATIENCE, TestApp, departures, join, next, presence_changes, refusal, room, spawn_app_with, spawn_app_with_store,
-    within,
+    HeldRead, PATIENCE, TestApp, departures, join, next, presence_changes, refusal, room, spawn_app_with,
+    spawn_app_with_store, within,
 };
 
 const TOKEN: &str = "test-admin-token-123";
@@ -155,43 +153,6 @@ async fn a_removal_right_after_an_arrival_reaches_the_room_after_that_arrival() 
         });
     }
     assert_eq!(seen, ["Cy joined", "Ada joined", "Ada left: Removed"]);
-}
-
-/// A store that holds the next read of a room's latest messages until the test lets it go on.
-#[derive(Default)]
-struct HeldRead {
-    messages: MemoryStore,
-    armed: AtomicBool,
-    reached: Notify,
-    release: Notify,
-}
-
-impl MessageStore for HeldRead {
-    fn append(&self, message: NewMessage) -> StoreFuture<'_, Appended> {
-        self.messages.append(message)
-    }
-
-    fn latest(&self, room: protocol::RoomName, limit: usize) -> StoreFuture<'_, Page> {
-        Box::pin(async move {
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.reached.notify_one();
-                self.release.notified().await;
-            }
-            self.messages.latest(room, limit).await
-        })
-    }
-
-    fn after(&self, room: protocol::RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
-        self.messages.after(room, seq, limit)
-    }
-
-    fn before(&self, room: protocol::RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
-        self.messages.before(room, seq, limit)
-    }
-
-    fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>> {
-        self.messages.image(id)
-    }
 }
 
 #[tokio::test]

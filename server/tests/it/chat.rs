@@ -1,11 +1,14 @@
 use futures::StreamExt;
+use std::sync::atomic::Ordering;
+
 use protocol::{
-    AckResult, CHAT_NAMESPACE, ChatMessage, ErrorCode, Event, MessageAccepted, MessageBody, RoomName, SendMessage,
+    AckResult, CHAT_NAMESPACE, ChatMessage, ErrorCode, Event, JoinRoom, Joined, MessageAccepted, MessageBody,
+    RoomName, SendMessage,
 };
 use serde::{Deserialize, Serialize};
 use sio_client::{Client, SocketEvent};
 
-use crate::helpers::{PATIENCE, next, refusal, spawn_app, within};
+use crate::helpers::{HeldRead, PATIENCE, join, next, refusal, room, spawn_app, spawn_app_with_store, within};
 
 fn send(room: &str, body: &str) -> SendMessage {
     SendMessage { room: RoomName::parse(room).unwrap(), body: MessageBody::parse(body).unwrap(), client_id: None }
@@ -328,4 +331,31 @@ async fn an_unanswered_ack_times_out_even_while_another_task_emits_without_pause
     // drained.
     assert!(sent < MOST_EMITS, "the ack timed out only after the other task had stopped emitting");
     assert!(sent >= 1_000, "the other task emitted meanwhile");
+}
+
+#[tokio::test]
+async fn a_join_asked_again_while_the_first_reads_the_history_stays_joined_when_the_first_read_fails() {
+    let store = std::sync::Arc::new(HeldRead::default());
+    let app = spawn_app_with_store(server::Config::default(), store.clone()).await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut bob_inbox = bob.on::<ChatMessage>();
+    let (_a, ada) = app.connect("Ada").await;
+
+    // Ada's first join reads the history slowly, and that read will fail; meanwhile her page asks again (its
+    // wait for an answer ran out), and the second join is answered: she is in.
+    store.armed.store(true, Ordering::SeqCst);
+    store.fails.store(true, Ordering::SeqCst);
+    let first = JoinRoom { room: room("general"), since: None };
+    let first = within("the first join's answer", ada.emit_with_ack::<_, AckResult<Joined>>(&first, PATIENCE));
+    let meanwhile = async {
+        within("the first join's read", store.reached.notified()).await;
+        join(&ada, "general").await;
+        store.release.notify_one();
+    };
+    let (first, ()) = tokio::join!(first, meanwhile);
+    assert_eq!(refusal(first.unwrap()).code, ErrorCode::Internal);
+
+    // The first join's failure did not undo the second's: she can still talk in the room.
+    let accepted = within("ada's ack", ada.request(&send("general", "still here"), PATIENCE)).await.unwrap();
+    assert_eq!(next("bob to receive ada's message", &mut bob_inbox).await, accepted.message);
 }

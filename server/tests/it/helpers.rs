@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -8,9 +9,10 @@ use protocol::{
     AckResult, CHAT_NAMESPACE, ChatAuth, DisplayName, JoinRoom, Joined, LeaveReason, Member, MemberChange,
     PresenceChanged, RoomName, SessionToken,
 };
-use server::store::MessageStore;
+use server::store::{Appended, MemoryStore, MessageStore, NewMessage, Page, StoreError, StoreFuture, StoredImage};
 use server::{Application, Config};
 use sio_client::{Client, Socket, SocketEvent};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// How long any single expected thing may take before the test fails. Generous: CI machines are slow, and a
@@ -237,4 +239,50 @@ pub async fn next_names(what: &str, arrivals: &mut (impl Stream<Item = Member> +
 /// The members whose departure `socket` hears of, in order, with why they left.
 pub fn departures(socket: &Socket) -> impl Stream<Item = (Member, LeaveReason)> + Unpin + use<> {
     presence_changes(socket).filter_map(|change| futures::future::ready(change.left()))
+}
+
+/// A store that holds the next read of a room's latest messages until the test lets it go on, and can make that
+/// read fail then.
+#[derive(Default)]
+pub struct HeldRead {
+    messages: MemoryStore,
+    /// The next read of a room's latest messages is held.
+    pub armed: AtomicBool,
+    /// The held read fails once let go.
+    pub fails: AtomicBool,
+    /// Notified when the held read has begun.
+    pub reached: Notify,
+    /// Lets the held read go on.
+    pub release: Notify,
+}
+
+impl MessageStore for HeldRead {
+    fn append(&self, message: NewMessage) -> StoreFuture<'_, Appended> {
+        self.messages.append(message)
+    }
+
+    fn latest(&self, room: RoomName, limit: usize) -> StoreFuture<'_, Page> {
+        Box::pin(async move {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.release.notified().await;
+                if self.fails.load(Ordering::SeqCst) {
+                    return Err(StoreError::Worker("the test failed this read".into()));
+                }
+            }
+            self.messages.latest(room, limit).await
+        })
+    }
+
+    fn after(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        self.messages.after(room, seq, limit)
+    }
+
+    fn before(&self, room: RoomName, seq: u64, limit: usize) -> StoreFuture<'_, Page> {
+        self.messages.before(room, seq, limit)
+    }
+
+    fn image(&self, id: String) -> StoreFuture<'_, Option<StoredImage>> {
+        self.messages.image(id)
+    }
 }
