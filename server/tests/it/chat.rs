@@ -2,8 +2,8 @@ use futures::StreamExt;
 use std::sync::atomic::Ordering;
 
 use protocol::{
-    AckResult, CHAT_NAMESPACE, ChatMessage, ErrorCode, Event, JoinRoom, Joined, MessageAccepted, MessageBody,
-    RoomName, SendMessage,
+    AckResult, CHAT_NAMESPACE, ChatMessage, ErrorCode, Event, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName,
+    SendMessage,
 };
 use serde::{Deserialize, Serialize};
 use sio_client::{Client, SocketEvent};
