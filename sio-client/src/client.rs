@@ -597,6 +597,11 @@ impl Driver {
         let mut upgrade: Option<Upgrade> = None;
         let mut handles_alive = true;
         loop {
+            // What the last packet produced goes out first: a namespace answered on a remembered WebSocket
+            // confirms it (`unconfirmed_websocket`) before a failed send or a transport action below could take
+            // that WebSocket for one that never worked, and fall back to polling with the namespace still marked
+            // connected.
+            self.dispatch_outputs();
             // Send before acting on transport actions: a close queues its DISCONNECT packets first, and they must
             // leave before the transport goes. While an upgrade is switching, packets wait in the manager and
             // leave over the new transport.
