@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use leptos::config::LeptosOptions;
 
+/// The longest heartbeat settings accepted. Browsers' timers take a signed 32-bit number of milliseconds (about
+/// 24.8 days), and a tab that is gone for longer than an hour is not worth waiting for.
+const HOUR_MS: u64 = 3_600_000;
+
 /// Causerie: real-time chat rooms over Socket.IO.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "causerie", version)]
@@ -55,12 +59,13 @@ pub struct Config {
     #[arg(long, env = "CAUSERIE_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
     pub admin_token: Option<String>,
 
-    /// Milliseconds between heartbeats. A tab that stops answering is dropped after this plus --ping-timeout
-    #[arg(long, env = "CAUSERIE_PING_INTERVAL", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..))]
+    /// Milliseconds between heartbeats, at most an hour. A tab that stops answering is dropped after this plus
+    /// --ping-timeout
+    #[arg(long, env = "CAUSERIE_PING_INTERVAL", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..=HOUR_MS))]
     pub ping_interval: u64,
 
-    /// Milliseconds to wait for a heartbeat's answer
-    #[arg(long, env = "CAUSERIE_PING_TIMEOUT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..))]
+    /// Milliseconds to wait for a heartbeat's answer, at most an hour
+    #[arg(long, env = "CAUSERIE_PING_TIMEOUT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=HOUR_MS))]
     pub ping_timeout: u64,
 
     /// Largest packet a client may send, in bytes; a bigger one closes its connection. The default leaves room
@@ -235,6 +240,16 @@ mod tests {
         assert!(err.to_string().contains("invalid Postgres URL"), "{err}");
         let err = Config::try_parse_from(["causerie", "--in-memory", "--database-url", "postgres://h/db"]).unwrap_err();
         assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn a_heartbeat_is_between_a_tenth_of_a_second_and_an_hour() {
+        for (flag, value) in [("--ping-interval", "99"), ("--ping-interval", "3600001"), ("--ping-timeout", "3600001")] {
+            let err = Config::try_parse_from(["causerie", flag, value]).unwrap_err();
+            assert!(err.to_string().contains(&format!("invalid value '{value}' for '{flag}")), "{err}");
+        }
+        let config = Config::try_parse_from(["causerie", "--ping-interval", "3600000"]).unwrap();
+        assert_eq!(config.ping_interval, 3_600_000);
     }
 
     #[test]

@@ -18,7 +18,17 @@ mod imp {
     }
 
     pub async fn sleep(duration: Duration) {
-        gloo_timers::future::sleep(duration).await;
+        // The browser's timer takes a signed 32-bit number of milliseconds: a longer wait (a server's heartbeat
+        // settings add up to one) goes in steps, or it would fire at once, or gloo would throw.
+        let mut left = duration;
+        loop {
+            let step = super::timer_step(left);
+            gloo_timers::future::sleep(step).await;
+            left -= step;
+            if left.is_zero() {
+                return;
+            }
+        }
     }
 
     pub fn spawn(future: impl Future<Output = ()> + 'static) {
@@ -64,6 +74,16 @@ mod imp {
 #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
 pub use imp::*;
 
+/// The longest wait one browser timer can take (`setTimeout` takes an `i32` of milliseconds).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+const LONGEST_TIMER: std::time::Duration = std::time::Duration::from_millis(i32::MAX as u64);
+
+/// How much of `left` one browser timer waits.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn timer_step(left: std::time::Duration) -> std::time::Duration {
+    left.min(LONGEST_TIMER)
+}
+
 /// Sleeps until `deadline`, or forever when there is none.
 #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
 pub async fn sleep_until(deadline: Option<Millis>) {
@@ -87,5 +107,25 @@ pub async fn within<T, E: std::fmt::Display>(
     futures::select_biased! {
         result = future => result.map_err(|e| crate::transport::TransportError(e.to_string())),
         () = timer => Err(crate::transport::TransportError(format!("no answer within {} ms", limit.as_millis()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{LONGEST_TIMER, timer_step};
+
+    #[test]
+    fn a_wait_longer_than_a_browser_timer_takes_goes_in_steps_that_add_up_to_it() {
+        let mut left = Duration::from_millis(5_000_000_000); // about 58 days
+        let mut steps = Vec::new();
+        while !left.is_zero() {
+            let step = timer_step(left);
+            steps.push(step);
+            left -= step;
+        }
+        assert_eq!(steps, [LONGEST_TIMER, LONGEST_TIMER, Duration::from_millis(5_000_000_000 - 2 * 2_147_483_647)]);
+        assert_eq!(timer_step(Duration::from_secs(25)), Duration::from_secs(25));
     }
 }
