@@ -244,7 +244,8 @@ mod tests {
 
     #[test]
     fn a_heartbeat_is_between_a_tenth_of_a_second_and_an_hour() {
-        for (flag, value) in [("--ping-interval", "99"), ("--ping-interval", "3600001"), ("--ping-timeout", "3600001")] {
+        for (flag, value) in [("--ping-interval", "99"), ("--ping-interval", "3600001"), ("--ping-timeout", "3600001")]
+        {
             let err = Config::try_parse_from(["causerie", flag, value]).unwrap_err();
             assert!(err.to_string().contains(&format!("invalid value '{value}' for '{flag}")), "{err}");
         }

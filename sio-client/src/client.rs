@@ -491,7 +491,7 @@ mod io {
 
         pub(super) async fn close(self) {
             match self {
-                Active::WebSocket(ws) => ws.close().await,
+                Active::WebSocket(ws) => close_websocket(ws).await,
                 // A CLOSE packet lets the server drop the session now rather than at its ping timeout. It goes in
                 // the background, bounded: a server that stopped answering must not hold up the reconnection,
                 // and if it never arrives, the server's own timeout does the same job later.
@@ -529,14 +529,29 @@ mod io {
     impl Upgrade {
         pub(super) fn start(url: String, deadline: Millis) -> Self {
             let (tx, rx) = futures::channel::oneshot::channel();
+            let mut tx = tx;
             crate::rt::spawn(async move {
+                use futures::FutureExt as _;
+
                 let opened = async {
                     let mut ws = WsTransport::connect(&url).await?;
                     ws.send(EnginePacket::Ping("probe".into()).to_frame()).await?;
                     Ok(ws)
+                }
+                .fuse();
+                // The driver may give up on this upgrade (its deadline, a reconnection, the client dropped): then
+                // the attempt stops with it, however long a proxy holds the handshake, and the WebSocket closes.
+                let result = {
+                    let given_up = tx.cancellation().fuse();
+                    futures::pin_mut!(opened, given_up);
+                    futures::select_biased! {
+                        result = opened => Some(result),
+                        () = given_up => None,
+                    }
                 };
-                // The driver may have given up on this upgrade; then the WebSocket just closes.
-                let _ = tx.send(opened.await);
+                if let Some(result) = result {
+                    let _ = tx.send(result);
+                }
             });
             Self { opening: Some(rx), ws: None, probed: false, deadline }
         }
@@ -564,9 +579,19 @@ mod io {
 
         pub(super) async fn abandon(self) {
             if let Some(ws) = self.ws {
-                ws.close().await;
+                close_websocket(ws).await;
             }
         }
+    }
+
+    /// Closes `ws`, waiting a few seconds at most: on a connection that went silent with its send buffer full,
+    /// the close frame would wait for TCP to give up (minutes), and the driver with it.
+    async fn close_websocket(ws: WsTransport) {
+        let close = async {
+            ws.close().await;
+            Ok::<(), std::convert::Infallible>(())
+        };
+        drop(crate::rt::within(std::time::Duration::from_secs(5), close).await);
     }
 }
 
@@ -596,6 +621,8 @@ impl Driver {
         let mut transport: Option<Active> = None;
         let mut upgrade: Option<Upgrade> = None;
         let mut handles_alive = true;
+        // Whether the transport goes before commands in the next wait: after a turn that took commands.
+        let mut transport_first = false;
         loop {
             // What the last packet produced goes out first: a namespace answered on a remembered WebSocket
             // confirms it (`unconfirmed_websocket`) before a failed send or a transport action below could take
@@ -645,7 +672,10 @@ impl Driver {
                 && let Some(u) = upgrade.take()
             {
                 let sent = match u.into_websocket() {
-                    Some(mut ws) => ws.send(EnginePacket::Upgrade.to_frame()).await.map(|()| ws),
+                    Some(mut ws) => {
+                        let send_timeout = self.send_timeout();
+                        rt::within(send_timeout, ws.send(EnginePacket::Upgrade.to_frame())).await.map(|()| ws)
+                    }
                     None => Err(crate::transport::TransportError("the upgraded WebSocket is gone".into())),
                 };
                 match sent {
@@ -690,14 +720,26 @@ impl Driver {
                 }
                 .fuse();
                 futures::pin_mut!(timer, received, probe);
-                // Commands first: an emit made before a packet arrived keeps its place in line.
-                futures::select_biased! {
-                    command = commands.next() => Wake::Command(command),
-                    received = received => Wake::Received(received),
-                    probe = probe => Wake::Probe(probe),
-                    () = timer => Wake::Timer,
+                if transport_first {
+                    // The last turn took commands: what the server sent goes first this time (if anything came),
+                    // or a program emitting nonstop would starve its pings and its acks.
+                    futures::select_biased! {
+                        received = received => Wake::Received(received),
+                        command = commands.next() => Wake::Command(command),
+                        probe = probe => Wake::Probe(probe),
+                        () = timer => Wake::Timer,
+                    }
+                } else {
+                    // Commands first: an emit made before a packet arrived keeps its place in line.
+                    futures::select_biased! {
+                        command = commands.next() => Wake::Command(command),
+                        received = received => Wake::Received(received),
+                        probe = probe => Wake::Probe(probe),
+                        () = timer => Wake::Timer,
+                    }
                 }
             };
+            transport_first = false;
             let now = rt::now();
             let timer_woke = matches!(wake, Wake::Timer);
             match wake {
@@ -718,6 +760,7 @@ impl Driver {
                             None => break,
                         }
                     }
+                    transport_first = true;
                 }
                 Wake::Command(None) => {
                     // Every handle is gone: nobody can use the connection any more.
