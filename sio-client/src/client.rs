@@ -528,8 +528,7 @@ mod io {
 
     impl Upgrade {
         pub(super) fn start(url: String, deadline: Millis) -> Self {
-            let (tx, rx) = futures::channel::oneshot::channel();
-            let mut tx = tx;
+            let (mut tx, rx) = futures::channel::oneshot::channel();
             crate::rt::spawn(async move {
                 use futures::FutureExt as _;
 
@@ -662,7 +661,7 @@ impl Driver {
                     transport = self.open_transport().await;
                     upgrade = self.upgrade_for(transport.as_ref());
                 }
-                self.dispatch_outputs();
+                // What opening produced is handed on at the top of the loop, before anything else.
                 continue;
             }
             // The upgrade's last step: polling is paused and idle, so nothing can be lost in the switch.
@@ -722,7 +721,9 @@ impl Driver {
                 futures::pin_mut!(timer, received, probe);
                 if transport_first {
                     // The last turn took commands: what the server sent goes first this time (if anything came),
-                    // or a program emitting nonstop would starve its pings and its acks.
+                    // or a program emitting nonstop would starve its pings and its acks. (A select in this order:
+                    // a `now_or_never` on `received` before the usual select was tried, and under a flood it read
+                    // the answer only after the flood in 3 runs of 3.)
                     futures::select_biased! {
                         received = received => Wake::Received(received),
                         command = commands.next() => Wake::Command(command),
