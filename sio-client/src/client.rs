@@ -122,6 +122,7 @@ pub struct ClientBuilder {
     transports: Vec<TransportKind>,
     upgrade: bool,
     remember_upgrade: bool,
+    max_incoming: usize,
 }
 
 impl ClientBuilder {
@@ -177,6 +178,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The most the server may send at once, in bytes: one WebSocket message, or one long-polling response (16 MiB
+    /// by default, [`DEFAULT_MAX_INCOMING_BYTES`](crate::DEFAULT_MAX_INCOMING_BYTES)). More fails the
+    /// transport, natively before it is read any further, and the client reconnects as after any other transport
+    /// failure. Set it above the largest event the server sends, attachments included.
+    pub fn max_incoming_bytes(mut self, bytes: usize) -> Self {
+        self.max_incoming = bytes;
+        self
+    }
+
     /// Starts connecting in the background and returns at once.
     #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
     pub fn connect(self) -> Client {
@@ -197,7 +207,8 @@ impl ClientBuilder {
             remember_upgrade: self.remember_upgrade && can_upgrade,
             websocket_worked: false,
             unconfirmed_websocket: false,
-            http: crate::transport::Http::new(),
+            http: crate::transport::Http::new(self.max_incoming),
+            max_incoming: self.max_incoming,
             connect_timeout: self.config.connect_timeout,
             manager: Manager::new(self.config, crate::rt::seed()),
             namespaces: HashMap::new(),
@@ -231,6 +242,7 @@ impl Client {
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             upgrade: true,
             remember_upgrade: false,
+            max_incoming: crate::transport::DEFAULT_MAX_INCOMING_BYTES,
         }
     }
 
@@ -437,6 +449,8 @@ struct Driver {
     unconfirmed_websocket: bool,
     #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
     http: crate::transport::Http,
+    /// See [`ClientBuilder::max_incoming_bytes`].
+    max_incoming: usize,
     connect_timeout: Duration,
     manager: Manager,
     namespaces: HashMap<String, Vec<mpsc::UnboundedSender<SocketEvent>>>,
@@ -527,13 +541,13 @@ mod io {
     }
 
     impl Upgrade {
-        pub(super) fn start(url: String, deadline: Millis) -> Self {
+        pub(super) fn start(url: String, max_incoming: usize, deadline: Millis) -> Self {
             let (mut tx, rx) = futures::channel::oneshot::channel();
             crate::rt::spawn(async move {
                 use futures::FutureExt as _;
 
                 let opened = async {
-                    let mut ws = WsTransport::connect(&url).await?;
+                    let mut ws = WsTransport::connect(&url, max_incoming).await?;
                     ws.send(EnginePacket::Ping("probe".into()).to_frame()).await?;
                     Ok(ws)
                 }
@@ -890,7 +904,7 @@ impl Driver {
         let (transport, handshake) = match kind {
             TransportKind::WebSocket => {
                 let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, None);
-                let ws = rt::within(self.connect_timeout, WsTransport::connect(&url)).await?;
+                let ws = rt::within(self.connect_timeout, WsTransport::connect(&url, self.max_incoming)).await?;
                 (io::Active::WebSocket(ws), Vec::new())
             }
             TransportKind::Polling => {
@@ -927,7 +941,7 @@ impl Driver {
             return None;
         }
         let url = engine_url(&self.base_url, &self.path, TransportKind::WebSocket, Some(&info.sid));
-        Some(io::Upgrade::start(url, crate::rt::now().after(self.connect_timeout)))
+        Some(io::Upgrade::start(url, self.max_incoming, crate::rt::now().after(self.connect_timeout)))
     }
 
     fn apply(&mut self, command: Command) {

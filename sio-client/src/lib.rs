@@ -42,6 +42,7 @@ pub use client::{AckError, Client, ClientBuilder, RawEvent, RequestError, Socket
 pub use engine::{EnginePacket, Frame, OpenInfo};
 pub use manager::{Config, ConnectionState, DisconnectReason, EmitError, TransportKind};
 pub use packet::Arg;
+pub use transport::DEFAULT_MAX_INCOMING_BYTES;
 
 /// A point in time, in milliseconds since an origin the driver picks. The sans-IO core never reads a clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -38,6 +38,16 @@ use crate::TransportKind;
 #[error("{0}")]
 pub struct TransportError(pub String);
 
+/// How much the server may send in one WebSocket message or one polling response, by default: five times the
+/// largest payload a Socket.IO server accepts by default (Node's `maxHttpBufferSize`, 1 MB, and Causerie's 3 MB
+/// images fit), and small enough that a broken or hostile server cannot make the client hold gigabytes.
+pub const DEFAULT_MAX_INCOMING_BYTES: usize = 16 * 1024 * 1024;
+
+/// The error for a message or response over the client's limit.
+pub fn too_large(max_incoming: usize) -> TransportError {
+    TransportError(format!("the server sent more than {max_incoming} bytes at once (the client's limit)"))
+}
+
 /// The Engine.IO URL of a transport: `<base><path>?EIO=4&transport=<kind>[&sid=<sid>]`, with `ws(s)` for WebSocket.
 /// A query in `path` (`/socket.io/?key=value`, see `ClientBuilder::query`) goes on every URL, after the others.
 pub fn engine_url(base: &str, path: &str, kind: TransportKind, sid: Option<&str>) -> String {

@@ -17,9 +17,13 @@ pub struct WsTransport {
 }
 
 impl WsTransport {
-    pub async fn connect(url: &str) -> Result<Self, TransportError> {
+    /// Opens a WebSocket to `url`; a message (or a frame) over `max_incoming` bytes from the server fails it.
+    pub async fn connect(url: &str, max_incoming: usize) -> Result<Self, TransportError> {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .max_message_size(Some(max_incoming))
+            .max_frame_size(Some(max_incoming));
         // Nagle off: small frames go out at once instead of waiting for the previous one's ACK.
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
         let (ws, _response) =
             connect_async_with_config(url, Some(config), true).await.map_err(|e| TransportError(e.to_string()))?;
         Ok(Self { ws })

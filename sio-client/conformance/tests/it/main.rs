@@ -60,4 +60,5 @@ against_both_peers!(
     a_refused_auth_is_surfaced_and_not_retried,
     a_refused_namespace_leaves_the_others_connected,
     a_server_side_disconnect_is_not_retried,
+    more_than_the_clients_limit_at_once_drops_the_connection_and_it_reconnects,
 );

@@ -577,3 +577,24 @@ pub async fn a_server_side_disconnect_is_not_retried(kind: Kind) {
     assert!(!seen.iter().any(|s| matches!(s, ConnectionState::Reconnecting { .. })), "no reconnection: {seen:?}");
     assert!(drain(&mut lifecycle).is_empty(), "and no new connection");
 }
+
+/// What is too big never reaches the program, over either transport: the client drops the connection at once and
+/// connects again, as after any other transport failure, and the connection works as before.
+pub async fn more_than_the_clients_limit_at_once_drops_the_connection_and_it_reconnects(kind: Kind) {
+    for transport in [TransportKind::WebSocket, TransportKind::Polling] {
+        let peer = Peer::start(kind).await;
+        let client =
+            Client::builder(peer.url()).transports(&[transport]).max_incoming_bytes(4096).config(fast()).connect();
+        let socket = client.socket("/");
+        let mut lifecycle = socket.lifecycle();
+        let mut echoes = socket.on_raw("echo");
+        connected(&mut lifecycle).await;
+        echo(&socket, "under the limit").await;
+
+        socket.emit_raw("echo", vec![json!({"text": "x".repeat(8192)})], vec![], false);
+        disconnected(&mut lifecycle).await;
+        connected(&mut lifecycle).await;
+        echo(&socket, "after reconnecting").await;
+        assert!(drain(&mut echoes).is_empty(), "{transport:?}: the event over the limit was not delivered");
+    }
+}
