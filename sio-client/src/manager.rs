@@ -177,6 +177,11 @@ struct Namespace {
     status: NsStatus,
     /// Packets emitted while the namespace was not connected, sent in order once it is.
     buffer: VecDeque<Packet>,
+    /// The Engine.IO session (see `Manager::session`) on which this namespace's CONNECT went out and has not been
+    /// answered yet. Left and opened again before that answer, the namespace waits for it rather than asking
+    /// twice: a second CONNECT would have the server open a second socket, left behind in whatever rooms the first
+    /// one joins.
+    unanswered_connect: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +240,8 @@ pub struct Manager {
     reconnect_at: Option<Millis>,
     /// Set once the application closed the client or reconnection gave up: nothing reopens the transport.
     terminated: bool,
+    /// Counts the Engine.IO handshakes: an answer can only come on the session its question went out on.
+    session: u64,
     rng: u64,
     state: ConnectionState,
     actions: VecDeque<Action>,
@@ -258,6 +265,7 @@ impl Manager {
             backoff,
             reconnect_at: None,
             terminated: false,
+            session: 0,
             // xorshift needs a non-zero state.
             rng: seed | 1,
             state: ConnectionState::Connecting,
@@ -323,6 +331,7 @@ impl Manager {
             auth: None,
             status: NsStatus::Closed,
             buffer: VecDeque::new(),
+            unanswered_connect: None,
         });
         ns.auth = auth;
         match ns.status {
@@ -333,7 +342,12 @@ impl Manager {
             NsStatus::Pending | NsStatus::Closed => {}
         }
         ns.status = NsStatus::Pending;
-        if matches!(self.engine, Engine::Open { .. }) {
+        let open = matches!(self.engine, Engine::Open { .. });
+        if open && ns.unanswered_connect == Some(self.session) {
+            // Left and opened again while the server was answering: its answer to the CONNECT already out opens
+            // this namespace (with the auth sent then).
+        } else if open {
+            ns.unanswered_connect = Some(self.session);
             let packet = Packet::connect(nsp, ns.auth.clone());
             self.send_packet(&packet);
         } else if self.terminated {
@@ -549,14 +563,19 @@ impl Manager {
     fn on_open(&mut self, now: Millis, info: OpenInfo) {
         let deadline = now.after(heartbeat_grace(&info));
         self.engine = Engine::Open { info, heartbeat_deadline: deadline };
+        self.session += 1;
         self.backoff.reset();
         self.reconnect_at = None;
         self.set_state(ConnectionState::Connected { transport: self.transport });
+        let session = self.session;
         let pending: Vec<(String, Option<Value>)> = self
             .namespaces
-            .iter()
+            .iter_mut()
             .filter(|(_, ns)| ns.status == NsStatus::Pending)
-            .map(|(name, ns)| (name.clone(), ns.auth.clone()))
+            .map(|(name, ns)| {
+                ns.unanswered_connect = Some(session);
+                (name.clone(), ns.auth.clone())
+            })
             .collect();
         for (nsp, auth) in pending {
             self.send_packet(&Packet::connect(&nsp, auth));
@@ -570,6 +589,7 @@ impl Manager {
         };
         match packet.kind {
             PacketKind::Connect => {
+                ns.unanswered_connect = None;
                 match ns.status {
                     NsStatus::Pending => {}
                     // Left while the server was still answering: tell it, or it keeps that socket (in its rooms,
@@ -592,6 +612,7 @@ impl Manager {
                 }
             }
             PacketKind::ConnectError => {
+                ns.unanswered_connect = None;
                 self.end_namespace(&packet.nsp);
                 let data = packet.value().cloned().unwrap_or(Value::Null);
                 let message = match &data {

@@ -408,3 +408,35 @@ fn a_namespace_left_before_the_server_answered_its_connect_is_disconnected_when_
     assert_eq!(sent(&mut m), vec!["41/admin,".to_owned()]);
     assert!(!m.is_connected("/admin"));
 }
+
+#[test]
+fn a_namespace_left_and_opened_again_before_the_answer_waits_for_it_instead_of_asking_twice() {
+    let mut m = connected(no_jitter());
+    m.open_namespace("/admin", None);
+    assert_eq!(sent(&mut m), vec!["40/admin,".to_owned()]);
+    m.close_namespace(at(1), "/admin");
+    m.open_namespace("/admin", None);
+    assert!(sent(&mut m).is_empty(), "a second CONNECT would open a second socket on the server");
+    drain_outputs(&mut m);
+
+    server(&mut m, 2, r#"0/admin,{"sid":"a1"}"#);
+    assert!(sent(&mut m).is_empty(), "the namespace is wanted again: no DISCONNECT");
+    assert!(m.is_connected("/admin"));
+    assert_eq!(drain_outputs(&mut m), vec![Output::Connected { nsp: "/admin".into(), sid: Some("a1".into()) }]);
+}
+
+#[test]
+fn a_namespace_left_before_its_answer_asks_again_on_the_next_connection() {
+    let mut m = connected(no_jitter());
+    m.open_namespace("/admin", None);
+    sent(&mut m);
+    m.close_namespace(at(1), "/admin");
+    // That answer can never come now: the session it was asked on is gone.
+    m.transport_closed(at(10), DisconnectReason::TransportClose);
+    m.handle_timeout(at(1010));
+    m.transport_opened(at(1010), TransportKind::WebSocket);
+    m.handle_packet(at(1010), EnginePacket::decode_text(OPEN).unwrap());
+    assert_eq!(sent(&mut m), vec![r#"40{"name":"Ada"}"#.to_owned()]);
+    m.open_namespace("/admin", None);
+    assert_eq!(sent(&mut m), vec!["40/admin,".to_owned()]);
+}
