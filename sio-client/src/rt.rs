@@ -12,9 +12,20 @@ mod imp {
 
     use crate::Millis;
 
-    /// Wall-clock milliseconds. `std::time::Instant` panics on wasm32-unknown-unknown.
+    #[wasm_bindgen::prelude::wasm_bindgen]
+    extern "C" {
+        /// `performance.now()`: milliseconds since the page (or worker) started, on a clock that never goes back.
+        #[wasm_bindgen(catch, js_namespace = performance, js_name = now)]
+        fn performance_now() -> Result<f64, wasm_bindgen::JsValue>;
+    }
+
+    /// Monotonic milliseconds (`std::time::Instant` panics on wasm32-unknown-unknown). Not `Date.now()`: the
+    /// wall clock jumps when the system's time is set, and a jump forward would fail the heartbeat at once, a
+    /// jump back hold every deadline for as long as the jump. Without `performance` (no browser lacks it) the
+    /// wall clock is all there is.
     pub fn now() -> Millis {
-        Millis(js_sys::Date::now().max(0.0) as u64)
+        let ms = performance_now().unwrap_or_else(|_| js_sys::Date::now());
+        Millis(ms.max(0.0) as u64)
     }
 
     pub async fn sleep(duration: Duration) {
