@@ -66,17 +66,33 @@ impl Outbox {
         // Shown once the page is hydrated: the server rendered no pending messages, and hydration must find exactly
         // what it rendered.
         let restored = entries.clone();
-        Effect::new(move |_| {
-            for pending in &restored {
-                state.set_pending(pending.clone());
-            }
-        });
-        Self {
+        let outbox = Self {
             room,
             state,
             entries: Arc::new(std::sync::Mutex::new(entries)),
             delivered: Default::default(),
             flushing: Default::default(),
+        };
+        let settling = outbox.clone();
+        Effect::new(move |_| {
+            for pending in &restored {
+                // Stored just before the page went away, and answered by the server then: the rendered history
+                // shows it, so it is done, not pending.
+                if state.shows_sent(&pending.client_id) {
+                    settling.sent(&pending.client_id);
+                } else {
+                    state.set_pending(pending.clone());
+                }
+            }
+        });
+        outbox
+    }
+
+    /// Marks as sent what this outbox holds among `messages` (the server's history): the server has them, so
+    /// they need not go again.
+    fn settle(&self, messages: &[ChatMessage]) {
+        for client_id in messages.iter().filter_map(|m| m.client_id.as_ref()) {
+            self.sent_elsewhere(client_id);
         }
     }
 
@@ -373,13 +389,14 @@ const HOLE_GRACE: Duration = Duration::from_millis(300);
 /// [`protocol::Joined::MAX_HISTORY`] messages and [`protocol::HistoryPage::MAX_BYTES`]). It pages from its own
 /// cursor, not from the newest message shown: live messages keep arriving meanwhile, and paging after them would
 /// skip the gap.
-async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, mut after: u64) {
+async fn catch_up(socket: &Socket, room: &RoomName, state: RoomState, outbox: &Outbox, mut after: u64) {
     loop {
         let request = LoadHistory { room: room.clone(), from: HistoryFrom::After(after) };
         match socket.request(&request, REQUEST_TIMEOUT).await {
             Ok(page) => {
                 let Some(last) = page.messages.last().map(|m| m.seq) else { return };
                 after = last;
+                outbox.settle(&page.messages);
                 for message in page.messages {
                     state.add_message(message);
                 }
@@ -421,6 +438,7 @@ async fn settle_join(
         Some(_) => joined.has_more,
     };
     let resume_after = joined.history.last().map(|m| m.seq);
+    outbox.settle(&joined.history);
     for message in joined.history {
         state.add_message(message);
     }
@@ -430,7 +448,7 @@ async fn settle_join(
     }
     state.error.try_set(None);
     if missed_more && let Some(after) = resume_after {
-        catch_up(socket, room, state, after).await;
+        catch_up(socket, room, state, outbox, after).await;
     }
     outbox.flush(socket.clone());
 }
@@ -584,14 +602,15 @@ impl Chat {
             if !state.is_joined() || state.hole().is_none() || filling.replace(true) {
                 return;
             }
-            let (socket, room, filling) = (gap_socket.clone(), this_room.clone(), filling.clone());
+            let (socket, room, filling, outbox) =
+                (gap_socket.clone(), this_room.clone(), filling.clone(), live_outbox.clone());
             // Broadcasts of consecutive messages can cross on their way (two handlers, two nodes): wait a moment,
             // and fill only a hole that is still there, so that a reordering costs the room no request.
             set_timeout(
                 move || {
                     spawn_local(async move {
                         if let Some(after) = state.hole() {
-                            catch_up(&socket, &room, state, after).await;
+                            catch_up(&socket, &room, state, &outbox, after).await;
                         }
                         filling.set(false);
                     });
@@ -719,7 +738,7 @@ impl Chat {
     pub fn send_private(&self, to: MemberId, body: MessageBody, draft: RwSignal<String>) {
         let state = self.state;
         let text = body.as_str().to_owned();
-        let give_back = move |why: String| {
+        let give_back = move |why: String, maybe_delivered: bool| {
             let restored = draft
                 .try_update(|d| {
                     let empty = d.is_empty();
@@ -729,10 +748,20 @@ impl Chat {
                     empty
                 })
                 .unwrap_or(false);
-            let again = if restored { " It is back in the box, to send again." } else { "" };
-            state.error.try_set(Some(format!("Not sent: {}.{again}", why.trim_end_matches('.'))));
+            let why = why.trim_end_matches('.');
+            // No answer after it went out: the server may have delivered it all the same, so the page does not
+            // say it was not sent (a private message has no id for the server to recognise a second copy by).
+            let error = match (maybe_delivered, restored) {
+                (true, true) => format!(
+                    "Maybe not sent: {why}. It may have arrived; it is back in the box, to send again if it did not."
+                ),
+                (true, false) => format!("Maybe not sent: {why}. It may have arrived."),
+                (false, true) => format!("Not sent: {why}. It is back in the box, to send again."),
+                (false, false) => format!("Not sent: {why}."),
+            };
+            state.error.try_set(Some(error));
         };
-        let Some(socket) = self.socket.clone() else { return give_back("not connected".to_owned()) };
+        let Some(socket) = self.socket.clone() else { return give_back("not connected".to_owned(), false) };
         let request = SendPrivate { room: self.room.clone(), to, body };
         self.typing_sent_at.store(0, Ordering::Relaxed);
         spawn_local(async move {
@@ -741,7 +770,11 @@ impl Chat {
                     state.add_private(accepted.message);
                     state.error.try_set(None);
                 }
-                Err(e) => give_back(e.to_string()),
+                Err(e) => {
+                    let maybe_delivered =
+                        matches!(e, RequestError::Ack(AckError::Timeout | AckError::Closed | AckError::Decode(_)));
+                    give_back(e.to_string(), maybe_delivered)
+                }
             }
         });
     }

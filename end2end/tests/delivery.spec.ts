@@ -1,5 +1,8 @@
+import { randomBytes } from "node:crypto";
 import { type BrowserContext, expect, test } from "@playwright/test";
+import { io } from "socket.io-client";
 import { RoomPage, unique, waitForHydration, withPeople } from "./fixtures/pages";
+import { request } from "./fixtures/seed";
 import { RESTRICTED_SERVER } from "./fixtures/servers";
 
 // Long-polling only: going offline fails the next request at once, so the page knows it is offline.
@@ -80,6 +83,48 @@ test("messages written offline in two tabs of a room are all kept for the next v
     await visitAgain(context, room);
     await expect(bob.message("from the first tab")).toHaveCount(1);
     await expect(bob.message("from the second tab")).toHaveCount(1);
+  });
+});
+
+test("a stored message that the server already has shows as delivered after a reload and is not sent again", async ({
+  browser,
+}) => {
+  const room = unique("stored");
+  const clientId = `e2e-${randomBytes(12).toString("hex")}`;
+  // The server stored the message and answered, but the page went away before the answer came back...
+  const sender = io(RESTRICTED_SERVER, {
+    auth: { name: "Ada", session: randomBytes(24).toString("base64url") },
+    reconnection: false,
+  });
+  try {
+    await request(sender, "join", { room });
+    await request(sender, "send", { room, body: "already stored", clientId });
+  } finally {
+    sender.close();
+  }
+  await withPeople(browser, 1, async ([ada]) => {
+    // ...so the browser's outbox still lists it.
+    const key = `causerie.outbox.${room}`;
+    await ada.page.goto("/");
+    await ada.page.evaluate(
+      ([key, entry]) => localStorage.setItem(key, entry),
+      [key, JSON.stringify([{ client_id: clientId, body: "already stored", failed: null, attempts: 0 }])],
+    );
+    let resent = 0;
+    await ada.page.route("**/socket.io/**", (route) => {
+      if (route.request().method() === "POST" && route.request().postData()?.includes(clientId)) resent += 1;
+      return route.continue();
+    });
+
+    await ada.enter(room, "Ada");
+    // A message sent now goes out after whatever the outbox still held: once it is delivered, a resend would
+    // have been made.
+    await ada.say("written after");
+    await expect(ada.message("written after")).not.toHaveAttribute("data-delivery", /.+/);
+    await expect(ada.message("already stored")).toHaveCount(1);
+    await expect(ada.message("already stored")).not.toHaveAttribute("data-delivery", /.+/);
+    expect(resent, "the stored message was not sent again").toBe(0);
+    expect(await ada.page.evaluate((key) => localStorage.getItem(key), key)).toBeNull();
   });
 });
 

@@ -1,5 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { RoomPage, unique, withPeople } from "./fixtures/pages";
+import { RESTRICTED_SERVER } from "./fixtures/servers";
 
 test("a private message reaches only its recipient and the sender's tabs, marked as private", async ({ browser }) => {
   const room = unique("private");
@@ -47,5 +48,34 @@ test("a private message that cannot be delivered goes back into the box, with th
     await expect(ada.page.getByRole("alert").filter({ hasText: "Not sent" })).toContainText("back in the box");
     await expect(ada.composer).toHaveValue("are you still there?");
     await expect(ada.messages).toHaveCount(0);
+  });
+});
+
+test.describe("over long-polling", () => {
+  // Every packet the page sends is an HTTP request that the test can see and hold back.
+  test.use({ baseURL: RESTRICTED_SERVER });
+
+  test("a private message left unanswered says it may have arrived, not that it was not sent", async ({ browser }) => {
+    test.setTimeout(60_000);
+    const room = unique("private-unanswered");
+    await withPeople(browser, 2, async ([ada, bob]) => {
+      await ada.enter(room, "Ada");
+      await bob.enter(room, "Bob");
+      // The private message leaves the page, and no answer ever comes back (the test drops it on its way).
+      await ada.page.route("**/socket.io/**", (route) => {
+        const request = route.request();
+        if (request.method() === "POST" && request.postData()?.includes('["private"')) {
+          return route.fulfill({ status: 200, contentType: "text/html", body: "ok" });
+        }
+        return route.continue();
+      });
+      await ada.page.getByRole("button", { name: "Private message to Bob" }).click();
+      await ada.say("did this reach you?");
+
+      const alert = ada.page.getByRole("alert").filter({ hasText: "did not" });
+      await expect(alert).toContainText("Maybe not sent", { timeout: 20_000 });
+      await expect(alert).toContainText("It may have arrived");
+      await expect(ada.composer).toHaveValue("did this reach you?");
+    });
   });
 });

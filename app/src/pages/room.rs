@@ -254,9 +254,24 @@ impl RoomState {
         });
     }
 
-    /// Shows (or updates) a pending message, at the end until it is sent.
+    /// Whether the message this person sent as `client_id` is shown, as the server's copy.
+    pub fn shows_sent(&self, client_id: &ClientId) -> bool {
+        self.items
+            .try_with_untracked(|items| {
+                items.iter().any(|item| matches!(item, Item::Message(m) if m.client_id.as_ref() == Some(client_id)))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Shows (or updates) a pending message, at the end until it is sent; not if the server's copy is shown
+    /// already (a reload's stored outbox can hold a message that reached the server just before).
     pub fn set_pending(&self, pending: Pending) {
         self.items.try_update(|items| {
+            let sent =
+                |item: &Item| matches!(item, Item::Message(m) if m.client_id.as_ref() == Some(&pending.client_id));
+            if items.iter().any(sent) {
+                return;
+            }
             match items.iter_mut().find(|item| matches!(item, Item::Pending(p) if p.client_id == pending.client_id)) {
                 Some(item) => *item = Item::Pending(pending),
                 None => items.push(Item::Pending(pending)),
