@@ -175,11 +175,12 @@ test("a page that missed more than its reading budget allows at once catches up 
 
       // Ada is away (her network down) while the room fills with long messages: each read of history carries
       // one, so catching up takes more reads than the budget's 100 at once and the 20 a second it refills by
-      // while they go on.
+      // while they go on. 400 of them: with 250, a page reading at less than 33 a second (two busy browsers on
+      // two cores) never ran the budget out, and the check below failed.
       await server.crash(ada);
       await ada.page.context().setOffline(true);
       await server.start();
-      const missed = Array.from({ length: 250 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
+      const missed = Array.from({ length: 400 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
       await seedMessages(server.base, room, missed);
       await ada.page.context().setOffline(false);
 
