@@ -173,6 +173,12 @@ impl HeldPresence {
     }
 }
 
+/// Whether `items` show the server's copy of the message this person sent as `client_id`.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn sent_copy_shown(items: &[Item], client_id: &ClientId) -> bool {
+    items.iter().any(|item| matches!(item, Item::Message(m) if m.client_id.as_ref() == Some(client_id)))
+}
+
 /// Marks `id` offline; says whether they were online until now.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn went_offline(entries: &mut [MemberEntry], id: &MemberId) -> bool {
@@ -256,20 +262,14 @@ impl RoomState {
 
     /// Whether the message this person sent as `client_id` is shown, as the server's copy.
     pub fn shows_sent(&self, client_id: &ClientId) -> bool {
-        self.items
-            .try_with_untracked(|items| {
-                items.iter().any(|item| matches!(item, Item::Message(m) if m.client_id.as_ref() == Some(client_id)))
-            })
-            .unwrap_or(false)
+        self.items.try_with_untracked(|items| sent_copy_shown(items, client_id)).unwrap_or(false)
     }
 
     /// Shows (or updates) a pending message, at the end until it is sent; not if the server's copy is shown
     /// already (a reload's stored outbox can hold a message that reached the server just before).
     pub fn set_pending(&self, pending: Pending) {
         self.items.try_update(|items| {
-            let sent =
-                |item: &Item| matches!(item, Item::Message(m) if m.client_id.as_ref() == Some(&pending.client_id));
-            if items.iter().any(sent) {
+            if sent_copy_shown(items, &pending.client_id) {
                 return;
             }
             match items.iter_mut().find(|item| matches!(item, Item::Pending(p) if p.client_id == pending.client_id)) {
