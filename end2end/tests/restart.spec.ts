@@ -166,15 +166,20 @@ test("a page that missed more than its reading budget allows at once catches up 
       await ada.enter(room, "Ada", server.base);
       await ada.say("before");
       await expect(ada.message("before")).not.toHaveAttribute("data-delivery", /.+/);
+      // Every answer the page gets, over WebSocket or long-polling, to see the server refuse a read for the budget.
+      const answers: string[] = [];
+      ada.page.on("websocket", (ws) => ws.on("framereceived", ({ payload }) => answers.push(String(payload))));
+      ada.page.on("response", async (response) => {
+        if (response.url().includes("transport=polling")) answers.push(await response.text().catch(() => ""));
+      });
 
       // Ada is away (her network down) while the room fills with long messages: each read of history carries
-      // one, so catching up takes more reads than the budget's 100 at once and the 20 a second it refills by
-      // while they go on, if the page reads faster than that. (Whether it did is not asserted: on this
-      // two-core machine the page read slowly enough in three runs of three that the server never refused it.)
+      // one. The server comes back with a reading budget of 5 at once and 2 a second, so catching up on 30 of
+      // them runs it out however slow the page is (it would have to wait half a second between reads not to).
       await server.crash(ada);
       await ada.page.context().setOffline(true);
-      await server.start();
-      const missed = Array.from({ length: 250 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
+      await server.start("--read-burst", "5", "--reads-per-second", "2");
+      const missed = Array.from({ length: 30 }, (_, i) => `missed ${String(i + 1).padStart(3, "0")} ${"x".repeat(1980)}`);
       await seedMessages(server.base, room, missed);
       await ada.page.context().setOffline(false);
 
@@ -184,6 +189,7 @@ test("a page that missed more than its reading budget allows at once catches up 
         .poll(async () => (await bodies(ada).allTextContents()).map((body) => body.slice(0, 11)), { timeout: 60_000 })
         .toEqual(expected.map((body) => body.slice(0, 11)));
       await expect(ada.page.getByRole("alert")).toHaveCount(0);
+      expect(answers.some((answer) => answer.includes("rate_limited")), "the budget ran out on the way").toBe(true);
     });
   });
 });

@@ -36,6 +36,15 @@ pub struct Config {
     #[arg(long, env = "CAUSERIE_MESSAGES_PER_SECOND", default_value_t = 2.0, value_parser = positive_rate)]
     pub messages_per_second: f64,
 
+    /// How many joins and history pages one person (all their tabs together) may ask for at once, before the
+    /// sustained rate applies. Each is a database read of up to 4 KiB of messages
+    #[arg(long, env = "CAUSERIE_READ_BURST", default_value_t = crate::realtime::DEFAULT_READS.burst, value_parser = clap::value_parser!(u32).range(1..))]
+    pub read_burst: u32,
+
+    /// How many joins and history pages per second one person may ask for, sustained
+    #[arg(long, env = "CAUSERIE_READS_PER_SECOND", default_value_t = crate::realtime::DEFAULT_READS.per_second, value_parser = positive_rate)]
+    pub reads_per_second: f64,
+
     /// SQLite database file for the messages; created (with its directory) on first run
     #[arg(long, env = "CAUSERIE_DATABASE", default_value = "causerie.db")]
     pub database: PathBuf,
@@ -118,7 +127,7 @@ fn redis_url(input: &str) -> Result<String, String> {
 fn positive_rate(input: &str) -> Result<f64, String> {
     match input.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("expected a positive number of messages per second, got {input:?}")),
+        _ => Err(format!("expected a positive number per second, got {input:?}")),
     }
 }
 
@@ -126,6 +135,14 @@ impl Config {
     /// The per-person sending limit.
     pub fn rate_limit(&self) -> crate::limits::RateLimit {
         crate::limits::RateLimit { burst: self.message_burst, per_second: self.messages_per_second }
+    }
+
+    /// The per-person sending and reading limits.
+    pub fn limits(&self) -> crate::realtime::Limits {
+        crate::realtime::Limits {
+            sending: self.rate_limit(),
+            reading: crate::limits::RateLimit { burst: self.read_burst, per_second: self.reads_per_second },
+        }
     }
 }
 
@@ -144,6 +161,8 @@ impl Default for Config {
             transports: vec![Transport::Polling, Transport::Websocket],
             message_burst: 10,
             messages_per_second: 2.0,
+            read_burst: crate::realtime::DEFAULT_READS.burst,
+            reads_per_second: crate::realtime::DEFAULT_READS.per_second,
             database: PathBuf::from("causerie.db"),
             in_memory: false,
             database_url: None,
@@ -208,12 +227,21 @@ mod tests {
         assert!(err.to_string().contains("invalid value '0' for '--message-burst"), "{err}");
         for bad in ["--messages-per-second=0", "--messages-per-second=-1", "--messages-per-second=fast"] {
             let err = Config::try_parse_from(["causerie", bad]).unwrap_err();
-            assert!(err.to_string().contains("expected a positive number of messages per second"), "{bad}: {err}");
+            assert!(err.to_string().contains("expected a positive number per second"), "{bad}: {err}");
+        }
+        for bad in ["--read-burst=0", "--reads-per-second=0", "--reads-per-second=inf", "--reads-per-second=often"] {
+            let err = Config::try_parse_from(["causerie", bad]).unwrap_err();
+            let flag = bad.split('=').next().unwrap_or(bad);
+            assert!(err.to_string().contains(&format!("for '{flag}")), "{bad}: {err}");
         }
         let config =
             Config::try_parse_from(["causerie", "--message-burst", "3", "--messages-per-second", "0.5"]).unwrap();
         assert_eq!(config.rate_limit(), crate::limits::RateLimit { burst: 3, per_second: 0.5 });
-        assert_eq!(Config::default().rate_limit(), Config::try_parse_from(["causerie"]).unwrap().rate_limit());
+        assert_eq!(Config::default().limits(), Config::try_parse_from(["causerie"]).unwrap().limits());
+        let config = Config::try_parse_from(["causerie", "--read-burst", "5", "--reads-per-second", "2"]).unwrap();
+        assert_eq!(config.limits().reading, crate::limits::RateLimit { burst: 5, per_second: 2.0 });
+        assert_eq!(config.limits().sending, Config::default().rate_limit());
+        assert_eq!(Config::default().limits().reading, crate::realtime::DEFAULT_READS);
     }
 
     #[test]

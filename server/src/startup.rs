@@ -24,7 +24,7 @@ use crate::{cluster, media, session};
 /// The whole HTTP application, on one node: the local adapter. Needs a Tokio runtime: the realtime side starts its
 /// background tasks here.
 pub fn router(leptos_options: LeptosOptions, config: &Config, store: Arc<dyn MessageStore>) -> Router {
-    let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
+    let hub = Hub::new(config.limits(), config.admin_token.clone(), Arc::clone(&store));
     let (socket_layer, io) = socket_io(config, &hub).build_layer();
     // The local adapter has nothing to set up.
     let [(), (), ()] = realtime::attach(&io, &hub);
@@ -40,7 +40,7 @@ pub async fn clustered_router(
     redis: redis::Client,
 ) -> anyhow::Result<Router> {
     use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
-    let hub = Hub::new(config.rate_limit(), config.admin_token.clone(), Arc::clone(&store));
+    let hub = Hub::new(config.limits(), config.admin_token.clone(), Arc::clone(&store));
     // Our driver, not socketioxide-redis's own: that one never reconnects after Redis restarts.
     let driver = cluster::driver::ReconnectingDriver::connect(&redis)
         .await

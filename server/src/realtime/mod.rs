@@ -29,11 +29,21 @@ use crate::limits::{Limiter, RateLimit};
 use crate::presence::Presence;
 use crate::store::MessageStore;
 
-/// How often a member may join rooms or load history: 100 at once, then 20 a second. Each answer is at most about
+/// How often a member may join rooms or load history, unless told otherwise (`--read-burst`,
+/// `--reads-per-second`): 100 at once, then 20 a second. Each answer is at most about
 /// 4 KiB of messages ([`protocol::HistoryPage::MAX_BYTES`]), so a page can hold a single long message: catching up
 /// on a few hundred of those, or scrolling back through them, takes as many reads, and a person doing it must not
 /// be refused. A script reading in a loop still gets at most 80 KiB a second.
-pub const READS: RateLimit = RateLimit { burst: 100, per_second: 20.0 };
+pub const DEFAULT_READS: RateLimit = RateLimit { burst: 100, per_second: 20.0 };
+
+/// The budgets every member gets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Messages, public and private.
+    pub sending: RateLimit,
+    /// Joins and history pages.
+    pub reading: RateLimit,
+}
 
 /// Everything the handlers share, cheap to clone (socketioxide hands each handler its own copy).
 #[derive(Clone)]
@@ -59,11 +69,11 @@ pub struct HubState {
 }
 
 impl Hub {
-    pub fn new(rate_limit: RateLimit, admin_token: Option<String>, store: Arc<dyn MessageStore>) -> Self {
+    pub fn new(limits: Limits, admin_token: Option<String>, store: Arc<dyn MessageStore>) -> Self {
         Self(Arc::new(HubState {
             presence: Presence::default(),
-            limiter: Limiter::new(rate_limit),
-            reads: Limiter::new(READS),
+            limiter: Limiter::new(limits.sending),
+            reads: Limiter::new(limits.reading),
             messages_total: AtomicU64::new(0),
             admin_token,
             store,

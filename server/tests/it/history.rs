@@ -137,7 +137,7 @@ async fn a_member_asking_for_history_in_a_loop_is_slowed_down_in_words_and_nobod
     let app = spawn_app().await;
     let (_a, ada) = app.member("Ada", "general").await;
     let (_b, bob) = app.member("Bob", "general").await;
-    let budget = server::realtime::READS;
+    let budget = server::realtime::DEFAULT_READS;
     let started = std::time::Instant::now();
     let mut answered = 1; // the join
     let refused = loop {
