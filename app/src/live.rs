@@ -321,10 +321,22 @@ fn status_of(state: &ConnectionState) -> Status {
     }
 }
 
-/// The page's clock, in milliseconds.
-fn now_ms() -> f64 {
-    js_sys::Date::now()
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `performance.now()`: milliseconds since the page started, on a clock that never goes back.
+    #[wasm_bindgen(catch, js_namespace = performance, js_name = now)]
+    fn performance_now() -> Result<f64, wasm_bindgen::JsValue>;
 }
+
+/// The page's clock, in milliseconds: monotonic, so that setting the system's time neither hides someone's typing
+/// at once nor shows it for as long as the jump. (Only the wall clock where `performance` is missing.)
+fn now_ms() -> f64 {
+    performance_now().unwrap_or_else(|_| js_sys::Date::now())
+}
+
+/// `typing_sent_at` when this tab has not said it was typing since its last message: long enough ago on any clock
+/// (`performance.now()` starts near 0 when the page opens, so 0 would hold back the first few seconds' notice).
+const NEVER: f64 = f64::NEG_INFINITY;
 
 /// A fresh id for a message this tab sends (see `SendMessage::client_id`): 128 random bits from the browser.
 fn client_id() -> protocol::ClientId {
@@ -466,7 +478,7 @@ pub struct Chat {
 
 impl Chat {
     pub fn connect(room: RoomName, name: DisplayName, state: RoomState) -> Self {
-        let typing_sent_at = Arc::new(AtomicU64::new(0));
+        let typing_sent_at = Arc::new(AtomicU64::new(NEVER.to_bits()));
         let outbox = Outbox::load(room.clone(), state);
         let client = match client() {
             Ok(client) => client,
@@ -674,7 +686,7 @@ impl Chat {
     /// Sends a message to the room: shown at once as "sending", and as sent once the server stored it. Kept (and
     /// retried with the same client id) until then, across reconnections and reloads.
     pub fn send(&self, body: MessageBody) {
-        self.typing_sent_at.store(0, Ordering::Relaxed);
+        self.typing_sent_at.store(NEVER.to_bits(), Ordering::Relaxed);
         self.outbox.push(Pending { client_id: client_id(), body, failed: None, attempts: 0, image: None });
         if let Some(socket) = self.socket.clone() {
             self.outbox.flush(socket);
@@ -763,7 +775,7 @@ impl Chat {
         };
         let Some(socket) = self.socket.clone() else { return give_back("not connected".to_owned(), false) };
         let request = SendPrivate { room: self.room.clone(), to, body };
-        self.typing_sent_at.store(0, Ordering::Relaxed);
+        self.typing_sent_at.store(NEVER.to_bits(), Ordering::Relaxed);
         spawn_local(async move {
             match socket.request(&request, REQUEST_TIMEOUT).await {
                 Ok(accepted) => {

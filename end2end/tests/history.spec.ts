@@ -51,6 +51,33 @@ test("the room opens on its latest messages and scrolling up loads older pages i
   });
 });
 
+test("a tab open through a long conversation shows at most 600 messages, and the rest load on scrolling up", async ({
+  browser,
+  baseURL,
+}) => {
+  test.setTimeout(120_000);
+  const room = unique("long");
+  await withPeople(browser, 1, async ([bob]) => {
+    await bob.enter(room, "Bob");
+    // 620 messages arrive live while Bob reads at the end of the room.
+    const bodies = numbered("live", 620);
+    await seedMessages(baseURL!, room, bodies);
+    const shown = bob.page.getByTestId("messages").locator(".message .body");
+    await expect(bob.message("live 620")).toBeInViewport();
+    await expect(bob.page.getByTestId("new-messages")).toHaveCount(0);
+    // Past 600, the oldest went (down to the latest 500, then the later ones came): the newest, in one run to the
+    // end, and the page offers the rest again.
+    await expect.poll(() => shown.count()).toBeLessThanOrEqual(600);
+    const count = await shown.count();
+    expect(count).toBeGreaterThanOrEqual(500);
+    await expect(shown).toHaveText(bodies.slice(bodies.length - count));
+    await expect(bob.page.getByTestId("load-older")).toHaveCount(1);
+
+    await loadAllOlder(bob);
+    await expect(shown).toHaveText(bodies);
+  });
+});
+
 test("a run of messages from one person shows their name once, also across a page loaded before it", async ({
   browser,
   baseURL,

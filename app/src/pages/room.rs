@@ -303,6 +303,28 @@ impl RoomState {
         self.items.try_with_untracked(|items| protocol::hole(items.iter().filter_map(Item::seq))).flatten()
     }
 
+    /// Past [`MAX_SHOWN_MESSAGES`], drops the oldest messages (and the notices among them) down to the newest
+    /// [`KEEP_SHOWN_MESSAGES`], so that a tab left open in a busy room does not grow for ever; they load again, as
+    /// older messages, if the reader scrolls back up. A hundred at a time, not one per new message: each trim
+    /// moves the list under the reader (see `on_scroll`). Only for a reader at the end, and not while an older
+    /// page is on its way.
+    pub fn trim_shown(&self) {
+        if self.loading_older.try_get_untracked().unwrap_or(true) {
+            return;
+        }
+        let shown = self
+            .items
+            .try_with_untracked(|items| items.iter().filter(|item| matches!(item, Item::Message(_))).count())
+            .unwrap_or(0);
+        if shown <= MAX_SHOWN_MESSAGES {
+            return;
+        }
+        let trimmed = self.items.try_update(|items| trim_oldest(items, KEEP_SHOWN_MESSAGES)).unwrap_or(false);
+        if trimmed {
+            self.has_older.try_set(true);
+        }
+    }
+
     /// The lowest `seq` shown: what older pages load before.
     pub fn first_seq(&self) -> Option<u64> {
         self.items.try_with_untracked(|items| items.iter().filter_map(Item::seq).min()).flatten()
@@ -399,6 +421,46 @@ impl RoomState {
     fn stopped_typing(&self, member: &MemberId) {
         self.typing.try_update(|typing| typing.retain(|(who, _)| &who.id != member));
     }
+}
+
+/// The most room messages a page shows while its reader follows the end (see [`RoomState::trim_shown`]).
+pub const MAX_SHOWN_MESSAGES: usize = 600;
+
+/// How many of the newest a trim keeps.
+pub const KEEP_SHOWN_MESSAGES: usize = 500;
+
+/// Removes everything before the `keep` newest messages, but private messages: the server does not keep those, so
+/// they could not be loaded again. Returns whether anything went.
+fn trim_oldest(items: &mut Vec<Item>, keep: usize) -> bool {
+    let shown = items.iter().filter(|item| matches!(item, Item::Message(_))).count();
+    if shown <= keep {
+        return false;
+    }
+    let mut to_drop = shown - keep;
+    let mut dropping = true;
+    items.retain(|item| {
+        if !dropping {
+            return true;
+        }
+        match item {
+            Item::Private(_) => true,
+            Item::Message(_) if to_drop == 0 => {
+                dropping = false;
+                true
+            }
+            Item::Message(_) => {
+                to_drop -= 1;
+                false
+            }
+            Item::Notice { .. } => false,
+            // Pending messages come after every stored one: not reached while dropping.
+            Item::Pending(_) => {
+                dropping = false;
+                true
+            }
+        }
+    });
+    true
 }
 
 /// Inserts `message` after the last message with a lower `seq` (notices stay where they are), unless a message
@@ -505,9 +567,15 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
     #[cfg(feature = "hydrate")]
     let chat = StoredValue::new(crate::live::Chat::connect(room.clone(), name.clone(), state));
 
+    // Where the list was last scrolled to, by the reader or by the page, and how tall it was then (see
+    // `on_scroll`).
+    let last_top = StoredValue::new(0);
+    let last_height = StoredValue::new(0);
     let scroll_to_end = move || {
         if let Some(list) = list.get_untracked() {
             list.set_scroll_top(list.scroll_height());
+            last_top.set_value(list.scroll_top());
+            last_height.set_value(list.scroll_height());
         }
         unread.set(false);
     };
@@ -536,6 +604,10 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
                 }
                 if at_bottom.get_untracked() || mine {
                     scroll_to_end();
+                    // Read at the end: what is far above can go (it loads again on scrolling up). Not from inside
+                    // this effect: a change to `items` made while it runs puts it ahead of the list's rendering
+                    // for the next change, and it would then scroll before the DOM has the new messages.
+                    request_animation_frame(move || state.trim_shown());
                 } else {
                     unread.set(true);
                 }
@@ -543,7 +615,13 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
             Some(_) => {
                 if let (Some(list), Some(from_end)) = (list.get_untracked(), keep_from_end.get_value()) {
                     list.set_scroll_top(list.scroll_height() - from_end);
+                    last_top.set_value(list.scroll_top());
+                    last_height.set_value(list.scroll_height());
                     keep_from_end.set_value(None);
+                } else if at_bottom.get_untracked() {
+                    // Something changed above the end (the oldest trimmed, a missed message put in its place):
+                    // a reader at the end stays there.
+                    scroll_to_end();
                 }
             }
         }
@@ -561,10 +639,21 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
     };
     let on_scroll = move |_| {
         if let Some(list) = list.get_untracked() {
-            let bottom = list.scroll_height() - list.scroll_top() - list.client_height() <= AT_BOTTOM_PX;
-            at_bottom.set(bottom);
+            let (top, height) = (list.scroll_top(), list.scroll_height());
+            let bottom = height - top - list.client_height() <= AT_BOTTOM_PX;
+            // Only the reader scrolls up. The browser sends the scroll event of the page's own scroll to the end a
+            // frame later, and in a busy room more messages may have come below by then: short of the end but
+            // further down, the reader is still following, not leaving. Nor when the list got shorter: the
+            // oldest messages were trimmed above, and the browser moved up with them. (A reader who does scroll
+            // up then is seen at the next event: scrolling sends many.)
+            let went_up = top < last_top.get_value() && height >= last_height.get_value();
+            last_top.set_value(top);
+            last_height.set_value(height);
             if bottom {
+                at_bottom.set(true);
                 unread.set(false);
+            } else if went_up {
+                at_bottom.set(false);
             }
             // Near the top: the next older page comes before the reader reaches the end of this one.
             if list.scroll_top() <= LOAD_OLDER_WITHIN_PX && state.joined.get_untracked() {
@@ -1208,6 +1297,30 @@ mod tests {
         assert!(!entries[0].online);
         assert!(!went_offline(&mut entries, &ada.id), "already offline");
         assert!(!went_offline(&mut entries, &MemberId("bob".into())), "never here");
+    }
+
+    #[test]
+    fn a_long_conversation_keeps_its_newest_messages_its_private_ones_and_what_is_pending() {
+        let notice = |key: &str| Item::Notice { key: key.into(), text: key.into() };
+        let ChatMessage { id, room, from, body, sent_at, .. } = chat(message("p1", "Bob", 0));
+        let private = Item::Private(PrivateMessage { id, room, to: from.clone(), from, body, sent_at });
+        let pending = Item::Pending(Pending {
+            client_id: ClientId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            body: MessageBody::parse("on its way").unwrap(),
+            failed: None,
+            attempts: 0,
+            image: None,
+        });
+        let mut items = vec![notice("a"), message("1", "Ada", 0), private.clone(), notice("b"), message("2", "Ada", 0)];
+        items.extend([message("3", "Ada", 0), notice("c"), message("4", "Ada", 0), pending.clone()]);
+        assert!(!trim_oldest(&mut items, 4), "nothing over the limit");
+        assert_eq!(items.len(), 9);
+
+        assert!(trim_oldest(&mut items, 2));
+        assert_eq!(seqs(&items), vec![3, 4]);
+        assert_eq!(items.first(), Some(&private), "kept: it could not be loaded again");
+        assert_eq!(items.iter().filter(|item| matches!(item, Item::Notice { .. })).count(), 1, "only the one after 3");
+        assert_eq!(items.last(), Some(&pending));
     }
 
     #[test]
