@@ -84,6 +84,23 @@ test("typing shows who is typing, several at once, and the notice expires on its
   });
 });
 
+test("a typing notice still goes away when the reader's system clock is set back meanwhile", async ({ browser }) => {
+  const room = unique("clock");
+  await withPeople(browser, 2, async ([bob, ada]) => {
+    await bob.enter(room, "Bob");
+    await ada.enter(room, "Ada");
+    await ada.composer.pressSequentially("Hm");
+    await expect(bob.typing).toHaveText("Ada is typing…");
+    // Bob's computer sets its clock back an hour (as a time sync can): the page's wall clock jumps, and a notice
+    // timed by it would stay for that hour.
+    await bob.page.evaluate(() => {
+      const wall = Date.now.bind(Date);
+      Date.now = () => wall() - 3_600_000;
+    });
+    await expect(bob.typing).toHaveText("", { timeout: 15_000 });
+  });
+});
+
 test("long names without spaces wrap in the header, the member list and on messages instead of widening the page", async ({
   browser,
 }) => {
