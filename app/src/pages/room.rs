@@ -312,14 +312,14 @@ impl RoomState {
         if self.loading_older.try_get_untracked().unwrap_or(true) {
             return;
         }
-        let shown = self
+        // Subscribers hear of it only when something went.
+        let trimmed = self
             .items
-            .try_with_untracked(|items| items.iter().filter(|item| matches!(item, Item::Message(_))).count())
-            .unwrap_or(0);
-        if shown <= MAX_SHOWN_MESSAGES {
-            return;
-        }
-        let trimmed = self.items.try_update(|items| trim_oldest(items, KEEP_SHOWN_MESSAGES)).unwrap_or(false);
+            .try_maybe_update(|items| {
+                let trimmed = trim_oldest(items, MAX_SHOWN_MESSAGES, KEEP_SHOWN_MESSAGES);
+                (trimmed, trimmed)
+            })
+            .unwrap_or(false);
         if trimmed {
             self.has_older.try_set(true);
         }
@@ -429,11 +429,11 @@ pub const MAX_SHOWN_MESSAGES: usize = 600;
 /// How many of the newest a trim keeps.
 pub const KEEP_SHOWN_MESSAGES: usize = 500;
 
-/// Removes everything before the `keep` newest messages, but private messages: the server does not keep those, so
-/// they could not be loaded again. Returns whether anything went.
-fn trim_oldest(items: &mut Vec<Item>, keep: usize) -> bool {
+/// When more than `most` messages are shown, removes everything before the `keep` newest, but private messages:
+/// the server does not keep those, so they could not be loaded again. Returns whether anything went.
+fn trim_oldest(items: &mut Vec<Item>, most: usize, keep: usize) -> bool {
     let shown = items.iter().filter(|item| matches!(item, Item::Message(_))).count();
-    if shown <= keep {
+    if shown <= most {
         return false;
     }
     let mut to_drop = shown - keep;
@@ -571,11 +571,14 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
     // `on_scroll`).
     let last_top = StoredValue::new(0);
     let last_height = StoredValue::new(0);
+    let remember_position = move |list: &leptos::web_sys::HtmlOListElement| {
+        last_top.set_value(list.scroll_top());
+        last_height.set_value(list.scroll_height());
+    };
     let scroll_to_end = move || {
         if let Some(list) = list.get_untracked() {
             list.set_scroll_top(list.scroll_height());
-            last_top.set_value(list.scroll_top());
-            last_height.set_value(list.scroll_height());
+            remember_position(&list);
         }
         unread.set(false);
     };
@@ -615,8 +618,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
             Some(_) => {
                 if let (Some(list), Some(from_end)) = (list.get_untracked(), keep_from_end.get_value()) {
                     list.set_scroll_top(list.scroll_height() - from_end);
-                    last_top.set_value(list.scroll_top());
-                    last_height.set_value(list.scroll_height());
+                    remember_position(&list);
                     keep_from_end.set_value(None);
                 } else if at_bottom.get_untracked() {
                     // Something changed above the end (the oldest trimmed, a missed message put in its place):
@@ -647,8 +649,7 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
             // oldest messages were trimmed above, and the browser moved up with them. (A reader who does scroll
             // up then is seen at the next event: scrolling sends many.)
             let went_up = top < last_top.get_value() && height >= last_height.get_value();
-            last_top.set_value(top);
-            last_height.set_value(height);
+            remember_position(&list);
             if bottom {
                 at_bottom.set(true);
                 unread.set(false);
@@ -1313,10 +1314,10 @@ mod tests {
         });
         let mut items = vec![notice("a"), message("1", "Ada", 0), private.clone(), notice("b"), message("2", "Ada", 0)];
         items.extend([message("3", "Ada", 0), notice("c"), message("4", "Ada", 0), pending.clone()]);
-        assert!(!trim_oldest(&mut items, 4), "nothing over the limit");
+        assert!(!trim_oldest(&mut items, 4, 2), "nothing over the limit");
         assert_eq!(items.len(), 9);
 
-        assert!(trim_oldest(&mut items, 2));
+        assert!(trim_oldest(&mut items, 3, 2));
         assert_eq!(seqs(&items), vec![3, 4]);
         assert_eq!(items.first(), Some(&private), "kept: it could not be loaded again");
         assert_eq!(items.iter().filter(|item| matches!(item, Item::Notice { .. })).count(), 1, "only the one after 3");
