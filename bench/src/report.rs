@@ -200,9 +200,13 @@ impl Report {
             );
         }
         if let Some(wasm) = &self.wasm {
+            let served = match wasm.brotli_bytes {
+                Some(brotli) => format!("; the server sends {brotli} bytes, brotli"),
+                None => "; not precompressed, so the server sends it raw".to_owned(),
+            };
             let _ = writeln!(
                 md,
-                "| Release WASM ≤ 300 KB gzipped | {} bytes gzipped ({} raw) | {} |",
+                "| Release WASM ≤ 300 KB gzipped | {} bytes gzipped ({} raw{served}) | {} |",
                 wasm.gzip_bytes,
                 wasm.bytes,
                 met(wasm.gzip_bytes <= 300_000)

@@ -607,6 +607,9 @@ pub struct WasmSize {
     pub path: String,
     pub bytes: u64,
     pub gzip_bytes: u64,
+    /// The size of the file's brotli twin (`cargo leptos build --release --precompress`), which the server sends
+    /// to a browser that accepts brotli; `None` when the site was built without it.
+    pub brotli_bytes: Option<u64>,
 }
 
 pub fn wasm_size(path: &std::path::Path) -> anyhow::Result<WasmSize> {
@@ -615,12 +618,33 @@ pub fn wasm_size(path: &std::path::Path) -> anyhow::Result<WasmSize> {
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gzip.write_all(&bytes)?;
     let gzip_bytes = gzip.finish()?.len() as u64;
-    Ok(WasmSize { path: path.display().to_string(), bytes: bytes.len() as u64, gzip_bytes })
+    let mut brotli = path.as_os_str().to_owned();
+    brotli.push(".br");
+    let brotli_bytes = match std::fs::metadata(&brotli) {
+        Ok(twin) => Some(twin.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", std::path::Path::new(&brotli).display())),
+    };
+    Ok(WasmSize { path: path.display().to_string(), bytes: bytes.len() as u64, gzip_bytes, brotli_bytes })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wasm_size_reports_the_brotli_twin_only_when_the_site_has_one() {
+        let dir = std::env::temp_dir().join(format!("causerie-bench-wasm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let wasm = dir.join("causerie.wasm");
+        std::fs::write(&wasm, vec![7_u8; 10_000]).expect("writing the bundle");
+        let plain = wasm_size(&wasm).expect("measuring the bundle");
+        assert_eq!((plain.bytes, plain.brotli_bytes), (10_000, None));
+        assert!(plain.gzip_bytes < 1_000, "{} bytes gzipped", plain.gzip_bytes);
+        std::fs::write(dir.join("causerie.wasm.br"), [1_u8; 42]).expect("writing the twin");
+        assert_eq!(wasm_size(&wasm).expect("measuring the bundle").brotli_bytes, Some(42));
+        std::fs::remove_dir_all(&dir).expect("removing the temporary directory");
+    }
 
     #[test]
     fn every_user_gets_a_slot_of_its_own_and_room_mates_are_spread_over_the_interval() {

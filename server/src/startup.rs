@@ -93,13 +93,29 @@ fn routes<A: Adapter>(
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .fallback(static_file)
         .with_state(leptos_options)
         .layer(axum::middleware::from_fn(move |request, next| session::ensure(secure_cookies, request, next)))
         // Socket.IO answers its own path (/socket.io/) and passes every other request through to the router.
         .layer(socket_layer)
         // Outside the Socket.IO layer, so that it sees the request first.
         .layer(axum::middleware::map_request(detach_socket_io_head))
+}
+
+/// The static site (the WASM bundle, its JavaScript, the style sheet, `public/`), or the not-found page.
+///
+/// leptos_axum sends a file's `.br` or `.gz` twin (written by `cargo leptos build --release --precompress`) to a
+/// client that accepts it: the WASM bundle goes out at about a third of its size. The answer then depends on the
+/// request's `Accept-Encoding`, and `Vary` says so, or a shared cache on the way (a proxy, a CDN) could hand the
+/// brotli bytes to a client that cannot read them.
+async fn static_file(
+    uri: axum::http::Uri,
+    state: axum::extract::State<LeptosOptions>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let mut response = leptos_axum::file_and_error_handler(shell)(uri, state, request).await;
+    response.headers_mut().append(axum::http::header::VARY, axum::http::HeaderValue::from_static("accept-encoding"));
+    response
 }
 
 /// See [`router`]: the WebSocket read buffer of each connection.
