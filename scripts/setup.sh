@@ -76,6 +76,13 @@ setup_build_tools() {
   npm_ci_if_needed "$ROOT/tools"
 }
 
+# The release site and server as shipped: precompressed static files (the server sends their brotli or gzip twin),
+# with the gzip twins at `gzip -9` (scripts/regzip-site). The browser tests get the same through `end2end-cmd`.
+build_release_site() {
+  (cd "$ROOT" && cargo leptos build --release --precompress)
+  "$ROOT/scripts/regzip-site"
+}
+
 # What the tests need on top: Chromium for Playwright, and the Playwright package itself.
 setup_test_tools() {
   if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
