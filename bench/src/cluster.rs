@@ -207,7 +207,10 @@ pub fn markdown(
         rule.push_str("---|---|");
     }
     let _ = writeln!(md, "{header}\n{rule}");
-    let rates: Vec<u32> = config.rates.clone();
+    // Every rate any setup ran, the refinements near each one's limit included.
+    let mut rates: Vec<u32> = results.iter().flat_map(|(_, r)| r.steps.iter().map(|s| s.sends_per_second)).collect();
+    rates.sort_unstable();
+    rates.dedup();
     for rate in rates {
         let mut row = format!("| {rate} |");
         let mut any = false;

@@ -302,13 +302,16 @@ impl Report {
             md,
             "{} rooms × {} users, all on WebSocket; every message goes to the {} others in its room. Each step \
              sends at a fixed total rate for {:.0} s, each user on its own schedule (not waiting for acks), and \
-             stops once p99 passes {} ms or a message goes missing. Latency is from the sender's send to a \
-             receiver's decode, for every delivery.\n",
+             stops once p99 passes {} ms or a message goes missing; then {} more steps, each halfway between the \
+             highest rate within the limit and the lowest past it, find the limit more closely. Node runs first, \
+             and the others' climbs pass through its maximum, where the p99s are compared. Latency is from the \
+             sender's send to a receiver's decode, for every delivery.\n",
             o.fanout.rooms,
             o.fanout.users_per_room,
             o.fanout.users_per_room.saturating_sub(1),
             o.fanout.step.as_secs_f64(),
-            o.fanout.stop_p99_ms
+            o.fanout.stop_p99_ms,
+            o.fanout.refine
         );
         let _ = writeln!(md, "![p99 latency against deliveries per second]({chart})\n");
         for result in &self.fanout {

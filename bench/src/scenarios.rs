@@ -87,6 +87,30 @@ pub struct FanoutConfig {
     /// Messages sent per second, all users together, one step each, until the p99 passes `stop_p99_ms`.
     pub rates: Vec<u32>,
     pub stop_p99_ms: f64,
+    /// Once a step passes `stop_p99_ms`, how many more steps halve the gap between the last step within it and
+    /// the first past it: the rates are a thousand apart, and a maximum found only to the step below understates a
+    /// server by up to a step (and "Node's maximum load", where the p99s are compared, can then be one where Node
+    /// is far from its limit).
+    pub refine: u32,
+}
+
+impl FanoutConfig {
+    /// The same climb, passing through `rate` too (another target's maximum, to compare the two there).
+    pub fn through(&self, rate: u32) -> Self {
+        let mut config = self.clone();
+        if !config.rates.contains(&rate) {
+            config.rates.push(rate);
+            config.rates.sort_unstable();
+        }
+        config
+    }
+}
+
+/// The rate halfway between the highest that was within the limit and the lowest that was not, to the nearest
+/// ten sends a second; `None` once the two are too close to split.
+fn halfway(within: u32, past: u32) -> Option<u32> {
+    let mid = (within + (past.saturating_sub(within)) / 2 + 5) / 10 * 10;
+    (mid > within && mid < past).then_some(mid)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,18 +169,36 @@ pub async fn fanout_on(target: Target, servers: &[&Server], config: &FanoutConfi
     let receivers: Vec<_> = users.iter_mut().filter_map(|user| receive(user, recorder.clone())).collect();
     let users: Vec<Arc<User>> = users.into_iter().map(Arc::new).collect();
     let mut steps = Vec::new();
-    for (step, &rate) in (0u32..).zip(&config.rates) {
+    let mut step = 0u32;
+    // The climb: `within` is the highest rate within the limit so far, `past` the first one beyond it.
+    let mut within = None;
+    let mut past = None;
+    for &rate in &config.rates {
         let result = fanout_step(servers, &users, &recorder, step, rate, config).await?;
-        eprintln!(
-            "  {:>6} sends/s: {:>9.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, cpu {:.0}%",
-            rate, result.deliveries_per_second, result.latency.p50, result.latency.p99, result.lost, result.cpu_percent
-        );
-        let stop = !result.within(config.stop_p99_ms);
+        step += 1;
+        let ok = result.within(config.stop_p99_ms);
         steps.push(result);
-        if stop {
+        if !ok {
+            past = Some(rate);
             break;
         }
+        within = Some(rate);
     }
+    // Then closer to the limit, between the last step within it and the first past it.
+    if let (Some(mut low), Some(mut high)) = (within, past) {
+        for _ in 0..config.refine {
+            let Some(rate) = halfway(low, high) else { break };
+            let result = fanout_step(servers, &users, &recorder, step, rate, config).await?;
+            step += 1;
+            if result.within(config.stop_p99_ms) {
+                low = rate;
+            } else {
+                high = rate;
+            }
+            steps.push(result);
+        }
+    }
+    steps.sort_by_key(|s| s.sends_per_second);
     drop(users);
     for receiver in receivers {
         receiver.abort();
@@ -234,7 +276,7 @@ async fn fanout_step(
         .unwrap_or(config.step)
         .max(config.step / 2);
     let ack = acks.lock().unwrap_or_else(|p| p.into_inner()).summary();
-    Ok(FanoutStep {
+    let result = FanoutStep {
         sends_per_second: rate,
         offered_deliveries_per_second: f64::from(rate) * per_message as f64,
         deliveries_per_second: received.unique as f64 / elapsed.as_secs_f64(),
@@ -247,7 +289,12 @@ async fn fanout_step(
         cpu_percent: after.cpu_percent_since(&before),
         cpu_micros_per_delivery: (after.cpu_seconds - before.cpu_seconds) * 1e6 / (received.unique.max(1) as f64),
         rss_bytes: after.rss_bytes,
-    })
+    };
+    eprintln!(
+        "  {:>6} sends/s: {:>9.0} deliveries/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, cpu {:.0}%",
+        rate, result.deliveries_per_second, result.latency.p50, result.latency.p99, result.lost, result.cpu_percent
+    );
+    Ok(result)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -655,5 +702,33 @@ mod tests {
         assert_eq!(room_3, (0..10).map(|k| k * rooms + 3).collect::<Vec<_>>());
         slots.sort_unstable();
         assert_eq!(slots, (0..per_room * rooms).collect::<Vec<_>>(), "a permutation");
+    }
+
+    #[test]
+    fn the_climb_closes_in_on_the_limit_by_halving_the_gap_to_ten_sends_a_second() {
+        assert_eq!(halfway(4_000, 5_000), Some(4_500));
+        assert_eq!(halfway(4_500, 5_000), Some(4_750));
+        assert_eq!(halfway(4_750, 5_000), Some(4_880));
+        assert_eq!(halfway(12_000, 14_000), Some(13_000));
+        // The third halving of a thousand, after 4,500 (within) and 4,750 (past).
+        assert_eq!(halfway(4_500, 4_750), Some(4_630));
+        assert_eq!(halfway(4_990, 5_000), None, "nothing between them to the nearest ten");
+        assert_eq!(halfway(5_000, 5_000), None);
+        assert_eq!(halfway(5_000, 4_000), None, "a gap the wrong way round is not split");
+    }
+
+    #[test]
+    fn a_climb_through_another_targets_maximum_runs_that_rate_in_its_place_and_only_once() {
+        let config = FanoutConfig {
+            rooms: 1,
+            users_per_room: 2,
+            step: Duration::from_secs(1),
+            rates: vec![1_000, 2_000, 3_000],
+            stop_p99_ms: 100.0,
+            refine: 0,
+        };
+        assert_eq!(config.through(2_380).rates, vec![1_000, 2_000, 2_380, 3_000]);
+        assert_eq!(config.through(2_000).rates, vec![1_000, 2_000, 3_000]);
+        assert_eq!(config.through(9_000).rates, vec![1_000, 2_000, 3_000, 9_000]);
     }
 }
