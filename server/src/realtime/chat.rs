@@ -636,8 +636,12 @@ fn internal(message: &str) -> ErrorBody {
     ErrorBody::new(ErrorCode::Internal, message)
 }
 
+/// A message's (or image's) id: a UUID of version 7, whose first 48 bits are the time. Ids made one after the
+/// other sort one after the other, so each insert into the store's unique index of ids lands on its last page, as
+/// the messages before it did: a batch committed together touches one page of that index, not one page per message as
+/// random (version 4) ids did. The other 74 bits are random: an id is still not guessed from another.
 fn new_id() -> MessageId {
-    MessageId(uuid::Uuid::new_v4().to_string())
+    MessageId(uuid::Uuid::now_v7().to_string())
 }
 
 fn now() -> UnixMillis {
@@ -648,6 +652,15 @@ fn now() -> UnixMillis {
 #[cfg(test)]
 mod tests {
     use super::Joins;
+
+    #[test]
+    fn message_ids_made_one_after_the_other_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1_000).map(|_| super::new_id().0).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7)));
+    }
 
     fn general() -> protocol::RoomName {
         protocol::RoomName::parse("general").unwrap()
