@@ -56,11 +56,13 @@ impl Options {
                 rooms: 20,
                 users_per_room: 10,
                 step: Duration::from_secs(5),
-                // A thousand apart near where the servers top out (4,000–12,000 on the reference machine), so that
-                // a maximum is not understated by a whole coarse step.
+                // A thousand apart near where the servers top out (4,000–14,000 on the machines seen so far), so
+                // that a maximum is not understated by a whole coarse step; then coarser, up to where no load
+                // generator on one core keeps up (on an Intel VM, Causerie in memory was still within the limit at
+                // 32,000).
                 rates: vec![
                     250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000, 11_000, 12_000, 14_000,
-                    16_000, 24_000, 32_000,
+                    16_000, 24_000, 32_000, 40_000, 48_000, 64_000,
                 ],
                 stop_p99_ms: 100.0,
                 // 125 sends/s apart at the end, from a thousand: three steps of 5 s more per target.

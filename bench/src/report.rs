@@ -346,8 +346,18 @@ impl Report {
                 );
             }
             let others: Vec<&FanoutResult> = self.fanout.iter().filter(|f| f.target != result.target).collect();
-            if let Some(note) = what_stopped(result, o.fanout.stop_p99_ms, m.server_cpus.is_some(), &others) {
-                let _ = writeln!(md, "\n{note}");
+            match what_stopped(result, o.fanout.stop_p99_ms, m.server_cpus.is_some(), &others) {
+                Some(note) => {
+                    let _ = writeln!(md, "\n{note}");
+                }
+                None if !result.steps.is_empty() => {
+                    let _ = writeln!(
+                        md,
+                        "\nEvery step was within the limit: its maximum is at least the last one, and the ratios \
+                         above understate it."
+                    );
+                }
+                None => {}
             }
             let _ = writeln!(md);
         }
