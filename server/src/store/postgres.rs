@@ -1,9 +1,10 @@
 //! Postgres, for several nodes sharing one chat: the same schema as SQLite (`server/migrations/postgres/`, the
 //! same versions) and the same guarantees, held by the database rather than by one process:
 //!
-//! - **seq without gaps, across nodes**: each append takes a transaction-scoped advisory lock on its room, then
-//!   inserts the room's last seq plus one. Two nodes appending to one room take turns; a rolled-back append leaves
-//!   no hole.
+//! - **seq without gaps, across nodes**: each transaction takes a transaction-scoped advisory lock on its room,
+//!   then inserts each message as the room's last seq plus one. Two nodes appending to one room take turns; a
+//!   rolled-back append leaves no hole. On a node, a room's appends are committed together, as many as waited
+//!   while the previous commit was under way (group commit, as with SQLite).
 //! - **deduplication**: the insert does nothing when the unique index `messages_dedup` already holds the same
 //!   (room, sender, client id); the earlier message is then returned instead.
 //! - **durability**: the ack goes out after `COMMIT` returned (Postgres's `synchronous_commit`, on by default).
@@ -27,8 +28,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_images.sql")),
 ];
 
-/// Connections per node. Appends to one room take turns on the node before taking a connection (and then on the
-/// room's lock across nodes), so a busy room holds one connection and the rest serve other rooms and reads.
+/// Connections per node. A room's appends go through its one writer on the node (and then through the room's lock
+/// across nodes), so a busy room holds one connection and the rest serve other rooms and reads.
 const POOL_SIZE: usize = 16;
 
 /// The longest any step may take: getting a connection, the room's lock, a statement.
@@ -41,9 +42,35 @@ const MIGRATION_LOCK: i64 = 0x00ca_5e71;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    /// One turn per room on this node: an append waits here, holding no connection, while another append to the
-    /// same room is under way, so that a busy room never holds every pooled connection waiting on its lock.
-    rooms: Arc<std::sync::Mutex<HashMap<RoomName, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The appends waiting for their room's writer on this node, by room; a room is here while its writer runs.
+    /// One writer per room (a task) takes what is waiting, all of it, into one transaction under the room's lock,
+    /// then the next: while a commit is on its way to the disk, the room's next messages gather for the one after,
+    /// so that a busy room pays one commit for many messages, and holds one connection, never every pooled one.
+    rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>,
+}
+
+/// An append waiting for its room's writer, and where to answer it.
+type Waiting = (NewMessage, tokio::sync::oneshot::Sender<Result<Appended, StoreError>>);
+
+/// At most this many messages go into one transaction, so that the first of a huge burst is not kept waiting.
+const MAX_BATCH: usize = 64;
+
+/// Forgets a room's writer if its task panics, so that the room's next append starts another one; the appends it
+/// held are answered with an error by their dropped senders.
+struct ForgetOnPanic {
+    rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>,
+    room: RoomName,
+}
+
+impl Drop for ForgetOnPanic {
+    fn drop(&mut self) {
+        // Only while unwinding: a writer that returned has removed its room itself, and another writer may have
+        // started for that room since.
+        if std::thread::panicking() {
+            let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            rooms.remove(&self.room);
+        }
+    }
 }
 
 impl PostgresStore {
@@ -118,80 +145,145 @@ impl PostgresStore {
         rows.iter().map(|row| row_of(row)?.into_message()).collect()
     }
 
-    /// This room's turn on this node (see `rooms`).
-    fn turn(&self, room: &RoomName) -> Arc<tokio::sync::Mutex<()>> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Forget the rooms nobody is appending to, so that the map does not grow with every room ever seen.
-        rooms.retain(|_, turn| Arc::strong_count(turn) > 1);
-        Arc::clone(rooms.entry(room.clone()).or_default())
+    /// Queues `new` for its room's writer, starting one if none runs, and waits for its outcome.
+    async fn append_now(&self, new: NewMessage) -> Result<Appended, StoreError> {
+        let room = new.room.clone();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match rooms.get_mut(&room) {
+                Some(waiting) => {
+                    waiting.push((new, reply));
+                    false
+                }
+                None => {
+                    rooms.insert(room.clone(), vec![(new, reply)]);
+                    true
+                }
+            }
+        };
+        // A task of its own, not this caller's: a sender that goes away (its connection closed) must not take the
+        // writing of the others' messages with it.
+        if start {
+            tokio::spawn(self.clone().write_room(room));
+        }
+        answer.await.map_err(|_| StoreError::Worker("the room's writer stopped before answering".into()))?
     }
 
-    async fn append_now(&self, new: NewMessage) -> Result<Appended, StoreError> {
-        // Held across the awaits below: a tokio mutex, which is what it is for. The std mutex inside `turn` is
-        // released before any await.
-        let turn = self.turn(&new.room);
-        let _turn = turn.lock().await;
+    /// A room's writer: everything waiting for the room, in one transaction, until nothing is.
+    async fn write_room(self, room: RoomName) {
+        let _forget = ForgetOnPanic { rooms: Arc::clone(&self.rooms), room: room.clone() };
+        loop {
+            let batch: Vec<Waiting> = {
+                let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let Some(waiting) = rooms.get_mut(&room) else { return };
+                if waiting.is_empty() {
+                    // Under the lock that appends queue under: the next one starts a new writer.
+                    rooms.remove(&room);
+                    return;
+                }
+                let take = waiting.len().min(MAX_BATCH);
+                waiting.drain(..take).collect()
+            };
+            let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
+            let outcomes = match self.append_together(&messages).await {
+                Ok(outcomes) => outcomes,
+                // One message's failure rolled back the whole transaction: each again on its own, so that it
+                // fails alone.
+                Err(e) if messages.len() > 1 => {
+                    tracing::debug!(error = %e, messages = messages.len(), "a batch failed whole; appending one by one");
+                    let mut outcomes = Vec::with_capacity(messages.len());
+                    for message in &messages {
+                        outcomes.push(match self.append_together(std::slice::from_ref(message)).await {
+                            Ok(mut one) => one.pop().unwrap_or_else(|| Err(StoreError::Batch("no outcome".into()))),
+                            Err(e) => Err(e),
+                        });
+                    }
+                    outcomes
+                }
+                Err(e) => vec![Err(e)],
+            };
+            for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                // The sender may have given up waiting (its connection closed); the message is stored anyway.
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// `messages`, all of one room, in one transaction under the room's lock: each one's outcome in order, or an
+    /// error when any statement failed (the transaction is then rolled back, nothing stored).
+    async fn append_together(&self, messages: &[NewMessage]) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let Some(first) = messages.first() else { return Ok(Vec::new()) };
         let mut client = self.client().await?;
         // Prepared once per connection (deadpool caches them), so that below each statement is one message.
         let lock = client.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").await?;
         let insert_image = client.prepare_cached(INSERT_IMAGE).await?;
         let insert_message = client.prepare_cached(INSERT_MESSAGE).await?;
         let transaction = client.transaction().await?;
-        let room = new.room.as_str();
-        let image_size = new.image.as_ref().map(|image| i64::try_from(image.bytes.len()).unwrap_or(i64::MAX));
-        let image = async {
-            match &new.image {
-                None => Ok(0),
-                Some(image) => {
+        let room = first.room.as_str();
+        let inserts = async {
+            let mut rows = Vec::with_capacity(messages.len());
+            for new in messages {
+                let mut image_stored = false;
+                if let Some(image) = &new.image {
+                    let size = i64::try_from(image.bytes.len()).unwrap_or(i64::MAX);
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
                         &image.id,
                         &image.kind.content_type(),
-                        &image_size,
+                        &size,
                         &i64::from(image.width),
                         &i64::from(image.height),
                         &image.bytes.as_ref(),
                     ];
-                    transaction.execute(&insert_image, &params).await
+                    // 0 when the id is taken: a retry carrying the very image its original stored.
+                    image_stored = transaction.execute(&insert_image, &params).await? == 1;
                 }
+                let client_id = new.client_id.as_ref().map(ClientId::as_str);
+                let image_id = new.image.as_ref().map(|image| image.id.as_str());
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                    &new.id.0,
+                    &room,
+                    &new.from.id.0,
+                    &new.from.name.as_str(),
+                    &new.body.as_str(),
+                    &new.sent_at.0,
+                    &client_id,
+                    &image_id,
+                ];
+                rows.push((transaction.query_opt(&insert_message, &params).await?, image_stored));
             }
+            Ok::<_, tokio_postgres::Error>(rows)
         };
-        let client_id = new.client_id.as_ref().map(ClientId::as_str);
-        let image_id = new.image.as_ref().map(|image| image.id.as_str());
-        let message_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-            &new.id.0,
-            &room,
-            &new.from.id.0,
-            &new.from.name.as_str(),
-            &new.body.as_str(),
-            &new.sent_at.0,
-            &client_id,
-            &image_id,
-        ];
-        // Pipelined: the three go out together and run in this order (`biased`: polled, hence sent, in order), so
-        // that the room's lock is held before the insert reads the room's last seq. One round trip, not three.
+        // Pipelined: the lock and the first insert go out together and run in this order (`biased`: polled, hence
+        // sent, in order), so that the room's lock is held before any insert reads the room's last seq.
         let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&room];
-        let (locked, image, inserted) = tokio::join!(
-            biased;
-            transaction.execute(&lock, &lock_params),
-            image,
-            transaction.query_opt(&insert_message, &message_params)
-        );
+        let (locked, rows) = tokio::join!(biased; transaction.execute(&lock, &lock_params), inserts);
         locked?;
-        image?;
-        let Some(row) = inserted? else {
-            // Nothing inserted: the sender already sent this client id to this room (the dedup index). Under the
-            // room's lock nothing else can conflict. Dropping the transaction rolls back the image, if any.
-            let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.sender_id = $2 AND m.client_id = $3");
-            let original = transaction.query_opt(&sql, &[&room, &new.from.id.0, &client_id]).await?;
-            return match original {
-                Some(row) => Ok(Appended::Duplicate(row_of(&row)?.into_message()?)),
-                None => Err(StoreError::Corrupt(format!("message {} conflicted with nothing", new.id.0))),
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for (new, (row, image_stored)) in messages.iter().zip(rows?) {
+            let Some(row) = row else {
+                // Nothing inserted: the sender already sent this client id to this room (the dedup index), before
+                // or earlier in this batch. Under the room's lock nothing else can conflict.
+                let client_id = new.client_id.as_ref().map(ClientId::as_str);
+                let sql = format!("{SELECT_MESSAGES} WHERE m.room = $1 AND m.sender_id = $2 AND m.client_id = $3");
+                let original = transaction.query_opt(&sql, &[&room, &new.from.id.0, &client_id]).await?;
+                if let Some(image) = new.image.as_ref().filter(|_| image_stored) {
+                    // The retry's own copy of the image, stored just above under an id of its own: the original's
+                    // is the one kept. (The transaction is committed for the batch's other messages.)
+                    transaction.execute("DELETE FROM images WHERE id = $1", &[&image.id]).await?;
+                }
+                match original {
+                    Some(row) => outcomes.push(Ok(Appended::Duplicate(row_of(&row)?.into_message()?))),
+                    None => return Err(StoreError::Corrupt(format!("message {} conflicted with nothing", new.id.0))),
+                }
+                continue;
             };
-        };
-        let seq: i64 = row.try_get(0)?;
+            let seq: i64 = row.try_get(0)?;
+            let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
+            outcomes.push(Ok(Appended::New(new.stored_as(seq))));
+        }
         transaction.commit().await?;
-        let seq = u64::try_from(seq).map_err(|e| StoreError::Corrupt(format!("seq {seq}: {e}")))?;
-        Ok(Appended::New(new.stored_as(seq)))
+        Ok(outcomes)
     }
 }
 
@@ -357,6 +449,55 @@ pub(crate) mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=31).collect::<Vec<u64>>());
         assert_eq!(a.latest(room("r"), 100).await.unwrap().messages.len(), 31);
+    }
+
+    #[tokio::test]
+    async fn appends_to_one_room_at_once_are_committed_together_and_one_that_fails_fails_alone() {
+        let store = store().await;
+        let first = new("r", "Ada", "first", None);
+        // The same id as the first: the unique index on ids refuses it, and with it the transaction it is in.
+        let mut clash = new("r", "Bob", "clash", None);
+        clash.id = first.id.clone();
+        // Queued together (each append queues before it waits), so the room's writer takes them in one batch.
+        let (a, b, c) =
+            tokio::join!(store.append(first), store.append(clash), store.append(new("r", "Cy", "third", None)));
+        assert_eq!(crate::store::contract::stored(a.unwrap()).seq, 1);
+        assert!(matches!(b, Err(StoreError::Postgres(_))), "{b:?}");
+        assert_eq!(crate::store::contract::stored(c.unwrap()).seq, 2);
+        let bodies: Vec<String> = store
+            .latest(room("r"), 10)
+            .await
+            .unwrap()
+            .messages
+            .into_iter()
+            .map(|m| m.body.as_str().to_owned())
+            .collect();
+        assert_eq!(bodies, ["first", "third"]);
+        // The room's writer is gone once it had nothing left, and the next append starts another.
+        assert!(store.rooms.lock().unwrap().is_empty());
+        assert_eq!(crate::store::contract::stored(store.append(new("r", "Ada", "later", None)).await.unwrap()).seq, 3);
+    }
+
+    #[tokio::test]
+    async fn a_retry_in_the_same_batch_as_its_original_is_a_duplicate_and_leaves_no_image_behind() {
+        use crate::store::NewImage;
+        let store = store().await;
+        let with_image = |id: &str| {
+            let mut message = new("r", "Ada", "cat.png", Some("c-1"));
+            message.image = Some(NewImage {
+                id: id.into(),
+                kind: ImageKind::Png,
+                width: 1,
+                height: 1,
+                bytes: bytes::Bytes::from_static(b"png"),
+            });
+            message
+        };
+        let (original, retry) = tokio::join!(store.append(with_image("img-a")), store.append(with_image("img-b")));
+        let original = crate::store::contract::stored(original.unwrap());
+        assert_eq!(retry.unwrap(), Appended::Duplicate(original));
+        assert!(store.image("img-a".into()).await.unwrap().is_some());
+        assert!(store.image("img-b".into()).await.unwrap().is_none(), "the retry's image was kept");
     }
 
     #[tokio::test]
