@@ -619,8 +619,14 @@ async fn closed_loop(users: &[User], run_for: Duration) -> (Samples, u64) {
 pub struct PageResult {
     pub path: String,
     pub latency: Latency,
+    /// The page's size as sent, in `encoding`.
     pub bytes: usize,
+    /// How the server compressed it for a browser's `Accept-Encoding` (`br`), or `identity`.
+    pub encoding: String,
 }
+
+/// What Chromium asks for, over HTTPS or from 127.0.0.1.
+pub const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
 
 pub async fn page(launcher: &Launcher, path: &str, requests: u32) -> anyhow::Result<PageResult> {
     use http_body_util::BodyExt as _;
@@ -630,20 +636,32 @@ pub async fn page(launcher: &Launcher, path: &str, requests: u32) -> anyhow::Res
     let uri: hyper::Uri = format!("{}{path}", server.url()).parse().context("the page's address")?;
     let mut samples = Samples::default();
     let mut bytes = 0;
+    let mut encoding = String::new();
     // The first request warms up connections and caches; it is not counted.
     for i in 0..=requests {
+        // As a browser asks: the time includes compressing the page.
+        let request = hyper::Request::get(uri.clone())
+            .header(hyper::header::ACCEPT_ENCODING, BROWSER_ACCEPT_ENCODING)
+            .body(http_body_util::Empty::new())
+            .context("the page's request")?;
         let started = Instant::now();
-        let response = client.get(uri.clone()).await.context("requesting the page")?;
+        let response = client.request(request).await.context("requesting the page")?;
         if !response.status().is_success() {
             bail!("GET {path} answered {}", response.status());
         }
+        encoding = response
+            .headers()
+            .get(hyper::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("identity")
+            .to_owned();
         let body = response.into_body().collect().await.context("reading the page")?.to_bytes();
         if i > 0 {
             samples.record(started.elapsed());
         }
         bytes = body.len();
     }
-    Ok(PageResult { path: path.to_owned(), latency: samples.summary(), bytes })
+    Ok(PageResult { path: path.to_owned(), latency: samples.summary(), bytes, encoding })
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ async fn every_scenario_runs_against_every_target_and_loses_nothing() {
     let page = report.page.as_ref().expect("the join page was measured");
     assert_eq!(page.latency.count, options.page_requests as usize);
     assert!(page.bytes > 0);
+    assert_eq!(page.encoding, "br", "the join page goes out compressed to a browser that accepts brotli");
 
     let markdown = report.markdown("chart.svg");
     for heading in ["## Machine", "## Targets", "## Causerie / Node", "## 1. Fan-out", "## 2. Idle", "## 3. Connect"] {

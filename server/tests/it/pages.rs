@@ -226,3 +226,47 @@ mod live {
         assert!(page.contains("cache-control: private, no-store"), "{page}");
     }
 }
+
+/// `GET uri` as a browser announcing `accept_encoding`: the answer's `Content-Encoding`, `Vary` and body bytes.
+async fn get_encoded(uri: &str, accept_encoding: &str) -> (Option<String>, Vec<String>, Vec<u8>) {
+    let options = LeptosOptions::builder().output_name("causerie").build();
+    let store = std::sync::Arc::new(server::store::SqliteStore::in_memory().unwrap());
+    let router = server::startup::router(options, &server::Config::default(), store);
+    let request = Request::get(uri)
+        .header(header::ACCEPT, "text/html")
+        .header(header::ACCEPT_ENCODING, accept_encoding)
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.expect("the router answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let encoding = response.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap().to_owned());
+    let vary = response.headers().get_all(header::VARY).iter().map(|v| v.to_str().unwrap().to_lowercase()).collect();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body is readable");
+    (encoding, vary, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn pages_go_out_compressed_to_a_browser_that_accepts_it_and_whole_to_one_that_does_not() {
+    use std::io::Read as _;
+    let (identity, _, whole) = get_encoded("/", "identity").await;
+    assert_eq!(identity, None, "nothing accepted, nothing compressed");
+    let whole = String::from_utf8(whole).unwrap();
+    assert!(whole.contains(r#"name="room""#), "{whole}");
+
+    let (encoding, vary, gzipped) = get_encoded("/", "gzip, deflate").await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert!(vary.iter().any(|v| v.contains("accept-encoding")), "{vary:?}");
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(gzipped.as_slice()).read_to_string(&mut unzipped).unwrap();
+
+    let (encoding, _, brotli) = get_encoded("/", "gzip, deflate, br, zstd").await;
+    assert_eq!(encoding.as_deref(), Some("br"), "brotli when both are accepted");
+    let mut unbrotli = String::new();
+    brotli_decompressor::Decompressor::new(brotli.as_slice(), 4096).read_to_string(&mut unbrotli).unwrap();
+    // The same page each time but for what differs per request (the session a new visitor is given).
+    for decoded in [&unzipped, &unbrotli] {
+        assert!(decoded.contains(r#"name="room""#), "{decoded}");
+        assert!(decoded.len().abs_diff(whole.len()) < 64, "{} bytes against {}", decoded.len(), whole.len());
+    }
+    assert!(brotli.len() * 2 < whole.len(), "{} bytes brotli, {} whole", brotli.len(), whole.len());
+}
