@@ -19,8 +19,9 @@ pub trait Directory: Send + Sync + 'static {
     /// The active rooms, busiest first.
     fn rooms(&self) -> Vec<RoomSummary>;
 
-    /// The latest messages of `room` ([`HistoryPage::SIZE`] at most), or `None` if they cannot be read now.
-    fn latest_messages(&self, room: RoomName) -> LatestFuture;
+    /// The latest messages of `room` ([`HistoryPage::SIZE`] at most) for the holder of `visitor`, or `None` if
+    /// they cannot be read now (the store failed, or the visitor's reading budget is spent).
+    fn latest_messages(&self, room: RoomName, visitor: Option<protocol::SessionToken>) -> LatestFuture;
 }
 
 /// What [`Directory::latest_messages`] returns: boxed, so that the directory stays a trait object.
@@ -39,6 +40,9 @@ pub struct SharedDirectory(pub std::sync::Arc<dyn Directory>);
 pub struct LatestMessages {
     #[cfg(feature = "ssr")]
     directory: Option<SharedDirectory>,
+    /// Whose reading budget the read spends.
+    #[cfg(feature = "ssr")]
+    visitor: Option<protocol::SessionToken>,
 }
 
 impl LatestMessages {
@@ -46,6 +50,9 @@ impl LatestMessages {
         Self {
             #[cfg(feature = "ssr")]
             directory: leptos::prelude::use_context::<SharedDirectory>(),
+            #[cfg(feature = "ssr")]
+            visitor: leptos::prelude::use_context::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<protocol::SessionToken>().cloned()),
         }
     }
 
@@ -54,7 +61,7 @@ impl LatestMessages {
         let empty = HistoryPage { messages: Vec::new(), has_more: false };
         #[cfg(feature = "ssr")]
         if let (Some(directory), Some(room)) = (self.directory, room) {
-            return directory.0.latest_messages(room).await.unwrap_or(empty);
+            return directory.0.latest_messages(room, self.visitor).await.unwrap_or(empty);
         }
         #[cfg(not(feature = "ssr"))]
         let _ = room;

@@ -207,7 +207,15 @@ impl Directory for Hub {
         self.presence.summaries()
     }
 
-    fn latest_messages(&self, room: RoomName) -> LatestFuture {
+    fn latest_messages(&self, room: RoomName, visitor: Option<SessionToken>) -> LatestFuture {
+        // A database read, as a join's is: from the same reading budget, so that reloading the room page in a
+        // loop is braked as asking for history is. A page past the budget renders without the messages; the
+        // browser's join asks for them again, and is told when to try again if the budget is still spent.
+        let id = visitor.as_ref().map(session::member_id).unwrap_or_else(|| protocol::MemberId(String::new()));
+        if let Err(wait) = self.reads.try_take(&id, std::time::Instant::now()) {
+            tracing::info!(%room, wait_s = wait.as_secs_f64(), "room page rendered without history: reading budget spent");
+            return Box::pin(std::future::ready(None));
+        }
         let store = Arc::clone(&self.store);
         Box::pin(async move {
             match store.latest(room.clone(), HistoryPage::SIZE).await {

@@ -162,6 +162,27 @@ mod live {
     }
 
     #[tokio::test]
+    async fn the_room_page_spends_the_visitors_reading_budget_and_past_it_renders_without_the_messages() {
+        let app = spawn_app_with(Config { read_burst: 2, reads_per_second: 0.001, ..Config::default() }).await;
+        let (_a, ada) = app.member("Ada", "general").await;
+        let send =
+            SendMessage { room: room("general"), body: MessageBody::parse("hello all").unwrap(), client_id: None };
+        within("the ack", ada.request(&send, PATIENCE)).await.unwrap();
+        let bob = [("Accept", "text/html"), ("Cookie", "causerie_session=bob-session-token-0002")];
+        for reload in 1..=2 {
+            let page = http_request(&app, "GET", "/r/general?name=Bob", &bob, "").await;
+            assert!(page.contains("hello all"), "reload {reload} is within the budget: {page}");
+        }
+        let page = http_request(&app, "GET", "/r/general?name=Bob", &bob, "").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains(r#"data-testid="messages""#), "the room still renders: {page}");
+        assert!(!page.contains("hello all"), "past the budget, no database read: {page}");
+        // Someone else's budget is their own.
+        let carol = [("Accept", "text/html"), ("Cookie", "causerie_session=carol-session-token-0003")];
+        assert!(http_request(&app, "GET", "/r/general?name=Carol", &carol, "").await.contains("hello all"));
+    }
+
+    #[tokio::test]
     async fn the_join_page_lists_the_active_rooms_with_their_people() {
         let app = spawn_app().await;
         let (_a, _ada) = app.member("Ada", "general").await;
