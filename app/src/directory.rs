@@ -19,10 +19,18 @@ pub trait Directory: Send + Sync + 'static {
     /// The active rooms, busiest first.
     fn rooms(&self) -> Vec<RoomSummary>;
 
-    /// The latest messages of `room` ([`HistoryPage::SIZE`] at most) for the holder of `visitor`, or `None` if
-    /// they cannot be read now (the store failed, or the visitor's reading budget is spent).
+    /// The latest messages of `room` ([`HistoryPage::SIZE`] at most) for the holder of `visitor` (`None`: a
+    /// visitor new on this request), or `None` if they cannot be read now (the store failed, or the reading
+    /// budget is spent).
     fn latest_messages(&self, room: RoomName, visitor: Option<protocol::SessionToken>) -> LatestFuture;
 }
+
+/// In a request's extensions when its session was issued by this very request (it came without one). Such a
+/// visitor has a reading budget of nobody's yet: a script that never sends its cookie back would get a fresh
+/// one with every request. See [`LatestMessages`].
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession;
 
 /// What [`Directory::latest_messages`] returns: boxed, so that the directory stays a trait object.
 #[cfg(feature = "ssr")]
@@ -40,7 +48,8 @@ pub struct SharedDirectory(pub std::sync::Arc<dyn Directory>);
 pub struct LatestMessages {
     #[cfg(feature = "ssr")]
     directory: Option<SharedDirectory>,
-    /// Whose reading budget the read spends.
+    /// Whose reading budget the read spends: `None` for a session issued by this request (visitors new on this
+    /// request share one budget).
     #[cfg(feature = "ssr")]
     visitor: Option<protocol::SessionToken>,
 }
@@ -52,6 +61,7 @@ impl LatestMessages {
             directory: leptos::prelude::use_context::<SharedDirectory>(),
             #[cfg(feature = "ssr")]
             visitor: leptos::prelude::use_context::<http::request::Parts>()
+                .filter(|parts| parts.extensions.get::<NewSession>().is_none())
                 .and_then(|parts| parts.extensions.get::<protocol::SessionToken>().cloned()),
         }
     }

@@ -353,10 +353,12 @@ impl Report {
                     let _ = writeln!(md, "\n{note}");
                 }
                 None if !result.steps.is_empty() => {
+                    // A ratio of ours to Node's is then understated if the climb was ours, overstated if Node's.
+                    let ratios = if result.target == Target::Node { "overstate" } else { "understate" };
                     let _ = writeln!(
                         md,
                         "\nEvery step was within the limit: its maximum is at least the last one, and the ratios \
-                         above understate it."
+                         to Node above {ratios} Causerie's lead."
                     );
                 }
                 None => {}

@@ -55,6 +55,9 @@ pub async fn ensure(secure: bool, mut request: Request, next: Next) -> Response 
         None => (new_token(), true),
     };
     request.extensions_mut().insert(token.clone());
+    if issued {
+        request.extensions_mut().insert(app::directory::NewSession);
+    }
     let mut response = next.run(request).await;
     // A response that sets the session itself (a device link) has the last word.
     let sets_session = response

@@ -96,6 +96,7 @@ fn routes<A: Adapter>(
         .fallback(static_file)
         .with_state(leptos_options)
         .layer(compression())
+        .layer(axum::middleware::map_request(uncompressed_secrets))
         .layer(axum::middleware::from_fn(move |request, next| session::ensure(secure_cookies, request, next)))
         // Socket.IO answers its own path (/socket.io/) and passes every other request through to the router.
         .layer(socket_layer)
@@ -103,7 +104,8 @@ fn routes<A: Adapter>(
         .layer(axum::middleware::map_request(detach_socket_io_head))
 }
 
-/// The pages, rendered on each request, compressed for the client that accepts it (brotli, else gzip), with
+/// The pages without secrets (see [`uncompressed_secrets`]: the join page, the not-found page), rendered on each
+/// request, compressed for the client that accepts it (brotli, else gzip), with
 /// `Vary: Accept-Encoding`. At brotli's quality 4, not its default 11: a page is compressed on every request,
 /// and 11 costs milliseconds where 4 costs microseconds for nearly the same size. Whatever is already compressed
 /// passes through as it is (the static site's precompressed twins say `Content-Encoding`), and so do images and
@@ -114,6 +116,19 @@ fn compression() -> tower_http::compression::CompressionLayer {
         .br(true)
         .gzip(true)
         .quality(tower_http::CompressionLevel::Precise(4))
+}
+
+/// The pages that carry a secret go out uncompressed: the room page holds the visitor's device link (their
+/// session token) beside text anyone can put there (messages, names, the room's name), and compressed together,
+/// the answer's size would tell an attacker who can make the browser ask, and watch the bytes go by, how much of
+/// a guess at the token matched (BREACH). The device-link page and the admin page are left alone for the same
+/// reason. So compression only ever sees these requests without an `Accept-Encoding`.
+async fn uncompressed_secrets(mut request: axum::extract::Request) -> axum::extract::Request {
+    let path = request.uri().path();
+    if path.starts_with("/r/") || path.starts_with("/session/") || path == "/admin" {
+        request.headers_mut().remove(axum::http::header::ACCEPT_ENCODING);
+    }
+    request
 }
 
 /// The static site (the WASM bundle, its JavaScript, the style sheet, `public/`), or the not-found page.
@@ -208,12 +223,15 @@ impl Directory for Hub {
     }
 
     fn latest_messages(&self, room: RoomName, visitor: Option<SessionToken>) -> LatestFuture {
-        // A database read, as a join's is: from the same reading budget, so that reloading the room page in a
-        // loop is braked as asking for history is. A page past the budget renders without the messages; the
-        // browser's join asks for them again, and is told when to try again if the budget is still spent.
+        // A database read, as a join's is: from the same reading budget, so that a browser reloading the room page
+        // in a loop is braked as one asking for history is. Visitors whose session this request issued share one
+        // budget (the empty id): a client that never sends its cookie back gets no fresh budget per request. (One
+        // that makes up a new session each time does, as it would for its sockets: a brake, not a wall.) A page
+        // past the budget renders without the messages; the browser's join asks for them again, and is told when
+        // to try again if the budget is still spent.
         let id = visitor.as_ref().map(session::member_id).unwrap_or_else(|| protocol::MemberId(String::new()));
         if let Err(wait) = self.reads.try_take(&id, std::time::Instant::now()) {
-            tracing::info!(%room, wait_s = wait.as_secs_f64(), "room page rendered without history: reading budget spent");
+            tracing::debug!(%room, wait_s = wait.as_secs_f64(), "room page rendered without history: reading budget spent");
             return Box::pin(std::future::ready(None));
         }
         let store = Arc::clone(&self.store);

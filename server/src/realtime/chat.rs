@@ -639,7 +639,9 @@ fn internal(message: &str) -> ErrorBody {
 /// A message's (or image's) id: a UUID of version 7, whose first 48 bits are the time. Ids made one after the
 /// other sort one after the other, so each insert into the store's unique index of ids lands on its last page, as
 /// the messages before it did: a batch committed together touches one page of that index, not one page per message as
-/// random (version 4) ids did. The other 74 bits are random: an id is still not guessed from another.
+/// random (version 4) ids did. After the time come a counter, which orders the ids made within one millisecond,
+/// and at least 32 random bits. (An id need not be secret: a message's is shown to its room, and an image's URL is
+/// in its message, in a public room.)
 fn new_id() -> MessageId {
     MessageId(uuid::Uuid::now_v7().to_string())
 }

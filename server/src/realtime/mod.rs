@@ -53,8 +53,8 @@ pub struct HubState {
     pub presence: Presence,
     /// One sending budget per member, whatever their number of tabs.
     pub limiter: Limiter<MemberId>,
-    /// One reading budget per member (joins and history pages, each a database read): generous for people, a
-    /// brake on a script asking in a loop.
+    /// One reading budget per member (joins, history pages and room pages rendered on the server, each a database
+    /// read): generous for people, a brake on a script asking in a loop.
     pub reads: Limiter<MemberId>,
     /// Messages (public and private) accepted since start.
     pub messages_total: AtomicU64,

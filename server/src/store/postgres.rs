@@ -43,9 +43,10 @@ const MIGRATION_LOCK: i64 = 0x00ca_5e71;
 pub struct PostgresStore {
     pool: Pool,
     /// The appends waiting for their room's writer on this node, by room; a room is here while its writer runs.
-    /// One writer per room (a task) takes what is waiting, all of it, into one transaction under the room's lock,
-    /// then the next: while a commit is on its way to the disk, the room's next messages gather for the one after,
-    /// so that a busy room pays one commit for many messages, and holds one connection, never every pooled one.
+    /// One writer per room (a task) takes what is waiting (up to [`MAX_BATCH`]) into one transaction under the
+    /// room's lock, then the next: while a commit is on its way to the disk, the room's next messages gather for
+    /// the one after, so that a busy room pays one commit for many messages, and holds one connection, never every
+    /// pooled one.
     rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>,
 }
 
@@ -55,18 +56,19 @@ type Waiting = (NewMessage, tokio::sync::oneshot::Sender<Result<Appended, StoreE
 /// At most this many messages go into one transaction, so that the first of a huge burst is not kept waiting.
 const MAX_BATCH: usize = 64;
 
-/// Forgets a room's writer if its task panics, so that the room's next append starts another one; the appends it
-/// held are answered with an error by their dropped senders.
-struct ForgetOnPanic {
+/// Forgets a room's writer if its task ends without finishing (it panicked, or was dropped before it ran, as on
+/// a runtime shutting down), so that the room's next append starts another one; the appends it held are answered
+/// with an error by their dropped senders.
+struct ForgetUnlessDone {
     rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>,
     room: RoomName,
+    /// Set by a writer that returned: it removed its room itself, and another writer may have started since.
+    done: bool,
 }
 
-impl Drop for ForgetOnPanic {
+impl Drop for ForgetUnlessDone {
     fn drop(&mut self) {
-        // Only while unwinding: a writer that returned has removed its room itself, and another writer may have
-        // started for that room since.
-        if std::thread::panicking() {
+        if !self.done {
             let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             rooms.remove(&self.room);
         }
@@ -165,21 +167,26 @@ impl PostgresStore {
         // A task of its own, not this caller's: a sender that goes away (its connection closed) must not take the
         // writing of the others' messages with it.
         if start {
-            tokio::spawn(self.clone().write_room(room));
+            let forget = ForgetUnlessDone { rooms: Arc::clone(&self.rooms), room: room.clone(), done: false };
+            tokio::spawn(self.clone().write_room(room, forget));
         }
         answer.await.map_err(|_| StoreError::Worker("the room's writer stopped before answering".into()))?
     }
 
-    /// A room's writer: everything waiting for the room, in one transaction, until nothing is.
-    async fn write_room(self, room: RoomName) {
-        let _forget = ForgetOnPanic { rooms: Arc::clone(&self.rooms), room: room.clone() };
+    /// A room's writer: what is waiting for the room (up to [`MAX_BATCH`]) in one transaction, then again, until
+    /// nothing is.
+    async fn write_room(self, room: RoomName, mut forget: ForgetUnlessDone) {
         loop {
             let batch: Vec<Waiting> = {
                 let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let Some(waiting) = rooms.get_mut(&room) else { return };
+                let Some(waiting) = rooms.get_mut(&room) else {
+                    forget.done = true;
+                    return;
+                };
                 if waiting.is_empty() {
                     // Under the lock that appends queue under: the next one starts a new writer.
                     rooms.remove(&room);
+                    forget.done = true;
                     return;
                 }
                 let take = waiting.len().min(MAX_BATCH);
@@ -188,9 +195,11 @@ impl PostgresStore {
             let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
             let outcomes = match self.append_together(&messages).await {
                 Ok(outcomes) => outcomes,
-                // One message's failure rolled back the whole transaction: each again on its own, so that it
-                // fails alone.
-                Err(e) if messages.len() > 1 => {
+                // One message's failure (a constraint, a value Postgres refused) rolled back the whole
+                // transaction: each again on its own, so that it fails alone. Not for a failure of the database
+                // or the way to it (no connection, a lock or statement timed out): each message would wait for it
+                // again, one after the other, and they all fail together instead.
+                Err(e) if messages.len() > 1 && is_one_messages_fault(&e) => {
                     tracing::debug!(error = %e, messages = messages.len(), "a batch failed whole; appending one by one");
                     let mut outcomes = Vec::with_capacity(messages.len());
                     for message in &messages {
@@ -201,7 +210,12 @@ impl PostgresStore {
                     }
                     outcomes
                 }
-                Err(e) => vec![Err(e)],
+                Err(e) => {
+                    let text = e.to_string();
+                    let mut outcomes = vec![Err(e)];
+                    outcomes.extend((1..messages.len()).map(|_| Err(StoreError::Batch(text.clone()))));
+                    outcomes
+                }
             };
             for (outcome, reply) in outcomes.into_iter().zip(replies) {
                 // The sender may have given up waiting (its connection closed); the message is stored anyway.
@@ -287,8 +301,20 @@ impl PostgresStore {
     }
 }
 
-/// Nothing when the id is taken: a retry of the same message (whose insert then does nothing either, and the
-/// transaction is rolled back).
+/// Whether `error`, failing a batch, can be one message's doing: a constraint or a value that Postgres refused
+/// (SQLSTATE classes 23 and 22), or a row that does not read back. Anything else is the database's.
+fn is_one_messages_fault(error: &StoreError) -> bool {
+    match error {
+        StoreError::Postgres(e) => {
+            e.as_db_error().is_some_and(|db| db.code().code().starts_with("23") || db.code().code().starts_with("22"))
+        }
+        StoreError::Corrupt(_) => true,
+        _ => false,
+    }
+}
+
+/// Nothing when the id is taken: a retry carrying the very image its original stored (whose message insert then
+/// does nothing either; the retry's own image, under a new id, is deleted again in the batch's transaction).
 const INSERT_IMAGE: &str = "INSERT INTO images (id, content_type, size, width, height, bytes) \
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
 
@@ -498,6 +524,24 @@ pub(crate) mod tests {
         assert_eq!(retry.unwrap(), Appended::Duplicate(original));
         assert!(store.image("img-a".into()).await.unwrap().is_some());
         assert!(store.image("img-b".into()).await.unwrap().is_none(), "the retry's image was kept");
+    }
+
+    #[test]
+    fn a_room_writer_that_ends_without_finishing_is_forgotten_and_its_appends_are_told() {
+        let rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>> = Arc::default();
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        rooms.lock().unwrap().insert(room("r"), vec![(new("r", "Ada", "queued", None), reply)]);
+        // Finished: the writer removed its room itself, and a new writer's entry must stay.
+        drop(ForgetUnlessDone { rooms: Arc::clone(&rooms), room: room("r"), done: true });
+        assert!(rooms.lock().unwrap().contains_key(&room("r")));
+        // Dropped before it finished (a panic, a runtime shutting down): the room is free for a new writer.
+        drop(ForgetUnlessDone { rooms: Arc::clone(&rooms), room: room("r"), done: false });
+        assert!(rooms.lock().unwrap().is_empty());
+        let heard = answer.try_recv();
+        assert!(
+            matches!(heard, Err(tokio::sync::oneshot::error::TryRecvError::Closed)),
+            "the queued append hears that its writer is gone"
+        );
     }
 
     #[tokio::test]

@@ -223,10 +223,25 @@ fn commit_batch(
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     match commit_whole(connection, &messages) {
         Ok(outcomes) => Ok(outcomes),
-        Err(e) => {
+        // Only a failure that can be one message's (a constraint): a busy, full or failing disk would fail the
+        // rewrite as well, after as long again.
+        Err(e) if messages.len() > 1 && is_one_messages_fault(&e) => {
             tracing::debug!(error = %e, messages = messages.len(), "a batch failed whole; writing it message by message");
             commit_each(connection, &messages)
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `error`, failing a batch, can be one message's doing: a constraint SQLite enforced, or a row that does
+/// not read back.
+fn is_one_messages_fault(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(rusqlite::Error::SqliteFailure(failure, _)) => {
+            failure.code == rusqlite::ErrorCode::ConstraintViolation
+        }
+        StoreError::Corrupt(_) => true,
+        _ => false,
     }
 }
 
@@ -255,12 +270,22 @@ fn commit_each(
     let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(messages.len());
     for new in messages {
-        let savepoint = transaction.savepoint()?;
-        let outcome = insert(&savepoint, new);
-        if outcome.is_ok() {
-            savepoint.commit()?;
-        }
+        let outcome = {
+            let savepoint = transaction.savepoint()?;
+            let outcome = insert(&savepoint, new);
+            if outcome.is_ok() {
+                savepoint.commit()?;
+            }
+            // Dropped here: rolled back to, when its message failed.
+            outcome
+        };
         outcomes.push(outcome);
+        // Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction itself. The next
+        // savepoint would then begin one of its own, and commit its message alone while the batch's first ones
+        // are gone: the batch fails as a whole instead.
+        if transaction.is_autocommit() {
+            return Err(StoreError::Batch("SQLite rolled back the transaction".into()));
+        }
     }
     transaction.commit()?;
     Ok(outcomes)

@@ -180,6 +180,14 @@ mod live {
         // Someone else's budget is their own.
         let carol = [("Accept", "text/html"), ("Cookie", "causerie_session=carol-session-token-0003")];
         assert!(http_request(&app, "GET", "/r/general?name=Carol", &carol, "").await.contains("hello all"));
+        // Visitors without a session yet (a new one is issued with each answer) share one budget: never sending
+        // the cookie back does not get a fresh budget every time.
+        let html = [("Accept", "text/html")];
+        let cookieless: Vec<bool> = futures::future::join_all((0..3).map(|_| async {
+            http_request(&app, "GET", "/r/general?name=Dan", &html, "").await.contains("hello all")
+        }))
+        .await;
+        assert_eq!(cookieless.iter().filter(|shown| **shown).count(), 2, "{cookieless:?}");
     }
 
     #[tokio::test]
@@ -290,4 +298,12 @@ async fn pages_go_out_compressed_to_a_browser_that_accepts_it_and_whole_to_one_t
         assert!(decoded.len().abs_diff(whole.len()) < 64, "{} bytes against {}", decoded.len(), whole.len());
     }
     assert!(brotli.len() * 2 < whole.len(), "{} bytes brotli, {} whole", brotli.len(), whole.len());
+}
+
+#[tokio::test]
+async fn the_room_page_which_holds_the_visitors_device_link_is_never_compressed() {
+    // Compressed beside what others wrote, its size would leak the session token bit by bit (BREACH).
+    let (encoding, _, body) = get_encoded("/r/general?name=Ada", "gzip, deflate, br").await;
+    assert_eq!(encoding, None);
+    assert!(String::from_utf8(body).unwrap().contains("general"));
 }
