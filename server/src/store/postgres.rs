@@ -35,6 +35,15 @@ const POOL_SIZE: usize = 16;
 /// The longest any step may take: getting a connection, the room's lock, a statement.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// TCP keepalive on the database's connections: probes after this much silence, then every
+/// [`KEEPALIVE_INTERVAL`], three times.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest one batch may take in all (a connection, the room's lock, its statements, the commit), whatever
+/// the database does or fails to answer: past it, the batch's appends fail and the room's writer goes on.
+const BATCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Any number held by the migrations' advisory lock, so that two nodes starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x00ca_5e71;
 
@@ -84,6 +93,13 @@ impl PostgresStore {
         // request would hold its sender's ack. An append that cannot get the lock or a connection fails, and the
         // client sends it again.
         config.connect_timeout(TIMEOUT);
+        // A connection whose peer went silent (a cut link, a frozen host) is found dead within about 25 s rather
+        // than the system's default of hours: a room's writer waiting on it would otherwise hold the room.
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(3);
         config.options(format!(
             "-c lock_timeout={ms} -c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}",
             ms = TIMEOUT.as_millis()
@@ -193,7 +209,7 @@ impl PostgresStore {
                 waiting.drain(..take).collect()
             };
             let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
-            let outcomes = match self.append_together(&messages).await {
+            let outcomes = match self.append_within_deadline(&messages).await {
                 Ok(outcomes) => outcomes,
                 // One message's failure (a constraint, a value Postgres refused) rolled back the whole
                 // transaction: each again on its own, so that it fails alone. Not for a failure of the database
@@ -203,7 +219,7 @@ impl PostgresStore {
                     tracing::debug!(error = %e, messages = messages.len(), "a batch failed whole; appending one by one");
                     let mut outcomes = Vec::with_capacity(messages.len());
                     for message in &messages {
-                        outcomes.push(match self.append_together(std::slice::from_ref(message)).await {
+                        outcomes.push(match self.append_within_deadline(std::slice::from_ref(message)).await {
                             Ok(mut one) => one.pop().unwrap_or_else(|| Err(StoreError::Batch("no outcome".into()))),
                             Err(e) => Err(e),
                         });
@@ -222,6 +238,18 @@ impl PostgresStore {
                 let _ = reply.send(outcome);
             }
         }
+    }
+
+    /// [`Self::append_together`], given up after [`BATCH_DEADLINE`]. A batch given up on while its commit was on
+    /// its way may still have been stored: its senders, told it failed, send again, and a message with a client
+    /// id is then recognised (a retry); one without may be stored twice.
+    async fn append_within_deadline(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        tokio::time::timeout(BATCH_DEADLINE, self.append_together(messages)).await.unwrap_or_else(|_| {
+            Err(StoreError::Pool(format!("the database did not answer within {} s", BATCH_DEADLINE.as_secs())))
+        })
     }
 
     /// `messages`, all of one room, in one transaction under the room's lock: each one's outcome in order, or an
