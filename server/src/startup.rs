@@ -105,9 +105,9 @@ fn routes<A: Adapter>(
 }
 
 /// The pages without secrets (see [`uncompressed_secrets`]: the join page, the not-found page), rendered on each
-/// request, compressed for the client that accepts it (brotli, else gzip), with
-/// `Vary: Accept-Encoding`. At brotli's quality 4, not its default 11: a page is compressed on every request,
-/// and 11 costs milliseconds where 4 costs microseconds for nearly the same size. Whatever is already compressed
+/// request, compressed for the client that accepts it (brotli, else gzip), with `Vary: Accept-Encoding`. At
+/// brotli's quality 4, not its default 11: a page is compressed on every request, and 11 costs milliseconds where
+/// 4 costs a tenth of one for nearly the same size. Whatever is already compressed
 /// passes through as it is (the static site's precompressed twins say `Content-Encoding`), and so do images and
 /// bodies of under 32 bytes (tower-http's default predicate). Inside the Socket.IO layer: its long-polling
 /// answers are not compressed (they are mostly small, and a connect storm is CPU-bound already).
@@ -211,10 +211,16 @@ fn detach_head(mut request: axum::extract::Request) -> axum::extract::Request {
     request
 }
 
+/// The member a page's visitor is: the one of their session, or, without one, the empty id, which is nobody in
+/// any room and the one reading budget that visitors without a session share.
+fn visitor_id(visitor: Option<&SessionToken>) -> protocol::MemberId {
+    visitor.map(session::member_id).unwrap_or_else(|| protocol::MemberId(String::new()))
+}
+
 impl Directory for Hub {
     fn join_problem(&self, room: &RoomName, name: &DisplayName, visitor: Option<&SessionToken>) -> Option<String> {
         // A visitor without a session yet is nobody in any room: any holder of the name is someone else.
-        let id = visitor.map(session::member_id).unwrap_or_else(|| protocol::MemberId(String::new()));
+        let id = visitor_id(visitor);
         self.presence.check(room, &Member { id, name: name.clone() }).err().map(|refused| refused.to_string())
     }
 
@@ -229,7 +235,7 @@ impl Directory for Hub {
         // that makes up a new session each time does, as it would for its sockets: a brake, not a wall.) A page
         // past the budget renders without the messages; the browser's join asks for them again, and is told when
         // to try again if the budget is still spent.
-        let id = visitor.as_ref().map(session::member_id).unwrap_or_else(|| protocol::MemberId(String::new()));
+        let id = visitor_id(visitor.as_ref());
         if let Err(wait) = self.reads.try_take(&id, std::time::Instant::now()) {
             tracing::debug!(%room, wait_s = wait.as_secs_f64(), "room page rendered without history: reading budget spent");
             return Box::pin(std::future::ready(None));

@@ -178,6 +178,25 @@ pub enum StoreError {
     Open { path: String, source: std::io::Error },
 }
 
+impl StoreError {
+    /// Whether this error, failing a batch, can be one message's doing: a constraint the database enforced or a
+    /// value it refused (SQLite's constraint violations; Postgres's SQLSTATE classes 23 and 22), or a row that does
+    /// not read back. The stores then write the batch again one message at a time, so that it fails alone;
+    /// anything else (a busy or failing disk, no connection, a timeout) would fail each of them again.
+    pub fn is_one_messages_fault(&self) -> bool {
+        match self {
+            Self::Database(rusqlite::Error::SqliteFailure(failure, _)) => {
+                failure.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            Self::Postgres(e) => e
+                .as_db_error()
+                .is_some_and(|db| db.code().code().starts_with("23") || db.code().code().starts_with("22")),
+            Self::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Where messages live.
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores `message` durably, or returns the earlier message with the same (room, sender, client id).

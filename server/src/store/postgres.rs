@@ -56,11 +56,14 @@ pub struct PostgresStore {
     /// room's lock, then the next: while a commit is on its way to the disk, the room's next messages gather for
     /// the one after, so that a busy room pays one commit for many messages, and holds one connection, never every
     /// pooled one.
-    rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>,
+    rooms: Rooms,
 }
 
 /// An append waiting for its room's writer, and where to answer it.
 type Waiting = (NewMessage, tokio::sync::oneshot::Sender<Result<Appended, StoreError>>);
+
+/// The appends waiting for each room's writer on this node (see [`PostgresStore::rooms`]).
+type Rooms = Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>;
 
 /// At most this many messages go into one transaction, so that the first of a huge burst is not kept waiting.
 const MAX_BATCH: usize = 64;
@@ -69,7 +72,7 @@ const MAX_BATCH: usize = 64;
 /// a runtime shutting down), so that the room's next append starts another one; the appends it held are answered
 /// with an error by their dropped senders.
 struct ForgetUnlessDone {
-    rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>>,
+    rooms: Rooms,
     room: RoomName,
     /// Set by a writer that returned: it removed its room itself, and another writer may have started since.
     done: bool,
@@ -215,7 +218,7 @@ impl PostgresStore {
                 // transaction: each again on its own, so that it fails alone. Not for a failure of the database
                 // or the way to it (no connection, a lock or statement timed out): each message would wait for it
                 // again, one after the other, and they all fail together instead.
-                Err(e) if messages.len() > 1 && is_one_messages_fault(&e) => {
+                Err(e) if messages.len() > 1 && e.is_one_messages_fault() => {
                     tracing::debug!(error = %e, messages = messages.len(), "a batch failed whole; appending one by one");
                     let mut outcomes = Vec::with_capacity(messages.len());
                     for message in &messages {
@@ -326,18 +329,6 @@ impl PostgresStore {
         }
         transaction.commit().await?;
         Ok(outcomes)
-    }
-}
-
-/// Whether `error`, failing a batch, can be one message's doing: a constraint or a value that Postgres refused
-/// (SQLSTATE classes 23 and 22), or a row that does not read back. Anything else is the database's.
-fn is_one_messages_fault(error: &StoreError) -> bool {
-    match error {
-        StoreError::Postgres(e) => {
-            e.as_db_error().is_some_and(|db| db.code().code().starts_with("23") || db.code().code().starts_with("22"))
-        }
-        StoreError::Corrupt(_) => true,
-        _ => false,
     }
 }
 
@@ -556,7 +547,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_room_writer_that_ends_without_finishing_is_forgotten_and_its_appends_are_told() {
-        let rooms: Arc<std::sync::Mutex<HashMap<RoomName, Vec<Waiting>>>> = Arc::default();
+        let rooms: Rooms = Arc::default();
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         rooms.lock().unwrap().insert(room("r"), vec![(new("r", "Ada", "queued", None), reply)]);
         // Finished: the writer removed its room itself, and a new writer's entry must stay.

@@ -225,23 +225,11 @@ fn commit_batch(
         Ok(outcomes) => Ok(outcomes),
         // Only a failure that can be one message's (a constraint): a busy, full or failing disk would fail the
         // rewrite as well, after as long again.
-        Err(e) if messages.len() > 1 && is_one_messages_fault(&e) => {
+        Err(e) if messages.len() > 1 && e.is_one_messages_fault() => {
             tracing::debug!(error = %e, messages = messages.len(), "a batch failed whole; writing it message by message");
             commit_each(connection, &messages)
         }
         Err(e) => Err(e),
-    }
-}
-
-/// Whether `error`, failing a batch, can be one message's doing: a constraint SQLite enforced, or a row that does
-/// not read back.
-fn is_one_messages_fault(error: &StoreError) -> bool {
-    match error {
-        StoreError::Database(rusqlite::Error::SqliteFailure(failure, _)) => {
-            failure.code == rusqlite::ErrorCode::ConstraintViolation
-        }
-        StoreError::Corrupt(_) => true,
-        _ => false,
     }
 }
 
