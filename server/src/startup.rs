@@ -81,7 +81,7 @@ fn routes<A: Adapter>(
 ) -> Router {
     let directory = SharedDirectory(Arc::new(hub));
     let secure_cookies = config.secure_cookies;
-    let routes = generate_route_list(App);
+    let routes = ROUTES.clone();
     Router::new()
         .route(
             "/session/claim",
@@ -146,6 +146,14 @@ async fn static_file(
     response.headers_mut().append(axum::http::header::VARY, axum::http::HeaderValue::from_static("accept-encoding"));
     response
 }
+
+/// The app's routes, listed once per process. Listing them runs the whole app with resource loading suppressed,
+/// and leptos_server's switch for that is one flag for the whole process: a room page whose message read first
+/// polled while any other thread was listing routes waited forever (leptos-rs/leptos#4773). One router per process
+/// never met it; the tests, which build a router per test on parallel threads, hung about one run in twenty. Listed
+/// once, and before any router exists, no page can be rendering meanwhile.
+static ROUTES: std::sync::LazyLock<Vec<leptos_axum::AxumRouteListing>> =
+    std::sync::LazyLock::new(|| generate_route_list(App));
 
 /// See [`router`]: the WebSocket read buffer of each connection.
 const WS_READ_BUFFER_BYTES: usize = 1024;

@@ -108,6 +108,36 @@ async fn the_first_page_load_issues_a_long_lived_http_only_session_cookie() {
     }
 }
 
+#[tokio::test]
+async fn room_pages_render_while_other_routers_are_being_built() {
+    // As the tests themselves do, on parallel threads: building a router once listed the app's routes, which
+    // stalled, for good, a room page whose message read began meanwhile (leptos-rs/leptos#4773).
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let builder = std::thread::spawn({
+        let done = std::sync::Arc::clone(&done);
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let mut built = 0_u32;
+            while !done.load(Ordering::Relaxed) {
+                let options = LeptosOptions::builder().output_name("causerie").build();
+                let store = std::sync::Arc::new(server::store::SqliteStore::in_memory().unwrap());
+                runtime.block_on(async { drop(server::startup::router(options, &server::Config::default(), store)) });
+                built += 1;
+            }
+            built
+        }
+    });
+    for render in 0..200 {
+        let page = tokio::time::timeout(crate::helpers::PATIENCE, get("/r/general?name=Ada")).await;
+        let page = page.unwrap_or_else(|_| panic!("room page {render} never came"));
+        assert_eq!(page.status, StatusCode::OK);
+    }
+    done.store(true, Ordering::Relaxed);
+    let built = builder.join().expect("the builder thread ends");
+    assert!(built > 0, "no router was built alongside the renders");
+}
+
 mod live {
     use protocol::{HistoryPage, MessageBody, SendMessage};
     use server::Config;
