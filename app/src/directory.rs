@@ -109,13 +109,23 @@ pub fn active_rooms() -> Vec<RoomSummary> {
     }
 }
 
+/// How a page that carries a secret (the visitor's session token) may be kept and changed on its way: by nobody.
+/// `no-transform` tells Causerie's own compression, and any proxy or CDN on the way, not to compress it: compressed
+/// beside text anyone can put on the page (messages, names), the answer's size would tell an attacker who can make
+/// the browser ask, and watch the bytes go by, how much of a guess at the token matched (BREACH).
+pub const SECRET_PAGE_CACHE_CONTROL: &str = "private, no-store, no-transform";
+
 /// The link that hands this visitor's session to another device, going on to `next`. Only the server knows the
-/// session (its cookie is `HttpOnly`); the page carries the link to the browser through a `SharedValue`.
+/// session (its cookie is `HttpOnly`); the page carries the link to the browser through a `SharedValue`. The page
+/// that renders it goes out as [`SECRET_PAGE_CACHE_CONTROL`] says.
 pub fn handoff_link(next: &str) -> Option<String> {
     #[cfg(feature = "ssr")]
     {
         let request = leptos::prelude::use_context::<http::request::Parts>()?;
         let token = request.extensions.get::<protocol::SessionToken>()?;
+        // Without the response's options (not rendering for a request) there is no answer to mark: and no link.
+        let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()?;
+        response.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static(SECRET_PAGE_CACHE_CONTROL));
         Some(format!(
             "/session/claim?token={}&next={}",
             crate::urls::encode_component(token.as_str()),

@@ -134,7 +134,9 @@ pub async fn claim_page(Query(claim): Query<Claim>) -> Response {
         token = escape(&claim.token),
         next = escape(claim.next()),
     );
-    Html(page).into_response()
+    // The token, beside a `next` that anyone can write into the link.
+    let cache = HeaderValue::from_static(app::directory::SECRET_PAGE_CACHE_CONTROL);
+    ([(http::header::CACHE_CONTROL, cache)], Html(page)).into_response()
 }
 
 /// `POST /session/claim`: this browser takes the session, and goes on to `next`. Only from this site's own page:

@@ -96,7 +96,6 @@ fn routes<A: Adapter>(
         .fallback(static_file)
         .with_state(leptos_options)
         .layer(compression())
-        .layer(axum::middleware::map_request(uncompressed_secrets))
         .layer(axum::middleware::from_fn(move |request, next| session::ensure(secure_cookies, request, next)))
         // Socket.IO answers its own path (/socket.io/) and passes every other request through to the router.
         .layer(socket_layer)
@@ -104,31 +103,33 @@ fn routes<A: Adapter>(
         .layer(axum::middleware::map_request(detach_socket_io_head))
 }
 
-/// The pages without secrets (see [`uncompressed_secrets`]: the join page, the not-found page), rendered on each
-/// request, compressed for the client that accepts it (brotli, else gzip), with `Vary: Accept-Encoding`. At
-/// brotli's quality 4, not its default 11: a page is compressed on every request, and 11 costs milliseconds where
-/// 4 costs a tenth of one for nearly the same size. Whatever is already compressed
-/// passes through as it is (the static site's precompressed twins say `Content-Encoding`), and so do images and
-/// bodies of under 32 bytes (tower-http's default predicate). Inside the Socket.IO layer: its long-polling
-/// answers are not compressed (they are mostly small, and a connect storm is CPU-bound already).
-fn compression() -> tower_http::compression::CompressionLayer {
+/// The pages, rendered on each request, compressed for the client that accepts it (brotli, else gzip), with
+/// `Vary: Accept-Encoding`, but for those that carry a secret: they say `Cache-Control: no-transform`
+/// ([`app::directory::SECRET_PAGE_CACHE_CONTROL`]: the room page, with the visitor's device link, and the
+/// device-link page), and go out as they are. At brotli's quality 4, not its default 11: a page is compressed on
+/// every request, and 11 costs milliseconds where 4 costs a tenth of one for nearly the same size. Whatever is
+/// already compressed passes through as it is (the static site's precompressed twins say `Content-Encoding`), and
+/// so do images and bodies of under 32 bytes (tower-http's default predicate). Inside the Socket.IO layer: its
+/// long-polling answers are not compressed (they are mostly small, and a connect storm is CPU-bound already).
+fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::Predicate as _;
     tower_http::compression::CompressionLayer::new()
         .br(true)
         .gzip(true)
         .quality(tower_http::CompressionLevel::Precise(4))
+        .compress_when(tower_http::compression::DefaultPredicate::new().and(transformable))
 }
 
-/// The pages that carry a secret go out uncompressed: the room page holds the visitor's device link (their
-/// session token) beside text anyone can put there (messages, names, the room's name), and compressed together,
-/// the answer's size would tell an attacker who can make the browser ask, and watch the bytes go by, how much of
-/// a guess at the token matched (BREACH). The device-link page and the admin page are left alone for the same
-/// reason. So compression only ever sees these requests without an `Accept-Encoding`.
-async fn uncompressed_secrets(mut request: axum::extract::Request) -> axum::extract::Request {
-    let path = request.uri().path();
-    if path.starts_with("/r/") || path.starts_with("/session/") || path == "/admin" {
-        request.headers_mut().remove(axum::http::header::ACCEPT_ENCODING);
-    }
-    request
+/// Whether a response allows compression on the way: not when its `Cache-Control` says `no-transform`.
+fn transformable(
+    _: axum::http::StatusCode,
+    _: axum::http::Version,
+    headers: &axum::http::HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    !headers.get_all(axum::http::header::CACHE_CONTROL).iter().any(|value| {
+        value.to_str().is_ok_and(|cache| cache.split(',').any(|directive| directive.trim() == "no-transform"))
+    })
 }
 
 /// The static site (the WASM bundle, its JavaScript, the style sheet, `public/`), or the not-found page.

@@ -9,6 +9,7 @@ struct Page {
     status: StatusCode,
     location: Option<String>,
     set_cookie: Option<String>,
+    cache_control: Option<String>,
     body: String,
 }
 
@@ -22,8 +23,9 @@ async fn get(uri: &str) -> Page {
     let status = response.status();
     let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
     let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_owned());
+    let cache_control = response.headers().get(header::CACHE_CONTROL).map(|v| v.to_str().unwrap().to_owned());
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("the body is readable");
-    Page { status, location, set_cookie, body: String::from_utf8_lossy(&bytes).into_owned() }
+    Page { status, location, set_cookie, cache_control, body: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
 #[tokio::test]
@@ -335,5 +337,24 @@ async fn the_room_page_which_holds_the_visitors_device_link_is_never_compressed(
     // Compressed beside what others wrote, its size would leak the session token bit by bit (BREACH).
     let (encoding, _, body) = get_encoded("/r/general?name=Ada", "gzip, deflate, br").await;
     assert_eq!(encoding, None);
-    assert!(String::from_utf8(body).unwrap().contains("general"));
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("/session/claim?token="), "the page holds the device link: {body}");
+}
+
+#[tokio::test]
+async fn the_device_link_page_which_holds_the_token_is_never_compressed() {
+    let (encoding, _, body) =
+        get_encoded("/session/claim?token=ada-session-token-0001&next=%2F", "gzip, deflate, br").await;
+    assert_eq!(encoding, None);
+    assert!(String::from_utf8(body).unwrap().contains("ada-session-token-0001"));
+}
+
+#[tokio::test]
+async fn pages_with_a_secret_tell_proxies_not_to_compress_them_either() {
+    for uri in ["/r/general?name=Ada", "/session/claim?token=ada-session-token-0001&next=%2F"] {
+        let page = get(uri).await;
+        assert_eq!(page.cache_control.as_deref(), Some("private, no-store, no-transform"), "{uri}");
+    }
+    let join = get("/").await;
+    assert_eq!(join.cache_control.as_deref(), Some("private, no-store"), "the join page holds no secret");
 }
