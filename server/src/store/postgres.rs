@@ -57,6 +57,8 @@ pub struct PostgresStore {
     /// the one after, so that a busy room pays one commit for many messages, and holds one connection, never every
     /// pooled one.
     rooms: Rooms,
+    /// [`BATCH_DEADLINE`], but in tests.
+    batch_deadline: std::time::Duration,
 }
 
 /// An append waiting for its room's writer, and where to answer it.
@@ -116,7 +118,7 @@ impl PostgresStore {
             .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
-        let store = Self { pool, rooms: Arc::default() };
+        let store = Self { pool, rooms: Arc::default(), batch_deadline: BATCH_DEADLINE };
         store.migrate().await?;
         Ok(store)
     }
@@ -243,23 +245,38 @@ impl PostgresStore {
         }
     }
 
-    /// [`Self::append_together`], given up after [`BATCH_DEADLINE`]. A batch given up on while its commit was on
-    /// its way may still have been stored: its senders, told it failed, send again, and a message with a client
-    /// id is then recognised (a retry); one without may be stored twice.
+    /// [`Self::append_together`] on a pooled connection, given up after the store's batch deadline
+    /// ([`BATCH_DEADLINE`]). A batch given up on while its commit was on its way may still have been stored: its
+    /// senders, told it failed, send again, and a message with a client id is then recognised (a retry); one
+    /// without may be stored twice.
     async fn append_within_deadline(
         &self,
         messages: &[NewMessage],
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        tokio::time::timeout(BATCH_DEADLINE, self.append_together(messages)).await.unwrap_or_else(|_| {
-            Err(StoreError::Pool(format!("the database did not answer within {} s", BATCH_DEADLINE.as_secs())))
-        })
+        let deadline = tokio::time::Instant::now() + self.batch_deadline;
+        let gave_up = || {
+            StoreError::Pool(format!("the database did not answer within {:.1} s", self.batch_deadline.as_secs_f64()))
+        };
+        let mut client = tokio::time::timeout_at(deadline, self.client()).await.map_err(|_| gave_up())??;
+        match tokio::time::timeout_at(deadline, Self::append_together(&mut client, messages)).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                // Given up on mid-conversation, the connection is in a state nobody knows (a BEGIN unanswered, a
+                // transaction half done): back in the pool, the next batch would run inside what is left of it.
+                // Closed instead, and the database rolls back whatever it had begun.
+                drop(deadpool_postgres::Object::take(client));
+                Err(gave_up())
+            }
+        }
     }
 
     /// `messages`, all of one room, in one transaction under the room's lock: each one's outcome in order, or an
     /// error when any statement failed (the transaction is then rolled back, nothing stored).
-    async fn append_together(&self, messages: &[NewMessage]) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    async fn append_together(
+        client: &mut deadpool_postgres::Object,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let Some(first) = messages.first() else { return Ok(Vec::new()) };
-        let mut client = self.client().await?;
         // Prepared once per connection (deadpool caches them), so that below each statement is one message.
         let lock = client.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").await?;
         let insert_image = client.prepare_cached(INSERT_IMAGE).await?;
@@ -581,6 +598,98 @@ pub(crate) mod tests {
                 node.unwrap();
             }
         }
+    }
+
+    /// A TCP relay to the test server that can stop passing bytes, as a database host that hangs or a link that
+    /// goes silent would, while both connections stay open.
+    struct Relay {
+        port: u16,
+        frozen: tokio::sync::watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Relay {
+        async fn start(target: u16) -> Relay {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (frozen, watch) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    let ((client_in, client_out), (server_in, server_out)) = (client.into_split(), server.into_split());
+                    tokio::spawn(Self::pass(client_in, server_out, watch.clone()));
+                    tokio::spawn(Self::pass(server_in, client_out, watch.clone()));
+                }
+            });
+            Relay { port, frozen, task }
+        }
+
+        async fn pass(
+            mut from: tokio::net::tcp::OwnedReadHalf,
+            mut to: tokio::net::tcp::OwnedWriteHalf,
+            mut frozen: tokio::sync::watch::Receiver<bool>,
+        ) {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut buffer = vec![0; 16 * 1024];
+            loop {
+                // Nothing is read while frozen, nor is what was read passed on.
+                if frozen.wait_for(|frozen| !frozen).await.is_err() {
+                    return;
+                }
+                let read = match from.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => read,
+                };
+                if frozen.wait_for(|frozen| !frozen).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+                    return;
+                }
+            }
+        }
+
+        fn freeze(&self, frozen: bool) {
+            self.frozen.send_replace(frozen);
+        }
+    }
+
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_database_never_answers_fails_at_the_deadline_and_the_room_goes_on_afterwards() {
+        let direct = empty_database().await;
+        let relay = Relay::start(server_port()).await;
+        let url = direct.replace(&format!(":{}/", server_port()), &format!(":{}/", relay.port));
+        let mut store = PostgresStore::connect(&url).await.unwrap();
+        store.batch_deadline = std::time::Duration::from_millis(500);
+        crate::store::contract::stored(store.append(new("r", "Ada", "before", None)).await.unwrap());
+
+        let pooled = store.pool.status().size;
+        relay.freeze(true);
+        // The test's own limit, far past the deadline: without the deadline the append would wait for good.
+        let frozen =
+            tokio::time::timeout(std::time::Duration::from_secs(20), store.append(new("r", "Ada", "lost", None)))
+                .await
+                .expect("the append is answered once its deadline passes");
+        let err = frozen.expect_err("nothing answered, so nothing is acknowledged");
+        assert!(err.to_string().contains("did not answer within 0.5 s"), "{err}");
+        // Its BEGIN still unanswered: pooled again, the connection would run the next batch inside that transaction.
+        assert_eq!(store.pool.status().size, pooled - 1, "the connection given up on is closed, not pooled again");
+
+        relay.freeze(false);
+        let after = store.append(new("r", "Ada", "after", None)).await.unwrap();
+        assert_eq!(crate::store::contract::stored(after).seq, 2, "the given-up batch stored nothing");
+        let bodies: Vec<String> = store
+            .latest(room("r"), 10)
+            .await
+            .unwrap()
+            .messages
+            .into_iter()
+            .map(|m| m.body.as_str().to_owned())
+            .collect();
+        assert_eq!(bodies, ["before", "after"]);
     }
 
     #[tokio::test]
