@@ -10,9 +10,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use protocol::{
     ADMIN_NAMESPACE, AdminAuth, CHAT_NAMESPACE, ChatAuth, ChatMessage, ClientId, DisplayName, ErrorCode, HistoryFrom,
-    ImageKind, JoinRoom, LOBBY_NAMESPACE, LoadHistory, MemberChange, MemberId, MessageBody, NameTaken, PresenceChanged,
-    PrivateMessage, RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendImage, SendMessage, SendPrivate,
-    Stats, Typing, TypingNotice,
+    ImageKind, JoinRoom, LOBBY_NAMESPACE, ListMembers, LoadHistory, MemberChange, MemberId, MessageBody, NameTaken,
+    PresenceChanged, PrivateMessage, RemoveMember, Removed, RoomName, RoomSummary, RoomsSnapshot, SendImage,
+    SendMessage, SendPrivate, Stats, Typing, TypingNotice,
 };
 use sio_client::{AckError, Client, ConnectionState, RequestError, Socket, SocketEvent};
 
@@ -454,15 +454,40 @@ async fn settle_join(
     for message in joined.history {
         state.add_message(message);
     }
-    state.joined_as(joined.you, joined.members);
+    let listing = state.joined_as(joined.you, joined.members, joined.more_members.is_none());
     for change in held.release() {
         apply_presence(state, change);
     }
     state.error.try_set(None);
+    if let Some(after) = joined.more_members {
+        // A task of its own: in a room of thousands the pages take a while, and nothing else waits for them.
+        spawn_local(list_members(socket.clone(), room.clone(), state, listing, after));
+    }
     if missed_more && let Some(after) = resume_after {
         catch_up(socket, room, state, outbox, after).await;
     }
     outbox.flush(socket.clone());
+}
+
+/// Loads a big room's member list past what the join brought, page by page. Pages from another connection's join
+/// than the last are ignored ([`RoomState::members_listed`]); a failed page leaves the list as it stands (the
+/// next join lists it again), with those not seen yet still shown as they were.
+async fn list_members(socket: Socket, room: RoomName, state: RoomState, listing: u64, mut after: MemberId) {
+    loop {
+        let request = ListMembers { room: room.clone(), after };
+        match socket.request(&request, REQUEST_TIMEOUT).await {
+            Ok(page) => {
+                state.members_listed(listing, page.members);
+                match page.more {
+                    Some(next) => after = next,
+                    None => return state.members_complete(listing),
+                }
+            }
+            // The connection went (its next join starts the list again), or the server refused: nothing better to
+            // show than what is listed.
+            Err(_) => return,
+        }
+    }
 }
 
 /// One room's connection. The connection closes when the page is left.

@@ -1,5 +1,8 @@
+import { randomBytes } from "node:crypto";
 import { expect, test } from "@playwright/test";
+import { io, type Socket } from "socket.io-client";
 import { JoinPage, RoomPage, unique, waitForHydration, withPeople } from "./fixtures/pages";
+import { request } from "./fixtures/seed";
 
 test("a name in use is refused on the form, and the same person's other tab is let in", async ({ browser }) => {
   const room = unique("names");
@@ -129,4 +132,34 @@ test("long names without spaces wrap in the header, the member list and on messa
       expect(box!.height, "the name wraps onto more than one line").toBeGreaterThan(1.5 * line);
     }
   });
+});
+
+test("a room of more people than one join lists shows all of them, and who leaves goes offline", async ({
+  browser,
+  baseURL,
+}) => {
+  const room = unique("crowd");
+  // More than a join lists (32): the page loads the rest of the list page by page.
+  const crowd: Socket[] = [];
+  try {
+    for (let i = 0; i < 45; i++) {
+      const socket = io(baseURL!, {
+        auth: { name: `Person ${String(i).padStart(2, "0")}`, session: randomBytes(24).toString("base64url") },
+        reconnection: false,
+        transports: ["websocket"],
+      });
+      crowd.push(socket);
+      await request(socket, "join", { room });
+    }
+    await withPeople(browser, 1, async ([ada]) => {
+      await ada.enter(room, "Ada");
+      await expect(ada.members).toHaveCount(46);
+      await expect(ada.page.locator('[data-testid="member"][data-online="true"]')).toHaveCount(46);
+      crowd[44].close();
+      await expect(ada.member("Person 44")).toHaveAttribute("data-online", "false");
+      await expect(ada.member("Person 00")).toHaveAttribute("data-online", "true");
+    });
+  } finally {
+    for (const socket of crowd) socket.close();
+  }
 });

@@ -118,8 +118,13 @@ pub struct Joined {
     pub room: RoomName,
     /// Who the server knows this connection as.
     pub you: Member,
-    /// Everyone in the room now, `you` included, by name.
+    /// Who is in the room now, by name: everyone, or in a room of more than [`Joined::MAX_MEMBERS`], the first of
+    /// them in the order of their ids (`you` among them or not), the rest to ask for with [`ListMembers`] from
+    /// `more_members`.
     pub members: Vec<Member>,
+    /// Where the list goes on, when `members` is not everyone: the [`ListMembers::after`] of the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_members: Option<MemberId>,
     /// Stored messages, oldest first: the latest ones, or those after `since`.
     #[serde(default)]
     pub history: Vec<ChatMessage>,
@@ -131,6 +136,38 @@ pub struct Joined {
 impl Joined {
     /// At most this many messages come with a join, and at most [`HistoryPage::MAX_BYTES`] of them.
     pub const MAX_HISTORY: usize = 100;
+
+    /// At most this many members come with a join, and with each [`MembersPage`]: about 3 KB of JSON. The server
+    /// keeps each connection's largest answer allocated for the connection's life, so a join that carried a room
+    /// of 5,000 whole (150 KB) would cost that much for every one of them.
+    pub const MAX_MEMBERS: usize = 32;
+}
+
+/// Client → server: the next members of a room this connection is in, in the order of their ids, after the
+/// member id `after` (a join's [`Joined::more_members`], or the last page's [`MembersPage::more`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMembers {
+    pub room: RoomName,
+    pub after: MemberId,
+}
+
+impl Event for ListMembers {
+    const NAME: &'static str = "members";
+}
+
+impl Request for ListMembers {
+    type Response = MembersPage;
+}
+
+/// The answer to [`ListMembers`]: up to [`Joined::MAX_MEMBERS`] members, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembersPage {
+    pub members: Vec<Member>,
+    /// Where the list goes on, if it does: the next request's `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<MemberId>,
 }
 
 /// Client → server: a page of a joined room's messages: older ones when scrolling back (`before`), or newer ones
@@ -752,6 +789,7 @@ mod tests {
             room: RoomName::parse("general").unwrap(),
             you: ada(),
             members: vec![ada()],
+            more_members: None,
             history: vec![],
             has_more: false,
         });
@@ -760,6 +798,21 @@ mod tests {
             serde_json::to_value(&ack).unwrap(),
             json!({"ok": {"room": "general", "you": ada, "members": [ada], "history": [], "hasMore": false}})
         );
+    }
+
+    #[test]
+    fn a_members_page_is_asked_for_after_a_member_id_and_says_where_the_list_goes_on() {
+        let request = ListMembers { room: RoomName::parse("general").unwrap(), after: MemberId("m-ada".into()) };
+        assert_eq!(serde_json::to_value(&request).unwrap(), json!({"room": "general", "after": "m-ada"}));
+        let page = MembersPage { members: vec![ada()], more: Some(MemberId("m-ada".into())) };
+        let ada = json!({"id": "m-ada", "name": "Ada"});
+        assert_eq!(serde_json::to_value(&page).unwrap(), json!({"members": [ada], "more": "m-ada"}));
+        let last: MembersPage = serde_json::from_value(json!({"members": []})).unwrap();
+        assert_eq!(last.more, None, "the last page says nothing of more");
+        let joined: Joined =
+            serde_json::from_value(json!({"room": "general", "you": ada, "members": [ada], "moreMembers": "m-b"}))
+                .unwrap();
+        assert_eq!(joined.more_members, Some(MemberId("m-b".into())));
     }
 
     #[test]

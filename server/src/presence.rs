@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
-use protocol::{DisplayName, Member, MemberId, RoomDetail, RoomName, RoomSummary, RoomsSnapshot};
+use protocol::{DisplayName, Member, MemberId, MembersPage, RoomDetail, RoomName, RoomSummary, RoomsSnapshot};
 use serde::{Deserialize, Serialize};
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
@@ -234,13 +234,14 @@ impl Presence {
         }
     }
 
-    /// Puts `connection` of `member` in `room`, unless another member goes by the same name there.
+    /// Puts `connection` of `member` in `room`, unless another member goes by the same name there. Returns the
+    /// room's first [`Joined::MAX_MEMBERS`](protocol::Joined::MAX_MEMBERS) members, `member` counted in.
     pub fn join(
         &self,
         room: &RoomName,
         member: &Member,
         connection: Sid,
-    ) -> Result<(Arrival, Vec<Member>), JoinRefused> {
+    ) -> Result<(Arrival, MembersPage), JoinRefused> {
         let mut registry = self.registry();
         let view = registry.view_of(room);
         admissible(room, &view, member)?;
@@ -252,11 +253,9 @@ impl Presence {
         }
         let arrival = if view.contains_key(&member.id) { Arrival::AnotherConnection } else { Arrival::Entered };
         // The view with this member in it: what it was before, as admissible made sure of their name.
-        let mut everyone: Vec<Member> = view.into_values().cloned().collect();
-        if arrival == Arrival::Entered {
-            everyone.push(member.clone());
-        }
-        let everyone = sorted(everyone);
+        let mut view = view;
+        view.insert(&member.id, member);
+        let first = page(view, protocol::Joined::MAX_MEMBERS);
         let members = registry.rooms.entry(room.clone()).or_default();
         let present = members
             .entry(member.id.clone())
@@ -276,7 +275,29 @@ impl Presence {
         if arrival == Arrival::Entered {
             self.changed.notify_one();
         }
-        Ok((arrival, everyone))
+        Ok((arrival, first))
+    }
+
+    /// The members of `room` whose ids come after `after`, [`Joined::MAX_MEMBERS`](protocol::Joined::MAX_MEMBERS)
+    /// at most: the page after the one that ended there.
+    pub fn members_after(&self, room: &RoomName, after: &MemberId) -> MembersPage {
+        let registry = self.registry();
+        // Each node's part from where the page starts, enough of it for a page: a room of thousands is not
+        // walked whole for every page of 32.
+        let take = protocol::Joined::MAX_MEMBERS + 1;
+        let starting = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        let mut next: BTreeMap<&MemberId, &Member> = BTreeMap::new();
+        if let Some(local) = registry.rooms.get(room) {
+            next.extend(local.range::<MemberId, _>(starting).take(take).map(|(id, present)| (id, &present.member)));
+        }
+        for rooms in registry.remote.values() {
+            if let Some(remote) = rooms.get(room) {
+                for (id, member) in remote.range::<MemberId, _>(starting).take(take) {
+                    next.entry(id).or_insert(member);
+                }
+            }
+        }
+        page(next, protocol::Joined::MAX_MEMBERS)
     }
 
     /// Takes `connection` out of every room; returns the rooms its member left with it (their last connection on
@@ -548,6 +569,12 @@ fn admissible(room: &RoomName, members: &BTreeMap<&MemberId, &Member>, member: &
     Ok(())
 }
 
+/// The first `limit` of `members` (in the order of their ids), by name, and where the list goes on if it does.
+fn page(members: BTreeMap<&MemberId, &Member>, limit: usize) -> MembersPage {
+    let more = (members.len() > limit).then(|| members.keys().nth(limit - 1).map(|id| (*id).clone())).flatten();
+    MembersPage { members: sorted(members.into_values().take(limit).cloned()), more }
+}
+
 fn sorted(members: impl IntoIterator<Item = Member>) -> Vec<Member> {
     let mut list: Vec<Member> = members.into_iter().collect();
     // Cached: one lowercase copy per name, not two per comparison.
@@ -591,7 +618,57 @@ mod tests {
         let (first, _) = presence.join(&room("general"), &ada, Sid::new()).unwrap();
         let (second, everyone) = presence.join(&room("general"), &ada, Sid::new()).unwrap();
         assert_eq!((first, second), (Arrival::Entered, Arrival::AnotherConnection));
-        assert_eq!(everyone, vec![ada]);
+        assert_eq!(everyone, MembersPage { members: vec![ada], more: None });
+    }
+
+    #[test]
+    fn a_big_room_is_listed_page_by_page_across_nodes_each_member_once() {
+        let presence = Presence::default();
+        let max = protocol::Joined::MAX_MEMBERS;
+        // Two pages and a bit: ids m000.., here and on another node, one of them on both.
+        let ids: Vec<String> = (0..2 * max + 5).map(|i| format!("m{i:03}")).collect();
+        let mut remote = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let someone = member(id, &format!("P{i:03}"));
+            if i % 3 == 0 {
+                remote.push(someone.clone());
+            }
+            if i % 3 != 0 || i == 3 {
+                presence.join(&room("big"), &someone, Sid::new()).unwrap();
+            }
+        }
+        presence.apply("other", Report::Snapshot { rooms: vec![(room("big"), remote)] });
+        let (_, first) = presence.join(&room("big"), &member("m000", "P000"), Sid::new()).unwrap();
+        assert_eq!(first.members.len(), max);
+        let mut listed: Vec<String> = first.members.iter().map(|m| m.id.0.clone()).collect();
+        let mut more = first.more;
+        let mut pages = 1;
+        while let Some(after) = more {
+            let next = presence.members_after(&room("big"), &after);
+            assert!(next.members.len() <= max);
+            listed.extend(next.members.iter().map(|m| m.id.0.clone()));
+            more = next.more;
+            pages += 1;
+        }
+        assert_eq!(pages, 3);
+        listed.sort();
+        assert_eq!(listed, ids, "everyone, once each");
+    }
+
+    #[test]
+    fn a_page_of_members_is_by_name_and_a_full_last_page_says_nothing_more() {
+        let presence = Presence::default();
+        let max = protocol::Joined::MAX_MEMBERS;
+        // Ids in one order, names in the other.
+        for i in 0..max {
+            presence.join(&room("r"), &member(&format!("m{i:03}"), &format!("N{:03}", max - i)), Sid::new()).unwrap();
+        }
+        let (_, all) = presence.join(&room("r"), &member("m000", &format!("N{max:03}")), Sid::new()).unwrap();
+        assert_eq!(all.more, None, "exactly one page");
+        let names: Vec<&str> = all.members.iter().map(|m| m.name.as_str()).collect();
+        let mut by_name = names.clone();
+        by_name.sort_unstable();
+        assert_eq!(names, by_name);
     }
 
     #[test]
@@ -680,7 +757,7 @@ mod tests {
         assert_eq!(entered, vec![Change::Entered(room("general"), ada.clone())]);
         assert!(matches!(presence.check(&room("general"), &member("x", "ada")), Err(JoinRefused::NameInUse { .. })));
         let (_, everyone) = presence.join(&room("general"), &member("b", "Bob"), Sid::new()).unwrap();
-        assert_eq!(everyone, vec![ada.clone(), member("b", "Bob")]);
+        assert_eq!(everyone.members, vec![ada.clone(), member("b", "Bob")]);
         assert_eq!(presence.find(&room("general"), &ada.id), Some(ada));
         assert_eq!(presence.summaries()[0].online, 2);
     }

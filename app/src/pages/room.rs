@@ -211,6 +211,18 @@ pub struct RoomState {
     /// Presence notices shown so far: each one's key. Not the time, since a burst's changes all land in the same
     /// millisecond, and a notice whose key is already shown is dropped.
     notices: StoredValue<u64>,
+    /// The member list as the last join started it, while its pages are still coming.
+    listing: StoredValue<Listing>,
+}
+
+/// The pages of a big room's member list, as they come after a join ([`RoomState::joined_as`]).
+#[derive(Default)]
+struct Listing {
+    /// Which join's pages are welcome: a page of an earlier connection's join is no longer true.
+    generation: u64,
+    /// Who has been seen online since that join began, in its pages or arriving: once the last page is in, the
+    /// rest of those listed are offline. `None` once it is complete.
+    seen: Option<std::collections::HashSet<MemberId>>,
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
@@ -233,6 +245,7 @@ impl RoomState {
             has_older: RwSignal::new(first.has_more),
             loading_older: RwSignal::new(false),
             notices: StoredValue::new(0),
+            listing: StoredValue::new(Listing::default()),
         }
     }
 
@@ -345,13 +358,68 @@ impl RoomState {
         self.push(Item::Notice { key: format!("notice:{number}"), text });
     }
 
-    /// The join was accepted: these are the members now. Anyone else listed is offline.
-    pub fn joined_as(&self, me: Member, members: Vec<Member>) {
+    /// The join was accepted: these are the members now, all of them unless `complete` is false (a big room,
+    /// whose further pages come to [`Self::members_listed`]). Anyone else listed is offline, at once or once the
+    /// last page is in ([`Self::members_complete`]). Returns which join the pages belong to.
+    pub fn joined_as(&self, me: Member, members: Vec<Member>, complete: bool) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(me.id.clone());
+        seen.extend(members.iter().map(|member| member.id.clone()));
+        let me_too = me.clone();
         self.me.try_set(Some(me));
+        self.list_online(std::iter::once(me_too).chain(members));
+        let generation = self
+            .listing
+            .try_update_value(|listing| {
+                listing.generation += 1;
+                listing.seen = Some(seen);
+                listing.generation
+            })
+            .unwrap_or(0);
+        if complete {
+            self.members_complete(generation);
+        }
+        self.joined.try_set(true);
+        generation
+    }
+
+    /// A further page of the member list of join `generation`: these are online too.
+    pub fn members_listed(&self, generation: u64, members: Vec<Member>) {
+        let current = self
+            .listing
+            .try_update_value(|listing| match listing.seen.as_mut() {
+                Some(seen) if listing.generation == generation => {
+                    seen.extend(members.iter().map(|member| member.id.clone()));
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false);
+        if current {
+            self.list_online(members);
+        }
+    }
+
+    /// The member list of join `generation` is all in: whoever was listed before and has not been seen since is
+    /// offline.
+    pub fn members_complete(&self, generation: u64) {
+        let seen = self
+            .listing
+            .try_update_value(|listing| if listing.generation == generation { listing.seen.take() } else { None })
+            .flatten();
+        if let Some(seen) = seen {
+            self.members.try_update(|entries| {
+                for entry in entries.iter_mut().filter(|entry| !seen.contains(&entry.member.id)) {
+                    entry.online = false;
+                }
+                sort_members(entries);
+            });
+        }
+    }
+
+    /// Marks `members` online, listed under the names they use now.
+    fn list_online(&self, members: impl IntoIterator<Item = Member>) {
         self.members.try_update(|entries| {
-            for entry in entries.iter_mut() {
-                entry.online = false;
-            }
             // By id: someone who came back under another name is the same person, listed under the name they
             // use now.
             for member in members {
@@ -362,10 +430,15 @@ impl RoomState {
             }
             sort_members(entries);
         });
-        self.joined.try_set(true);
     }
 
     pub fn member_joined(&self, member: Member) {
+        // Seen online while the list's pages come: the page that would have listed them may be past already.
+        self.listing.try_update_value(|listing| {
+            if let Some(seen) = listing.seen.as_mut() {
+                seen.insert(member.id.clone());
+            }
+        });
         let mut announce = false;
         self.members.try_update(|entries| {
             match entries.iter_mut().find(|entry| entry.member.id == member.id) {
@@ -1225,7 +1298,7 @@ mod tests {
             let ada = Member { id: MemberId("ada".into()), name: DisplayName::parse("Ada").unwrap() };
             let me = Member { id: MemberId("bob".into()), name: DisplayName::parse("Bob").unwrap() };
             let state = RoomState::new(HistoryPage { messages: Vec::new(), has_more: false });
-            state.joined_as(me.clone(), vec![me]);
+            state.joined_as(me.clone(), vec![me], true);
             // One event's changes are applied one after the other, within the same millisecond.
             state.member_joined(ada.clone());
             state.member_left(ada.clone(), LeaveReason::Left);
@@ -1269,14 +1342,46 @@ mod tests {
                 let entries = state.members.get_untracked();
                 entries.iter().map(|entry| (entry.member.name.as_str().to_owned(), entry.online)).collect()
             };
-            state.joined_as(me.clone(), vec![me.clone(), ada.clone()]);
+            state.joined_as(me.clone(), vec![me.clone(), ada.clone()], true);
             state.member_left(ada, LeaveReason::Left);
             state.member_joined(renamed.clone());
             assert_eq!(listed(), [("Ada2".to_owned(), true), ("Bob".to_owned(), true)]);
 
             // This page's next join (after a reconnection) lists her under the new name: still online.
-            state.joined_as(me.clone(), vec![me, renamed]);
+            state.joined_as(me.clone(), vec![me, renamed], true);
             assert_eq!(listed(), [("Ada2".to_owned(), true), ("Bob".to_owned(), true)]);
+        });
+    }
+
+    #[test]
+    fn a_big_rooms_list_fills_page_by_page_and_whoever_no_page_listed_goes_offline_at_the_end() {
+        Owner::new_root(None).with(|| {
+            let person = |id: &str| Member { id: MemberId(id.into()), name: DisplayName::parse(id).unwrap() };
+            let state = RoomState::new(HistoryPage { messages: Vec::new(), has_more: false });
+            let online = || -> Vec<(String, bool)> {
+                let mut entries: Vec<(String, bool)> = state
+                    .members
+                    .get_untracked()
+                    .iter()
+                    .map(|entry| (entry.member.id.0.clone(), entry.online))
+                    .collect();
+                entries.sort();
+                entries
+            };
+            let yes = |id: &str| (id.to_owned(), true);
+            let no = |id: &str| (id.to_owned(), false);
+            // A first connection saw Ada, Bob and Cy.
+            state.joined_as(person("me"), vec![person("ada"), person("bob"), person("cy")], true);
+            // After a reconnection the join brings a first page; the others stay as they were until the end.
+            let listing = state.joined_as(person("me"), vec![person("ada")], false);
+            assert_eq!(online(), [yes("ada"), yes("bob"), yes("cy"), yes("me")]);
+            // Dan arrives while the pages come: the page that would have listed him may be past already.
+            state.member_joined(person("dan"));
+            state.members_listed(listing, vec![person("bob"), person("eve")]);
+            // A page of an earlier join is no longer true.
+            state.members_listed(listing - 1, vec![person("cy")]);
+            state.members_complete(listing);
+            assert_eq!(online(), [yes("ada"), yes("bob"), no("cy"), yes("dan"), yes("eve"), yes("me")]);
         });
     }
 

@@ -2,7 +2,8 @@
 // semantics (docs/events.md), keeping everything in memory. The same load generator drives it and Causerie.
 //
 //   namespace "/"   auth {name, session?}: refused with connect_error when the name is missing or too long.
-//     "join" {room, since?}        joins; ack {ok: {room, you, members, history, hasMore}}, the history cut to
+//     "join" {room, since?}        joins; ack {ok: {room, you, members, moreMembers?, history, hasMore}}, the
+//                                  members cut to the first 32 by id ("members" {room, after} pages on), the history cut to
 //                                  4096 bytes of JSON as Causerie cuts it; others get
 //                                  "presence" when a member's first connection enters (and when their last leaves):
 //                                  at once in a quiet room, else in bursts every 500 ms, 16 changes an event at most,
@@ -40,6 +41,20 @@ function within(messages, newest) {
   const kept = newest ? messages.slice(messages.length - fitting) : messages.slice(0, fitting);
   return [kept, kept.length < messages.length];
 }
+// As Causerie's `Joined::MAX_MEMBERS`: a join, and each "members" page, lists this many members at most, in the
+// order of their ids (each page by name), and says where the list goes on.
+const MEMBERS_PAGE = 32;
+
+/** The members of room `r` whose ids come after `after` (all, for null): a page by name, and the next cursor. */
+function membersAfter(r, after) {
+  const ids = [...r.members.keys()].filter((id) => after === null || id > after).sort();
+  const page = ids.slice(0, MEMBERS_PAGE);
+  const more = ids.length > MEMBERS_PAGE ? page[page.length - 1] : null;
+  const members = page.map((id) => r.members.get(id).member);
+  members.sort((a, b) => a.name.toLowerCase().localeCompare(b.name.toLowerCase()));
+  return [members, more];
+}
+
 const NOTICE_INTERVAL_MS = 500;
 const CHANGES_PER_EVENT = 16;
 
@@ -152,8 +167,21 @@ io.on("connection", (socket) => {
       [history, cut] = within(r.messages.slice(since, since + MAX_HISTORY), false);
       hasMore = cut || r.messages.length > since + MAX_HISTORY;
     }
-    const members = [...r.members.values()].map((e) => e.member);
-    ack({ ok: { room: name, you: me, members, history, hasMore } });
+    const [members, more] = membersAfter(r, null);
+    const answer = { room: name, you: me, members, history, hasMore };
+    if (more !== null) answer.moreMembers = more;
+    ack({ ok: answer });
+  });
+
+  socket.on("members", (request, ack) => {
+    if (typeof ack !== "function") return;
+    const name = request && request.room;
+    if (typeof (request && request.after) !== "string") {
+      return ack(error("invalid_payload", "Invalid request: `after`, the member id the page starts after"));
+    }
+    if (!socket.data.rooms.has(name)) return ack(error("not_in_room", `Join #${name} to see who is there.`));
+    const [members, more] = membersAfter(room(name), request.after);
+    ack({ ok: more === null ? { members } : { members, more } });
   });
 
   socket.on("send", (request, ack) => {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use protocol::{
     CHAT_NAMESPACE, ChatAuth, ChatMessage, ErrorBody, ErrorCode, Event, HistoryFrom, HistoryPage, ImageKind, JoinRoom,
-    Joined, LeaveReason, LoadHistory, Member, MemberChange, MemberId, MessageAccepted, MessageId, PresenceChanged,
-    PrivateAccepted, PrivateMessage, RoomName, SendImage, SendMessage, SendPrivate, Typing, TypingNotice, UnixMillis,
+    Joined, LeaveReason, ListMembers, LoadHistory, Member, MemberChange, MemberId, MembersPage, MessageAccepted,
+    MessageId, PresenceChanged, PrivateAccepted, PrivateMessage, RoomName, SendImage, SendMessage, SendPrivate, Typing,
+    TypingNotice, UnixMillis,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -143,6 +144,7 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
     socket.on(Typing::NAME, on_typing::<A>);
     socket.on(SendPrivate::NAME, on_private::<A>);
     socket.on(LoadHistory::NAME, on_history::<A>);
+    socket.on(ListMembers::NAME, on_members::<A>);
     socket.on_fallback(async |socket: SocketRef<A>, EventName(event): EventName| {
         tracing::info!(sid = %socket.id, %event, "ignoring an unknown event");
     });
@@ -167,7 +169,7 @@ async fn on_join<A: Adapter>(
     };
     let turn = hub.presence_turn();
     let already_in = hub.presence.is_in(&room, socket.id);
-    let (arrival, members) = match hub.presence.join(&room, &me.member, socket.id) {
+    let (arrival, first_members) = match hub.presence.join(&room, &me.member, socket.id) {
         Ok(joined) => joined,
         Err(refused) => {
             drop(turn);
@@ -227,7 +229,14 @@ async fn on_join<A: Adapter>(
                 return reply::<Joined>(ack, Err(refusal));
             }
             joins.answered(&room);
-            let joined = Joined { room, you: me.member, members, history: page.messages, has_more: page.has_more };
+            let joined = Joined {
+                room,
+                you: me.member,
+                members: first_members.members,
+                more_members: first_members.more,
+                history: page.messages,
+                has_more: page.has_more,
+            };
             reply(ack, Ok(joined));
             drop(turn);
         }
@@ -618,6 +627,26 @@ async fn on_history<A: Adapter>(
             reply::<HistoryPage>(ack, Err(internal("Messages could not be read. Try again in a moment.")));
         }
     }
+}
+
+async fn on_members<A: Adapter>(
+    socket: SocketRef<A>,
+    State(hub): State<Hub>,
+    TryData(request): TryData<ListMembers>,
+    ack: AckSender<A>,
+) {
+    // No reading budget: no database is read, and a page costs a walk of 33 entries per node, however big the
+    // room, as a typing notice does.
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return reply::<MembersPage>(ack, Err(invalid_payload(e))),
+    };
+    // Only members list a room, as only they read it.
+    if !hub.presence.is_in(&request.room, socket.id) {
+        let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} to see who is there.", request.room));
+        return reply::<MembersPage>(ack, Err(error));
+    }
+    reply(ack, Ok(hub.presence.members_after(&request.room, &request.after)));
 }
 
 /// A page of `room` for an answer over the WebSocket: the latest messages (`from` is `None`), or those before or

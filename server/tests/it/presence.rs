@@ -1,8 +1,8 @@
 //! Identity and presence: names, sessions, tabs, joined/left notices, the heartbeat, typing and private messages.
 
 use protocol::{
-    AckResult, ErrorCode, JoinRoom, Joined, LeaveReason, MessageBody, PrivateAccepted, PrivateMessage, SendMessage,
-    SendPrivate, Typing, TypingNotice,
+    AckResult, ErrorCode, JoinRoom, Joined, LeaveReason, ListMembers, MessageBody, PrivateAccepted, PrivateMessage,
+    SendMessage, SendPrivate, Typing, TypingNotice,
 };
 use server::Config;
 
@@ -152,6 +152,59 @@ async fn the_join_ack_lists_everyone_in_the_room() {
     let joined = join(&dora, "general").await;
     let names: Vec<&str> = joined.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, vec!["Ada", "Bob", "Dora"]);
+}
+
+#[tokio::test]
+async fn a_join_to_a_big_room_lists_its_first_members_and_the_rest_come_page_by_page_to_members_only() {
+    let app = spawn_app().await;
+    let max = Joined::MAX_MEMBERS;
+    let mut people = Vec::new();
+    for i in 0..max + 8 {
+        people.push(app.member(&format!("P{i:02}"), "big").await);
+    }
+    let (_n, newcomer) = app.connect("Newcomer").await;
+    let joined = join(&newcomer, "big").await;
+    assert_eq!(joined.members.len(), max, "one page with the join");
+    let mut names: Vec<String> = joined.members.iter().map(|m| m.name.as_str().to_owned()).collect();
+    let mut after = joined.more_members.expect("the list goes on");
+    loop {
+        let request = ListMembers { room: room("big"), after };
+        let page = within("a page of members", newcomer.request(&request, PATIENCE)).await.unwrap();
+        names.extend(page.members.iter().map(|m| m.name.as_str().to_owned()));
+        match page.more {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    names.sort();
+    let mut everyone: Vec<String> = (0..max + 8).map(|i| format!("P{i:02}")).collect();
+    everyone.push("Newcomer".to_owned());
+    everyone.sort();
+    assert_eq!(names, everyone, "everyone, once each");
+
+    // Someone outside the room is not told who is in it; a request that is not one is told what is wrong.
+    let (_o, outsider) = app.connect("Outsider").await;
+    let request = ListMembers { room: room("big"), after: protocol::MemberId(String::new()) };
+    let ack: AckResult<protocol::MembersPage> =
+        within("the outsider's answer", outsider.emit_with_ack(&request, PATIENCE)).await.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::NotInRoom);
+    let garbled: AckResult<protocol::MembersPage> =
+        within("the answer to a garbled request", newcomer.emit_with_ack(&NoCursor { room: "big".into() }, PATIENCE))
+            .await
+            .unwrap();
+    let error = refusal(garbled);
+    assert_eq!(error.code, ErrorCode::InvalidPayload);
+    assert!(error.message.contains("after"), "{}", error.message);
+}
+
+/// A members request without its `after`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NoCursor {
+    room: String,
+}
+
+impl protocol::Event for NoCursor {
+    const NAME: &'static str = ListMembers::NAME;
 }
 
 #[tokio::test]
