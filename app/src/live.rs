@@ -469,22 +469,28 @@ async fn settle_join(
     outbox.flush(socket.clone());
 }
 
-/// Loads a big room's member list past what the join brought, page by page. Pages from another connection's join
-/// than the last are ignored ([`RoomState::members_listed`]); a failed page leaves the list as it stands (the
-/// next join lists it again), with those not seen yet still shown as they were.
+/// Loads a big room's member list past what the join brought, page by page, until it is all in or a newer join
+/// started its own ([`RoomState::listing`]: after a reconnection the pages of an earlier join are no longer
+/// true). Spends the reading budget, as history pages do: when it is spent, goes on once it has refilled a little.
 async fn list_members(socket: Socket, room: RoomName, state: RoomState, listing: u64, mut after: MemberId) {
-    loop {
-        let request = ListMembers { room: room.clone(), after };
+    while state.listing(listing) {
+        let request = ListMembers { room: room.clone(), after: after.clone() };
         match socket.request(&request, REQUEST_TIMEOUT).await {
             Ok(page) => {
-                state.members_listed(listing, page.members);
+                if !state.members_listed(listing, page.members) {
+                    return;
+                }
                 match page.more {
                     Some(next) => after = next,
                     None => return state.members_complete(listing),
                 }
             }
-            // The connection went (its next join starts the list again), or the server refused: nothing better to
-            // show than what is listed.
+            // Asked again in a moment, from the same place, while the page is still on this connection's join.
+            Err(RequestError::Rejected(error)) if error.code == ErrorCode::RateLimited => {
+                pause(Duration::from_secs(1)).await;
+            }
+            Err(RequestError::Ack(AckError::Timeout)) if state.online() => pause(Duration::from_secs(1)).await,
+            // Out of the room (removed), or the connection went: its next join lists the room again.
             Err(_) => return,
         }
     }

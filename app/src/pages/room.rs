@@ -223,6 +223,9 @@ struct Listing {
     /// Who has been seen online since that join began, in its pages or arriving: once the last page is in, the
     /// rest of those listed are offline. `None` once it is complete.
     seen: Option<std::collections::HashSet<MemberId>>,
+    /// Who left since that join began (and has not come back): a page the server made before they left may come
+    /// after their departure (the answer and the notice travel apart), and must not list them online again.
+    departed: std::collections::HashSet<MemberId>,
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
@@ -373,6 +376,7 @@ impl RoomState {
             .try_update_value(|listing| {
                 listing.generation += 1;
                 listing.seen = Some(seen);
+                listing.departed.clear();
                 listing.generation
             })
             .unwrap_or(0);
@@ -383,21 +387,38 @@ impl RoomState {
         generation
     }
 
-    /// A further page of the member list of join `generation`: these are online too.
-    pub fn members_listed(&self, generation: u64, members: Vec<Member>) {
-        let current = self
+    /// A further page of the member list of join `generation`: these are online too, but for those who left
+    /// since. Returns whether the list still wants pages of that join (a newer join started its own).
+    pub fn members_listed(&self, generation: u64, members: Vec<Member>) -> bool {
+        let here = self
             .listing
-            .try_update_value(|listing| match listing.seen.as_mut() {
-                Some(seen) if listing.generation == generation => {
-                    seen.extend(members.iter().map(|member| member.id.clone()));
-                    true
+            .try_update_value(|listing| {
+                let departed = &listing.departed;
+                match listing.seen.as_mut() {
+                    Some(seen) if listing.generation == generation => {
+                        let here: Vec<Member> =
+                            members.into_iter().filter(|member| !departed.contains(&member.id)).collect();
+                        seen.extend(here.iter().map(|member| member.id.clone()));
+                        Some(here)
+                    }
+                    _ => None,
                 }
-                _ => false,
             })
-            .unwrap_or(false);
-        if current {
-            self.list_online(members);
+            .flatten();
+        match here {
+            Some(here) => {
+                self.list_online(here);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Whether the member list of join `generation` still wants pages.
+    pub fn listing(&self, generation: u64) -> bool {
+        self.listing
+            .try_with_value(|listing| listing.generation == generation && listing.seen.is_some())
+            .unwrap_or(false)
     }
 
     /// The member list of join `generation` is all in: whoever was listed before and has not been seen since is
@@ -437,6 +458,7 @@ impl RoomState {
         self.listing.try_update_value(|listing| {
             if let Some(seen) = listing.seen.as_mut() {
                 seen.insert(member.id.clone());
+                listing.departed.remove(&member.id);
             }
         });
         let mut announce = false;
@@ -462,6 +484,12 @@ impl RoomState {
 
     pub fn member_left(&self, member: Member, reason: LeaveReason) {
         self.stopped_typing(&member.id);
+        self.listing.try_update_value(|listing| {
+            if let Some(seen) = listing.seen.as_mut() {
+                seen.remove(&member.id);
+                listing.departed.insert(member.id.clone());
+            }
+        });
         let was_here = self.members.try_update(|entries| went_offline(entries, &member.id)).unwrap_or(false);
         // A departure of someone this page never saw here (it waited in a busy room's burst while this page
         // joined) is no news.
@@ -1377,11 +1405,17 @@ mod tests {
             assert_eq!(online(), [yes("ada"), yes("bob"), yes("cy"), yes("me")]);
             // Dan arrives while the pages come: the page that would have listed him may be past already.
             state.member_joined(person("dan"));
-            state.members_listed(listing, vec![person("bob"), person("eve")]);
+            assert!(state.members_listed(listing, vec![person("bob"), person("eve")]));
+            // Fay's departure overtakes the page the server made while she was still here.
+            state.member_joined(person("fay"));
+            state.member_left(person("fay"), LeaveReason::Left);
+            assert!(state.members_listed(listing, vec![person("fay")]));
             // A page of an earlier join is no longer true.
-            state.members_listed(listing - 1, vec![person("cy")]);
+            assert!(!state.members_listed(listing - 1, vec![person("cy")]));
+            assert!(state.listing(listing));
             state.members_complete(listing);
-            assert_eq!(online(), [yes("ada"), yes("bob"), no("cy"), yes("dan"), yes("eve"), yes("me")]);
+            assert!(!state.listing(listing), "complete");
+            assert_eq!(online(), [yes("ada"), yes("bob"), no("cy"), yes("dan"), yes("eve"), no("fay"), yes("me")]);
         });
     }
 

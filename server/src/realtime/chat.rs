@@ -632,11 +632,15 @@ async fn on_history<A: Adapter>(
 async fn on_members<A: Adapter>(
     socket: SocketRef<A>,
     State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
     TryData(request): TryData<ListMembers>,
     ack: AckSender<A>,
 ) {
-    // No reading budget: no database is read, and a page costs a walk of 33 entries per node, however big the
-    // room, as a typing notice does.
+    // No database is read (a page walks 33 entries per node, however big the room), but each answer is 3 KB
+    // that a script could ask for in a loop: the reading budget brakes it as it does history pages.
+    if let Err(refusal) = spend_read(&hub, &me) {
+        return reply::<MembersPage>(ack, Err(refusal));
+    }
     let request = match request {
         Ok(request) => request,
         Err(e) => return reply::<MembersPage>(ack, Err(invalid_payload(e))),

@@ -261,9 +261,11 @@ impl PostgresStore {
         match tokio::time::timeout_at(deadline, Self::append_together(&mut client, messages)).await {
             Ok(outcomes) => outcomes,
             Err(_) => {
-                // Given up on mid-conversation, the connection is in a state nobody knows (a BEGIN unanswered, a
-                // transaction half done): back in the pool, the next batch would run inside what is left of it.
-                // Closed instead, and the database rolls back whatever it had begun.
+                // Given up on mid-conversation, the connection still owes the answers to what this batch sent
+                // (tokio-postgres queues the rollback behind them): back in the pool, the next batch would wait
+                // behind a database that has not answered for the whole deadline. Out of the pool instead, never
+                // reused; the next batch gets another connection. (It ends once the database answers, or
+                // keepalive finds it dead.)
                 drop(deadpool_postgres::Object::take(client));
                 Err(gave_up())
             }
@@ -675,8 +677,8 @@ pub(crate) mod tests {
                 .expect("the append is answered once its deadline passes");
         let err = frozen.expect_err("nothing answered, so nothing is acknowledged");
         assert!(err.to_string().contains("did not answer within 0.5 s"), "{err}");
-        // Its BEGIN still unanswered: pooled again, the connection would run the next batch inside that transaction.
-        assert_eq!(store.pool.status().size, pooled - 1, "the connection given up on is closed, not pooled again");
+        // Its BEGIN still unanswered: pooled again, the next batch would wait behind it.
+        assert_eq!(store.pool.status().size, pooled - 1, "the connection given up on is not pooled again");
 
         relay.freeze(false);
         let after = store.append(new("r", "Ada", "after", None)).await.unwrap();

@@ -197,6 +197,17 @@ async fn a_join_to_a_big_room_lists_its_first_members_and_the_rest_come_page_by_
     assert!(error.message.contains("after"), "{}", error.message);
 }
 
+#[tokio::test]
+async fn pages_of_members_spend_the_reading_budget() {
+    let app = spawn_app_with(Config { read_burst: 1, reads_per_second: 0.001, ..Config::default() }).await;
+    // The join spends the one read there is.
+    let (_a, ada) = app.member("Ada", "general").await;
+    let request = ListMembers { room: room("general"), after: protocol::MemberId(String::new()) };
+    let ack: AckResult<protocol::MembersPage> =
+        within("the members page", ada.emit_with_ack(&request, PATIENCE)).await.unwrap();
+    assert_eq!(refusal(ack).code, ErrorCode::RateLimited);
+}
+
 /// A members request without its `after`.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct NoCursor {
