@@ -155,8 +155,10 @@ test("a room of more people than one join lists shows all of them, and who leave
       await ada.enter(room, "Ada");
       await expect(ada.members).toHaveCount(46);
       await expect(ada.page.locator('[data-testid="member"][data-online="true"]')).toHaveCount(46);
+      await expect(ada.page.getByTestId("online-count")).toHaveText(/· 46 online$/);
       crowd[44].close();
       await expect(ada.member("Person 44")).toHaveAttribute("data-online", "false");
+      await expect(ada.page.getByTestId("online-count")).toHaveText(/· 45 online$/);
       await expect(ada.member("Person 00")).toHaveAttribute("data-online", "true");
     });
   } finally {

@@ -1000,7 +1000,15 @@ fn ChatRoom(room: RoomName, name: DisplayName, first: HistoryPage) -> impl IntoV
 fn MembersPanel(state: RoomState, private_to: RwSignal<Option<Member>>, handoff: Option<String>) -> impl IntoView {
     view! {
         <aside class="members" aria-label="Members">
-            <h2>"Members"</h2>
+            <h2>
+                "Members"
+                // Until the join is answered the list is what the page last saw, not the room: no count then.
+                {move || {
+                    let online = state.members.with(|entries| entries.iter().filter(|entry| entry.online).count());
+                    (state.joined.get() && online > 0)
+                        .then(|| view! { <span class="count" data-testid="online-count">{format!(" · {online} online")}</span> })
+                }}
+            </h2>
             <ul data-testid="members">
                 <For each=move || state.members.get() key=|entry| (entry.member.id.clone(), entry.online) let:entry>
                     <MemberRow entry me=state.me private_to />
