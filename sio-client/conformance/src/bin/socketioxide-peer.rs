@@ -34,15 +34,28 @@ fn token(auth: Result<Auth, impl std::fmt::Debug>) -> Option<String> {
     auth.ok().and_then(|a| a.token)
 }
 
-async fn refuse_reject(TryData(auth): TryData<Auth>) -> Result<(), Refused> {
-    if token(auth).as_deref() == Some("reject") { Err(Refused("rejected")) } else { Ok(()) }
+// The handlers are registered by the connect middlewares, before the CONNECT packet goes out: socketioxide runs
+// the connect handler itself only after sending it, on a task of its own, and an event that arrives before a
+// handler exists is dropped unanswered. A client that emits as soon as it is connected (every scenario does) then
+// waited for an answer that never came, about one run of the suite in fifteen.
+
+async fn refuse_reject(socket: SocketRef, TryData(auth): TryData<Auth>) -> Result<(), Refused> {
+    if token(auth).as_deref() == Some("reject") {
+        return Err(Refused("rejected"));
+    }
+    handlers(&socket);
+    Ok(())
 }
 
-async fn require_secret(TryData(auth): TryData<Auth>) -> Result<(), Refused> {
-    if token(auth).as_deref() == Some("secret") { Ok(()) } else { Err(Refused("unauthorized")) }
+async fn require_secret(socket: SocketRef, TryData(auth): TryData<Auth>) -> Result<(), Refused> {
+    if token(auth).as_deref() != Some("secret") {
+        return Err(Refused("unauthorized"));
+    }
+    handlers(&socket);
+    Ok(())
 }
 
-async fn handlers(socket: SocketRef) {
+fn handlers(socket: &SocketRef) {
     socket.on("echo", async |socket: SocketRef, Data(value): Data<Value>| {
         // The socket may be gone already; the test then fails on its own.
         let _ = socket.emit("echo", &value);
@@ -74,6 +87,9 @@ async fn handlers(socket: SocketRef) {
     });
 }
 
+/// Nothing left to do once connected: the middlewares registered the handlers.
+async fn connected() {}
+
 fn millis(name: &str, default: u64) -> Duration {
     Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
@@ -91,8 +107,8 @@ async fn main() -> std::io::Result<()> {
         _ => builder,
     };
     let (layer, io) = builder.build_layer();
-    io.ns("/", handlers.with(refuse_reject));
-    io.ns("/admin", handlers.with(require_secret));
+    io.ns("/", connected.with(refuse_reject));
+    io.ns("/admin", connected.with(require_secret));
 
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
