@@ -654,7 +654,34 @@ impl Driver {
                     let max_payload = self.manager.open_info().map_or(1_000_000, |info| info.max_payload);
                     // A server that stops reading must not stall the loop (and with it heartbeats and commands).
                     let send_timeout = self.send_timeout();
-                    if let Err(e) = rt::within(send_timeout, t.send(packets, max_payload)).await {
+                    let sent = {
+                        let send = rt::within(send_timeout, t.send(packets, max_payload)).fuse();
+                        futures::pin_mut!(send);
+                        // Until then the write may wait long (a server that stopped reading, its socket full):
+                        // the deadlines are kept meanwhile, so that an ack times out when it is due, not when the
+                        // write gives up. (Commands wait for the write: their packets could not leave before.)
+                        loop {
+                            let timer = rt::sleep_until(self.manager.poll_timeout()).fuse();
+                            futures::pin_mut!(timer);
+                            futures::select_biased! {
+                                sent = send => break sent,
+                                () = timer => {}
+                            }
+                            let now = rt::now();
+                            self.manager.handle_timeout(now);
+                            self.dispatch_outputs();
+                            // The transport is given up on (a missed heartbeat): the write goes with it, below.
+                            if self.manager.closing_transport() {
+                                break Ok(());
+                            }
+                            // A deadline still due once handled would wake this at once, again and again: the
+                            // write is awaited alone then.
+                            if self.manager.poll_timeout().is_some_and(|at| at <= now) {
+                                break send.await;
+                            }
+                        }
+                    };
+                    if let Err(e) = sent {
                         let reason = DisconnectReason::TransportError(e.to_string());
                         (transport, upgrade) = self.replace_lost(transport.take(), upgrade.take(), reason).await;
                     }

@@ -50,6 +50,7 @@ against_both_peers!(
     a_remembered_websocket_cut_before_its_first_frame_falls_back_to_polling_at_once,
     a_client_that_does_not_remember_polls_first_on_every_reconnection,
     heartbeats_keep_the_connection_and_a_silent_server_is_detected,
+    an_ack_times_out_on_time_while_a_write_waits_for_a_server_that_stopped_reading,
     a_restarted_server_is_reconnected_with_backoff_on_every_namespace,
     emits_made_offline_are_delivered_once_after_reconnecting,
     acks_carry_the_answer_and_time_out_without_one,

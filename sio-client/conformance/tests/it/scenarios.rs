@@ -371,6 +371,26 @@ pub async fn heartbeats_keep_the_connection_and_a_silent_server_is_detected(kind
     .await;
 }
 
+pub async fn an_ack_times_out_on_time_while_a_write_waits_for_a_server_that_stopped_reading(kind: Kind) {
+    let peer = Peer::start(kind).await;
+    let proxy = Proxy::start(peer.port).await;
+    let client = Client::builder(proxy.url()).config(fast()).transports(&[TransportKind::WebSocket]).connect();
+    let socket = client.socket("/");
+    let mut lifecycle = socket.lifecycle();
+    connected(&mut lifecycle).await;
+
+    // Nothing the client writes is read any more: once the socket buffers on the way are full (8 MiB is more
+    // than they hold here), the driver's write waits, until the server's ping timeout (20 s) gives it up.
+    proxy.set(Mode::Frozen);
+    let ack = socket.emit_raw_with_ack("nobody-answers", Vec::new(), Vec::new(), Duration::from_millis(300));
+    for _ in 0..32 {
+        socket.emit_raw("blob", Vec::new(), vec![vec![0; 256 * 1024]], false);
+    }
+    // Within the test's patience (15 s), not only once that write gives up.
+    let outcome = within("the ack's timeout", ack).await;
+    assert!(matches!(outcome, Err(AckError::Timeout)), "{outcome:?}");
+}
+
 pub async fn a_restarted_server_is_reconnected_with_backoff_on_every_namespace(kind: Kind) {
     let mut peer = Peer::start(kind).await;
     let config = Config { reconnection_delay: Duration::from_millis(100), ..fast() };
