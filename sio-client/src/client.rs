@@ -654,6 +654,7 @@ impl Driver {
                     let max_payload = self.manager.open_info().map_or(1_000_000, |info| info.max_payload);
                     // A server that stops reading must not stall the loop (and with it heartbeats and commands).
                     let send_timeout = self.send_timeout();
+                    let mut abandoned = false;
                     let sent = {
                         let send = rt::within(send_timeout, t.send(packets, max_payload)).fuse();
                         futures::pin_mut!(send);
@@ -672,6 +673,7 @@ impl Driver {
                             self.dispatch_outputs();
                             // The transport is given up on (a missed heartbeat): the write goes with it, below.
                             if self.manager.closing_transport() {
+                                abandoned = true;
                                 break Ok(());
                             }
                             // A deadline still due once handled would wake this at once, again and again: the
@@ -684,6 +686,11 @@ impl Driver {
                     if let Err(e) = sent {
                         let reason = DisconnectReason::TransportError(e.to_string());
                         (transport, upgrade) = self.replace_lost(transport.take(), upgrade.take(), reason).await;
+                    }
+                    // Dropped, not closed: a close frame would queue behind the write that was given up on, and
+                    // wait for its own timeout (5 s) while no timer runs.
+                    if abandoned {
+                        drop(transport.take());
                     }
                 }
             }
