@@ -655,6 +655,8 @@ impl Driver {
                     // A server that stops reading must not stall the loop (and with it heartbeats and commands).
                     let send_timeout = self.send_timeout();
                     let mut abandoned = false;
+                    // A close already under way (its DISCONNECTs are this write) is not a reason to cut it short.
+                    let closing_before = self.manager.closing_transport();
                     let sent = {
                         let send = rt::within(send_timeout, t.send(packets, max_payload)).fuse();
                         futures::pin_mut!(send);
@@ -672,7 +674,7 @@ impl Driver {
                             self.manager.handle_timeout(now);
                             self.dispatch_outputs();
                             // The transport is given up on (a missed heartbeat): the write goes with it, below.
-                            if self.manager.closing_transport() {
+                            if !closing_before && self.manager.closing_transport() {
                                 abandoned = true;
                                 break Ok(());
                             }
