@@ -11,6 +11,7 @@
 //! is announced by each node to its own connections, so that nobody is told twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::{Mutex, OnceLock};
 
 use protocol::{DisplayName, Member, MemberId, MembersPage, RoomDetail, RoomName, RoomSummary, RoomsSnapshot};
@@ -117,14 +118,24 @@ impl Registry {
 
     /// [`Self::view`], borrowed: a join reads the whole room, and copying it twice showed in the connect storm.
     fn view_of(&self, room: &RoomName) -> BTreeMap<&MemberId, &Member> {
-        let mut members: BTreeMap<&MemberId, &Member> = self
-            .rooms
-            .get(room)
-            .map(|local| local.iter().map(|(id, present)| (id, &present.member)).collect())
-            .unwrap_or_default();
+        self.view_within(room, (Bound::Unbounded, Bound::Unbounded), usize::MAX)
+    }
+
+    /// The part of [`Self::view_of`] whose ids are within `ids`, from at most `take` of each node's members there:
+    /// the first `take` of the whole, each once.
+    fn view_within<'a>(
+        &'a self,
+        room: &RoomName,
+        ids: (Bound<&MemberId>, Bound<&MemberId>),
+        take: usize,
+    ) -> BTreeMap<&'a MemberId, &'a Member> {
+        let mut members: BTreeMap<&MemberId, &Member> = BTreeMap::new();
+        if let Some(local) = self.rooms.get(room) {
+            members.extend(local.range::<MemberId, _>(ids).take(take).map(|(id, present)| (id, &present.member)));
+        }
         for rooms in self.remote.values() {
             if let Some(remote) = rooms.get(room) {
-                for (id, member) in remote {
+                for (id, member) in remote.range::<MemberId, _>(ids).take(take) {
                     members.entry(id).or_insert(member);
                 }
             }
@@ -243,7 +254,7 @@ impl Presence {
         connection: Sid,
     ) -> Result<(Arrival, MembersPage), JoinRefused> {
         let mut registry = self.registry();
-        let view = registry.view_of(room);
+        let mut view = registry.view_of(room);
         admissible(room, &view, member)?;
         if let Some((_, rooms)) = registry.connections.get(&connection)
             && rooms.len() >= MAX_ROOMS_PER_CONNECTION
@@ -253,7 +264,6 @@ impl Presence {
         }
         let arrival = if view.contains_key(&member.id) { Arrival::AnotherConnection } else { Arrival::Entered };
         // The view with this member in it: what it was before, as admissible made sure of their name.
-        let mut view = view;
         view.insert(&member.id, member);
         let first = page(view, protocol::Joined::MAX_MEMBERS);
         let members = registry.rooms.entry(room.clone()).or_default();
@@ -282,22 +292,10 @@ impl Presence {
     /// at most: the page after the one that ended there.
     pub fn members_after(&self, room: &RoomName, after: &MemberId) -> MembersPage {
         let registry = self.registry();
-        // Each node's part from where the page starts, enough of it for a page: a room of thousands is not
-        // walked whole for every page of 32.
-        let take = protocol::Joined::MAX_MEMBERS + 1;
-        let starting = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
-        let mut next: BTreeMap<&MemberId, &Member> = BTreeMap::new();
-        if let Some(local) = registry.rooms.get(room) {
-            next.extend(local.range::<MemberId, _>(starting).take(take).map(|(id, present)| (id, &present.member)));
-        }
-        for rooms in registry.remote.values() {
-            if let Some(remote) = rooms.get(room) {
-                for (id, member) in remote.range::<MemberId, _>(starting).take(take) {
-                    next.entry(id).or_insert(member);
-                }
-            }
-        }
-        page(next, protocol::Joined::MAX_MEMBERS)
+        // Each node's part from where the page starts, enough of it for a page (and one more, to tell whether
+        // the list goes on): a room of thousands is not walked whole for every page of 32.
+        let starting = (Bound::Excluded(after), Bound::Unbounded);
+        page(registry.view_within(room, starting, protocol::Joined::MAX_MEMBERS + 1), protocol::Joined::MAX_MEMBERS)
     }
 
     /// Takes `connection` out of every room; returns the rooms its member left with it (their last connection on
