@@ -405,6 +405,26 @@ fn admit<T>(
     Ok(request)
 }
 
+/// The checks every read of a room passes, in this order, as [`admit`]'s for messages: the reading budget, the
+/// payload, then membership of the room (only members read a room, the same rule as for its live messages). The
+/// refusal to someone outside it says what to join it for (`to`: "read it").
+fn admit_read<T>(
+    hub: &Hub,
+    me: &Identity,
+    connection: socketioxide::socket::Sid,
+    request: Result<T, impl std::fmt::Display>,
+    room: impl FnOnce(&T) -> &protocol::RoomName,
+    to: &str,
+) -> Result<T, ErrorBody> {
+    spend_read(hub, me)?;
+    let request = request.map_err(invalid_payload)?;
+    let room = room(&request);
+    if !hub.presence.is_in(room, connection) {
+        return Err(ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{room} to {to}.")));
+    }
+    Ok(request)
+}
+
 fn not_in_room(room: &protocol::RoomName) -> ErrorBody {
     ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{room} before sending to it."))
 }
@@ -607,18 +627,10 @@ async fn on_history<A: Adapter>(
     TryData(request): TryData<LoadHistory>,
     ack: AckSender<A>,
 ) {
-    if let Err(refusal) = spend_read(&hub, &me) {
-        return reply::<HistoryPage>(ack, Err(refusal));
-    }
-    let request = match request {
+    let request = match admit_read(&hub, &me, socket.id, request, |request: &LoadHistory| &request.room, "read it") {
         Ok(request) => request,
-        Err(e) => return reply::<HistoryPage>(ack, Err(invalid_payload(e))),
+        Err(refusal) => return reply::<HistoryPage>(ack, Err(refusal)),
     };
-    // Only members read a room: the same rule as for its live messages.
-    if !hub.presence.is_in(&request.room, socket.id) {
-        let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} to read it.", request.room));
-        return reply::<HistoryPage>(ack, Err(error));
-    }
     let page = read_page(&hub, request.room, Some(request.from), HistoryPage::SIZE).await;
     match page {
         Ok(page) => reply(ack, Ok(HistoryPage { messages: page.messages, has_more: page.has_more })),
@@ -638,18 +650,10 @@ async fn on_members<A: Adapter>(
 ) {
     // No database is read (a page walks 33 entries per node, however big the room), but each answer is 3 KB
     // that a script could ask for in a loop: the reading budget brakes it as it does history pages.
-    if let Err(refusal) = spend_read(&hub, &me) {
-        return reply::<MembersPage>(ack, Err(refusal));
-    }
-    let request = match request {
+    let request = match admit_read(&hub, &me, socket.id, request, |r: &ListMembers| &r.room, "see who is there") {
         Ok(request) => request,
-        Err(e) => return reply::<MembersPage>(ack, Err(invalid_payload(e))),
+        Err(refusal) => return reply::<MembersPage>(ack, Err(refusal)),
     };
-    // Only members list a room, as only they read it.
-    if !hub.presence.is_in(&request.room, socket.id) {
-        let error = ErrorBody::new(ErrorCode::NotInRoom, format!("Join #{} to see who is there.", request.room));
-        return reply::<MembersPage>(ack, Err(error));
-    }
     reply(ack, Ok(hub.presence.members_after(&request.room, &request.after)));
 }
 
