@@ -489,6 +489,12 @@ pub(crate) mod tests {
         RoomName::parse(name).unwrap()
     }
 
+    /// The bodies of the latest ten messages of `name`, oldest first.
+    async fn bodies(store: &PostgresStore, name: &str) -> Vec<String> {
+        let page = store.latest(room(name), 10).await.unwrap();
+        page.messages.into_iter().map(|m| m.body.as_str().to_owned()).collect()
+    }
+
     #[tokio::test]
     async fn two_nodes_appending_to_one_room_share_one_sequence_and_one_dedup() {
         let url = empty_database().await;
@@ -528,15 +534,7 @@ pub(crate) mod tests {
         assert_eq!(crate::store::contract::stored(a.unwrap()).seq, 1);
         assert!(matches!(b, Err(StoreError::Postgres(_))), "{b:?}");
         assert_eq!(crate::store::contract::stored(c.unwrap()).seq, 2);
-        let bodies: Vec<String> = store
-            .latest(room("r"), 10)
-            .await
-            .unwrap()
-            .messages
-            .into_iter()
-            .map(|m| m.body.as_str().to_owned())
-            .collect();
-        assert_eq!(bodies, ["first", "third"]);
+        assert_eq!(bodies(&store, "r").await, ["first", "third"]);
         // The room's writer is gone once it had nothing left, and the next append starts another.
         assert!(store.rooms.lock().unwrap().is_empty());
         assert_eq!(crate::store::contract::stored(store.append(new("r", "Ada", "later", None)).await.unwrap()).seq, 3);
@@ -683,15 +681,7 @@ pub(crate) mod tests {
         relay.freeze(false);
         let after = store.append(new("r", "Ada", "after", None)).await.unwrap();
         assert_eq!(crate::store::contract::stored(after).seq, 2, "the given-up batch stored nothing");
-        let bodies: Vec<String> = store
-            .latest(room("r"), 10)
-            .await
-            .unwrap()
-            .messages
-            .into_iter()
-            .map(|m| m.body.as_str().to_owned())
-            .collect();
-        assert_eq!(bodies, ["before", "after"]);
+        assert_eq!(bodies(&store, "r").await, ["before", "after"]);
     }
 
     #[tokio::test]
