@@ -365,12 +365,10 @@ impl RoomState {
     /// whose further pages come to [`Self::members_listed`]). Anyone else listed is offline, at once or once the
     /// last page is in ([`Self::members_complete`]). Returns which join the pages belong to.
     pub fn joined_as(&self, me: Member, members: Vec<Member>, complete: bool) -> u64 {
-        let mut seen = std::collections::HashSet::new();
-        seen.insert(me.id.clone());
-        seen.extend(members.iter().map(|member| member.id.clone()));
-        let me_too = me.clone();
+        let everyone: Vec<Member> = std::iter::once(me.clone()).chain(members).collect();
+        let seen = everyone.iter().map(|member| member.id.clone()).collect();
         self.me.try_set(Some(me));
-        self.list_online(std::iter::once(me_too).chain(members));
+        self.list_online(everyone);
         let generation = self
             .listing
             .try_update_value(|listing| {
