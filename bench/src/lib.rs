@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod report;
 pub mod scenarios;
 pub mod stats;
+pub mod store;
 pub mod target;
 pub mod users;
 

@@ -17,6 +17,8 @@ enum Command {
     Chaos(Chaos),
     /// Runs the fan-out on one node and on two (Redis, Postgres) and writes their comparison.
     Cluster(ClusterRun),
+    /// Times appends to the in-memory store as its rooms grow (no server, no sockets), and prints the figures.
+    Store(StoreRun),
     /// Runs the Causerie server with `causerie`'s flags (what the benchmark starts for each Causerie target).
     #[command(disable_help_flag = true)]
     Serve {
@@ -61,6 +63,16 @@ struct Run {
 }
 
 #[derive(Debug, clap::Args)]
+struct StoreRun {
+    /// Messages to append
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: usize,
+    /// Rooms to spread them over (the fan-out's 20 by default)
+    #[arg(long, default_value_t = 20)]
+    rooms: usize,
+}
+
+#[derive(Debug, clap::Args)]
 struct ClusterRun {
     /// Tiny sizes, to check that it works; the figures mean nothing
     #[arg(long)]
@@ -100,6 +112,17 @@ fn main() -> anyhow::Result<()> {
         Command::Run(run) => load_runtime()?.block_on(run_all(run)),
         Command::Chaos(chaos) => load_runtime()?.block_on(run_chaos(chaos)),
         Command::Cluster(cluster) => load_runtime()?.block_on(run_cluster(cluster)),
+        Command::Store(run) => {
+            let config = causerie_bench::store::StoreConfig { messages: run.messages, rooms: run.rooms };
+            let result = load_runtime()?.block_on(causerie_bench::store::appends(config))?;
+            let [over_tenth, over_one, over_ten] = result.slower_than;
+            println!(
+                "{} appends in {} rooms: {:.2} µs each on average, the slowest {:.0} µs; {over_tenth} over 0.1 ms, \
+                 {over_one} over 1 ms, {over_ten} over 10 ms; {:.0} bytes of RSS per message",
+                result.appended, run.rooms, result.mean_micros, result.worst_micros, result.rss_bytes_per_message
+            );
+            Ok(())
+        }
     }
 }
 
