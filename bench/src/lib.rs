@@ -68,6 +68,9 @@ impl Options {
                 stop_p99_ms: 100.0,
                 // 125 sends/s apart at the end, from a thousand: three steps of 5 s more per target.
                 refine: 3,
+                // Three draws of the p99 where it is compared: the climb's and two more, 10 s per target.
+                repeats: 2,
+                compare_at: None,
             },
             idle_connections: 10_000,
             // What a fresh join is answered with in a room in use: its latest page of messages.
@@ -94,6 +97,8 @@ impl Options {
                 rates: vec![20, 40],
                 stop_p99_ms: f64::INFINITY,
                 refine: 1,
+                repeats: 1,
+                compare_at: None,
             },
             idle_connections: 20,
             idle_history: 3,

@@ -135,7 +135,9 @@ fn load_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run_cluster(run: ClusterRun) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
     let launcher = Launcher::new(exe, run.work_dir, None)?;
-    let options = if run.smoke { Options::smoke() } else { Options::full() };
+    let mut options = if run.smoke { Options::smoke() } else { Options::full() };
+    // The cluster's report compares maxima only, not p99s at one rate.
+    options.fanout.repeats = 0;
     let results = causerie_bench::cluster::fanout_comparison(&launcher, &options.fanout).await?;
     let machine = causerie_bench::report::Machine::read(&launcher);
     if let Some(dir) = run.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -157,7 +159,8 @@ async fn run_all(run: Run) -> anyhow::Result<()> {
     if !run.targets.is_empty() {
         options.targets = run.targets;
     }
-    if !run.only.is_empty() {
+    let partial = !run.only.is_empty();
+    if partial {
         options.scenarios = run.only;
     }
     if let Some(idle) = run.idle {
@@ -168,6 +171,9 @@ async fn run_all(run: Run) -> anyhow::Result<()> {
     }
     if run.wasm.is_some() {
         options.wasm = run.wasm;
+    } else if partial && options.wasm.as_ref().is_some_and(|wasm| !wasm.exists()) {
+        // A run of some scenarios needs no release site: its report then leaves the bundle's size out.
+        options.wasm = None;
     }
     let exe = std::env::current_exe().context("finding the benchmark's own executable")?;
     let mut launcher = Launcher::new(exe, run.work_dir, run.server_cpus)?;

@@ -92,16 +92,26 @@ pub struct FanoutConfig {
     /// server by up to a step (and "Node's maximum load", where the p99s are compared, can then be one where Node
     /// is far from its limit).
     pub refine: u32,
+    /// After the climb, how many more steps run at the rate where the p99s are compared: Node's maximum (its
+    /// own, for Node). Near a server's limit its p99 jumps between a few milliseconds and a hundred from one step
+    /// to the next (Node's, in one run: 97.1 ms at 10,000 sends/s, 8.5 ms at 10,250, 199 ms at 10,380), and the
+    /// climb's maximum is by its making a step where that draw came out low; the comparison takes the median of
+    /// that step and these.
+    pub repeats: u32,
+    /// Where the repeats run: another target's maximum (see [`Self::through`]); `None`, this target's own.
+    pub compare_at: Option<u32>,
 }
 
 impl FanoutConfig {
-    /// The same climb, passing through `rate` too (another target's maximum, to compare the two there).
+    /// The same climb, passing through `rate` too (another target's maximum, to compare the two there), and
+    /// repeating that rate after it.
     pub fn through(&self, rate: u32) -> Self {
         let mut config = self.clone();
         if !config.rates.contains(&rate) {
             config.rates.push(rate);
             config.rates.sort_unstable();
         }
+        config.compare_at = Some(rate);
         config
     }
 }
@@ -143,9 +153,30 @@ pub struct FanoutResult {
     pub connections: u32,
     pub connect: Latency,
     pub steps: Vec<FanoutStep>,
+    /// The steps run again after the climb, at the rate where the p99s are compared (see
+    /// [`FanoutConfig::repeats`]).
+    pub repeats: Vec<FanoutStep>,
 }
 
 impl FanoutResult {
+    /// The p99s measured at `rate`, in the climb and in the repeats, in the order they ran.
+    pub fn p99s_at(&self, rate: u32) -> Vec<f64> {
+        let at = |s: &&FanoutStep| s.sends_per_second == rate;
+        self.steps.iter().filter(at).chain(self.repeats.iter().filter(at)).map(|s| s.latency.p99).collect()
+    }
+
+    /// The median of [`Self::p99s_at`] (of the middle two, for an even count); `None` if `rate` never ran.
+    pub fn median_p99_at(&self, rate: u32) -> Option<f64> {
+        let mut p99s = self.p99s_at(rate);
+        p99s.sort_by(f64::total_cmp);
+        let n = p99s.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(p99s[n / 2]),
+            _ => Some((p99s[n / 2 - 1] + p99s[n / 2]) / 2.0),
+        }
+    }
+
     /// The highest step with every message delivered and p99 within `p99_ms`.
     pub fn best(&self, p99_ms: f64) -> Option<&FanoutStep> {
         self.steps.iter().filter(|s| s.within(p99_ms)).max_by(|a, b| {
@@ -198,12 +229,25 @@ pub async fn fanout_on(target: Target, servers: &[&Server], config: &FanoutConfi
             steps.push(result);
         }
     }
+    // Then the rate where the p99s are compared, again: by now the target has run past its limit at least once,
+    // and each repeat starts once the step before it has delivered everything (as every step does).
+    let compare_at = config.compare_at.or_else(|| {
+        let within = steps.iter().filter(|s| s.within(config.stop_p99_ms));
+        within.map(|s| s.sends_per_second).max()
+    });
+    let mut repeats = Vec::new();
+    if let Some(rate) = compare_at {
+        for _ in 0..config.repeats {
+            repeats.push(fanout_step(servers, &users, &recorder, step, rate, config).await?);
+            step += 1;
+        }
+    }
     steps.sort_by_key(|s| s.sends_per_second);
     drop(users);
     for receiver in receivers {
         receiver.abort();
     }
-    Ok(FanoutResult { target, connections: total, connect: connect.summary(), steps })
+    Ok(FanoutResult { target, connections: total, connect: connect.summary(), steps, repeats })
 }
 
 /// Where in the sending interval user `index` (of room `index / per_room`) sends, from 0 to `per_room × rooms`:
@@ -736,6 +780,37 @@ mod tests {
     }
 
     #[test]
+    fn the_p99_compared_at_a_rate_is_the_median_of_the_climbs_step_and_its_repeats_there() {
+        let step = |rate: u32, p99: f64| FanoutStep {
+            sends_per_second: rate,
+            offered_deliveries_per_second: 0.0,
+            deliveries_per_second: 0.0,
+            latency: Latency { p99, ..Latency::default() },
+            ack: Latency::default(),
+            accepted: 0,
+            failed: 0,
+            lost: 0,
+            duplicates: 0,
+            cpu_percent: 0.0,
+            cpu_micros_per_delivery: 0.0,
+            rss_bytes: 0,
+        };
+        let result = FanoutResult {
+            target: Target::Node,
+            connections: 2,
+            connect: Latency::default(),
+            steps: vec![step(1_000, 1.0), step(2_000, 8.5), step(3_000, 150.0)],
+            repeats: vec![step(2_000, 97.1), step(2_000, 60.0)],
+        };
+        assert_eq!(result.p99s_at(2_000), vec![8.5, 97.1, 60.0], "the climb's step first, then the repeats");
+        assert_eq!(result.median_p99_at(2_000), Some(60.0));
+        assert_eq!(result.median_p99_at(1_000), Some(1.0), "a rate never repeated is its one step");
+        assert_eq!(result.median_p99_at(2_500), None);
+        let even = FanoutResult { repeats: vec![step(2_000, 10.0)], ..result };
+        assert_eq!(even.median_p99_at(2_000), Some(9.25), "the middle two's mean");
+    }
+
+    #[test]
     fn a_climb_through_another_targets_maximum_runs_that_rate_in_its_place_and_only_once() {
         let config = FanoutConfig {
             rooms: 1,
@@ -744,6 +819,8 @@ mod tests {
             rates: vec![1_000, 2_000, 3_000],
             stop_p99_ms: 100.0,
             refine: 0,
+            repeats: 0,
+            compare_at: None,
         };
         assert_eq!(config.through(2_380).rates, vec![1_000, 2_000, 2_380, 3_000]);
         assert_eq!(config.through(2_000).rates, vec![1_000, 2_000, 3_000]);
