@@ -2,6 +2,7 @@
 //! timestamped messages and timing the ones they receive.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,8 @@ use futures::StreamExt as _;
 use futures::channel::mpsc::UnboundedReceiver;
 use protocol::Event as _;
 use protocol::{
-    ChatAuth, DisplayName, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName, SendMessage, SessionToken,
+    ChatAuth, ClientId, DisplayName, JoinRoom, Joined, MessageAccepted, MessageBody, RoomName, SendMessage,
+    SessionToken,
 };
 use sio_client::{Client, RawEvent, RequestError, Socket, SocketEvent, TransportKind};
 
@@ -67,6 +69,8 @@ pub struct User {
     pub chat: Socket,
     messages: Option<UnboundedReceiver<RawEvent>>,
     lifecycle: Option<UnboundedReceiver<SocketEvent>>,
+    /// How many messages this user has sent: each send's client id is made from it.
+    sent: AtomicU64,
 }
 
 impl User {
@@ -118,15 +122,21 @@ impl User {
         // Subscribed before anything is awaited, so that no message and no connect is missed.
         let lifecycle = Some(chat.lifecycle());
         let messages = Some(chat.on_raw(protocol::ChatMessage::NAME));
-        Ok(User { index, room: room.clone(), client, chat, messages, lifecycle })
+        Ok(User { index, room: room.clone(), client, chat, messages, lifecycle, sent: AtomicU64::new(0) })
     }
 
     pub async fn join(&self, since: Option<u64>) -> Result<Joined, RequestError> {
         self.chat.request(&JoinRoom { room: self.room.clone(), since }, REQUEST_TIMEOUT).await
     }
 
+    /// Sends as the page does: with a client id of 32 hex digits, its own for every message (the page's are
+    /// random; these are the user's index and a count), which the server keeps to tell a retry from a new message.
     pub async fn send(&self, body: MessageBody) -> Result<MessageAccepted, RequestError> {
-        self.chat.request(&SendMessage { room: self.room.clone(), body, client_id: None }, REQUEST_TIMEOUT).await
+        let count = self.sent.fetch_add(1, Ordering::Relaxed);
+        let client_id = ClientId::parse(&format!("{:08x}{count:024x}", self.index))
+            .unwrap_or_else(|_| unreachable!("32 hex digits are a valid client id"));
+        let message = SendMessage { room: self.room.clone(), body, client_id: Some(client_id) };
+        self.chat.request(&message, REQUEST_TIMEOUT).await
     }
 
     /// Joins, as a person would: a join left unanswered is asked again (up to `attempts` in all) while the
