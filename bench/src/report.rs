@@ -655,20 +655,7 @@ mod tests {
     use crate::stats::Latency;
 
     fn step(sends_per_second: u32, p99: f64, cpu_percent: f64) -> scenarios::FanoutStep {
-        scenarios::FanoutStep {
-            sends_per_second,
-            offered_deliveries_per_second: 0.0,
-            deliveries_per_second: f64::from(sends_per_second) * 9.0,
-            latency: Latency { p99, ..Latency::default() },
-            ack: Latency::default(),
-            accepted: 0,
-            failed: 0,
-            lost: 0,
-            duplicates: 0,
-            cpu_percent,
-            cpu_micros_per_delivery: 0.0,
-            rss_bytes: 0,
-        }
+        scenarios::FanoutStep::sample(sends_per_second, p99, cpu_percent)
     }
 
     fn climb(steps: Vec<scenarios::FanoutStep>) -> FanoutResult {

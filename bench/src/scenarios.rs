@@ -141,6 +141,25 @@ pub struct FanoutStep {
 }
 
 impl FanoutStep {
+    /// A step for tests: its rate, p99 and server CPU as given, 9 deliveries a send, everything else zero.
+    #[cfg(test)]
+    pub(crate) fn sample(sends_per_second: u32, p99: f64, cpu_percent: f64) -> Self {
+        FanoutStep {
+            sends_per_second,
+            offered_deliveries_per_second: 0.0,
+            deliveries_per_second: f64::from(sends_per_second) * 9.0,
+            latency: Latency { p99, ..Latency::default() },
+            ack: Latency::default(),
+            accepted: 0,
+            failed: 0,
+            lost: 0,
+            duplicates: 0,
+            cpu_percent,
+            cpu_micros_per_delivery: 0.0,
+            rss_bytes: 0,
+        }
+    }
+
     /// Every message delivered once, none refused, p99 within the limit.
     pub fn within(&self, p99_ms: f64) -> bool {
         self.lost == 0 && self.failed == 0 && self.duplicates == 0 && self.latency.p99 <= p99_ms
@@ -781,20 +800,7 @@ mod tests {
 
     #[test]
     fn the_p99_compared_at_a_rate_is_the_median_of_the_climbs_step_and_its_repeats_there() {
-        let step = |rate: u32, p99: f64| FanoutStep {
-            sends_per_second: rate,
-            offered_deliveries_per_second: 0.0,
-            deliveries_per_second: 0.0,
-            latency: Latency { p99, ..Latency::default() },
-            ack: Latency::default(),
-            accepted: 0,
-            failed: 0,
-            lost: 0,
-            duplicates: 0,
-            cpu_percent: 0.0,
-            cpu_micros_per_delivery: 0.0,
-            rss_bytes: 0,
-        };
+        let step = |rate: u32, p99: f64| FanoutStep::sample(rate, p99, 0.0);
         let result = FanoutResult {
             target: Target::Node,
             connections: 2,
