@@ -93,8 +93,8 @@ impl MessageStore for MemoryStore {
     fn append(&self, new: NewMessage) -> StoreFuture<'_, Appended> {
         let appended = self.with(|state| {
             let room = state.rooms.entry(new.room.clone()).or_default();
-            let hash = new.client_id.as_ref().map(|client_id| room.hash(&new.from.id, client_id));
-            if let (Some(hash), Some(client_id)) = (hash, &new.client_id)
+            let key = new.client_id.as_ref().map(|client_id| (room.hash(&new.from.id, client_id), client_id));
+            if let Some((hash, client_id)) = key
                 && let Some(original) = room.sent_before(hash, &new.from.id, client_id)
             {
                 return Appended::Duplicate(original.clone());
@@ -105,7 +105,7 @@ impl MessageStore for MemoryStore {
                 state.images.insert(stored.id, StoredImage { kind: stored.kind, bytes: stored.bytes.to_vec() });
             }
             room.messages.push(message.clone());
-            if let Some(hash) = hash {
+            if let Some((hash, _)) = key {
                 room.file_sent(hash, index);
             }
             Appended::New(message)
