@@ -44,6 +44,10 @@ struct Run {
     /// Clients in the connect storm
     #[arg(long)]
     storm: Option<u32>,
+    /// The fan-out's loads, in sends per second, in place of the climb's: `12000,12000,12000` looks at one load
+    /// three times, on one server from its start
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<u32>,
     /// The release WASM bundle whose size to report
     #[arg(long)]
     wasm: Option<PathBuf>,
@@ -168,6 +172,9 @@ async fn run_all(run: Run) -> anyhow::Result<()> {
     }
     if let Some(storm) = run.storm {
         options.storm_clients = storm;
+    }
+    if !run.rates.is_empty() {
+        options.fanout.rates = run.rates;
     }
     if run.wasm.is_some() {
         options.wasm = run.wasm;
