@@ -302,13 +302,18 @@ async fn fanout_step(
             let slot = phase_slot(i as u32, config.users_per_room, config.rooms);
             let phase = interval.mul_f64(f64::from(slot) / count);
             tokio::spawn(async move {
-                let mut pending = Vec::with_capacity(sends_each as usize);
+                let mut pending = tokio::task::JoinSet::new();
                 for n in 0..sends_each {
                     tokio::time::sleep_until(started + phase + interval * n).await;
+                    // The sends already acknowledged are let go of as the step goes. Kept to the end, the 60,000
+                    // finished tasks of a step at 12,000 sends/s were all joined and freed in its last few
+                    // milliseconds, on the generator's one core, and the deliveries sent then waited up to 60 ms:
+                    // the step's p99.9 was 33-38 ms for that alone (4-5 ms since).
+                    while pending.try_join_next().is_some() {}
                     let probe = Probe { step, sent_micros: now_micros(), sender: user.index, n };
                     let (user, accepted, failed, acks) = (user.clone(), accepted.clone(), failed.clone(), acks.clone());
                     // Sent without waiting for the previous ack: the offered load does not slow down with the server.
-                    pending.push(tokio::spawn(async move {
+                    pending.spawn(async move {
                         let sent = Instant::now();
                         match user.send(probe.body()).await {
                             Ok(_) => {
@@ -319,9 +324,9 @@ async fn fanout_step(
                                 failed.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                    }));
+                    });
                 }
-                futures::future::join_all(pending).await;
+                while pending.join_next().await.is_some() {}
             })
         })
         .collect();
