@@ -1,6 +1,7 @@
 //! Simulated people: one [`sio_client::Client`] each, signed in to the chat namespace and in one room, sending
 //! timestamped messages and timing the ones they receive.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -242,7 +243,28 @@ impl Recorder {
 #[derive(serde::Deserialize)]
 struct Body<'a> {
     #[serde(borrow)]
-    body: std::borrow::Cow<'a, str>,
+    body: Cow<'a, str>,
+}
+
+/// The `body` of a chat message's JSON text, borrowed from it: nothing else of the message is needed here.
+///
+/// Found by its key first. Parsing the whole message to read one field (serde_json scanning every other string)
+/// was 4.6% of the generator's core at 100,000 deliveries a second. Inside a JSON string every quote is escaped,
+/// so `"body":"` preceded by `{` or `,` is a key, and a `ChatMessage` has no other `body` key (its `from` has
+/// `name` and `id`). A body with an escape in it, or no such key, goes through serde_json.
+fn body_of(json: &str) -> Option<Cow<'_, str>> {
+    const KEY: &str = "\"body\":\"";
+    if let Some(at) = json.find(KEY)
+        && matches!(json[..at].bytes().next_back(), Some(b'{' | b','))
+    {
+        let rest = &json[at + KEY.len()..];
+        if let Some(end) = rest.find(['"', '\\'])
+            && rest.as_bytes()[end] == b'"'
+        {
+            return Some(Cow::Borrowed(&rest[..end]));
+        }
+    }
+    serde_json::from_str::<Body<'_>>(json).ok().map(|message| message.body)
 }
 
 /// Which of each sender's numbers one receiver has had in one step: a bit per number. Senders number their
@@ -290,9 +312,8 @@ pub fn receive(user: &mut User, recorder: Arc<Recorder>) -> Option<tokio::task::
         // come): a set of everything a run delivered grew to millions and its rehashing slowed the generator.
         let mut seen: BTreeMap<u32, Seen> = BTreeMap::new();
         while let Some(event) = messages.next().await {
-            // The body only, borrowed from the message's JSON text: nothing else of it is needed here.
-            let body = event.args.first().and_then(|message| serde_json::from_str::<Body<'_>>(message.json()).ok());
-            if let Some(probe) = body.and_then(|body| Probe::parse(&body.body)) {
+            let body = event.args.first().and_then(|message| body_of(message.json()));
+            if let Some(probe) = body.and_then(|body| Probe::parse(&body)) {
                 let duplicate = !seen.entry(probe.step).or_default().insert(probe.sender, probe.n);
                 while seen.len() > 2 {
                     seen.pop_first();
@@ -340,6 +361,22 @@ mod tests {
         assert!(seen.insert(7, 63));
         assert!(seen.insert(7, 64));
         assert!(!seen.insert(7, 64));
+    }
+
+    #[test]
+    fn a_message_body_is_read_by_its_key_and_one_with_escapes_through_the_parser() {
+        let message =
+            r#"{"id":"m1","room":"r","seq":3,"from":{"name":"a \"body\":\"x","id":"s"},"body":"1 2 3 4","sentAt":5}"#;
+        assert_eq!(body_of(message).as_deref(), Some("1 2 3 4"));
+        // The text `"body":"` at the end of another key (one with an escaped quote) is not the key.
+        let lookalike = r#"{"x\"body":"no","body":"1 2 3 4"}"#;
+        assert_eq!(body_of(lookalike).as_deref(), Some("1 2 3 4"));
+        let escaped = r#"{"id":"m1","body":"say \"hi\"","sentAt":5}"#;
+        assert_eq!(body_of(escaped).as_deref(), Some("say \"hi\""));
+        let spaced = r#"{ "id": "m1", "body": "1 2 3 4" }"#;
+        assert_eq!(body_of(spaced).as_deref(), Some("1 2 3 4"));
+        assert_eq!(body_of(r#"{"id":"m1"}"#), None);
+        assert_eq!(body_of("not json"), None);
     }
 
     #[test]
