@@ -104,6 +104,51 @@ pub async fn sleep_until(deadline: Option<Millis>) {
     }
 }
 
+/// The driver's timer for its next deadline, kept from one wait to the next. The driver waits once for every
+/// packet it receives, and a new timer each time was put into Tokio's timer wheel and taken out again for every
+/// packet (about 1% of the load generator's core); the deadline itself changes only with a heartbeat or an ack.
+#[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
+#[derive(Debug, Default)]
+pub struct Timer {
+    /// Made at the first wait, inside the driver's task (a Tokio timer needs the runtime), with its deadline.
+    sleep: Option<(Millis, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+}
+
+#[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
+impl Timer {
+    /// Sleeps until `deadline`, or forever when there is none, as [`sleep_until`] does.
+    pub async fn until(&mut self, deadline: Option<Millis>) {
+        let Some(at) = deadline else {
+            return std::future::pending().await;
+        };
+        let when = || tokio::time::Instant::now() + now().until(at);
+        match &mut self.sleep {
+            Some((set, sleep)) if *set == at => sleep.as_mut().await,
+            Some((set, sleep)) => {
+                *set = at;
+                sleep.as_mut().reset(when());
+                sleep.as_mut().await;
+            }
+            None => {
+                let sleep = self.sleep.insert((at, Box::pin(tokio::time::sleep_until(when()))));
+                sleep.1.as_mut().await;
+            }
+        }
+    }
+}
+
+/// In the browser each wait sets a timer of its own, as [`sleep_until`] does: gloo's timers cannot be moved.
+#[cfg(target_arch = "wasm32")]
+#[derive(Debug, Default)]
+pub struct Timer;
+
+#[cfg(target_arch = "wasm32")]
+impl Timer {
+    pub async fn until(&mut self, deadline: Option<Millis>) {
+        sleep_until(deadline).await;
+    }
+}
+
 /// Runs `future` for at most `limit`; past it, a [`TransportError`](crate::transport::TransportError) says so.
 #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
 pub async fn within<T, E: std::fmt::Display>(
