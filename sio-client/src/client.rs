@@ -3,7 +3,14 @@
 
 #![cfg_attr(not(any(target_arch = "wasm32", feature = "tokio")), allow(dead_code))]
 
-use std::collections::BTreeMap;
+/// The driver's small maps (namespaces, the events listened to, acks in flight: a few entries each). Natively,
+/// B-trees: an event's lookup in a hash map hashed its namespace and name with SipHash, 1.2% of the load
+/// generator's core. In the browser, hash maps: the bundle carries hashbrown's code anyway, and B-trees of these
+/// three types added 2.7 KB to it (gzipped), for lookups a page makes a few times a second.
+#[cfg(not(target_arch = "wasm32"))]
+type SmallMap<K, V> = std::collections::BTreeMap<K, V>;
+#[cfg(target_arch = "wasm32")]
+type SmallMap<K, V> = std::collections::HashMap<K, V>;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -211,9 +218,9 @@ impl ClientBuilder {
             max_incoming: self.max_incoming,
             connect_timeout: self.config.connect_timeout,
             manager: Manager::new(self.config, crate::rt::seed()),
-            namespaces: BTreeMap::new(),
-            subscriptions: BTreeMap::new(),
-            acks: BTreeMap::new(),
+            namespaces: SmallMap::new(),
+            subscriptions: SmallMap::new(),
+            acks: SmallMap::new(),
             timer: crate::rt::Timer::default(),
             state_watchers: Vec::new(),
             state: state.clone(),
@@ -454,11 +461,9 @@ struct Driver {
     max_incoming: usize,
     connect_timeout: Duration,
     manager: Manager,
-    // B-trees, not hash maps: they hold a few entries each (namespaces, the events listened to, acks in flight),
-    // and an event's lookup hashed its namespace and name with SipHash, 1.2% of the load generator's core.
-    namespaces: BTreeMap<String, Vec<mpsc::UnboundedSender<SocketEvent>>>,
-    subscriptions: BTreeMap<(String, String), Vec<mpsc::UnboundedSender<RawEvent>>>,
-    acks: BTreeMap<u64, AckReply>,
+    namespaces: SmallMap<String, Vec<mpsc::UnboundedSender<SocketEvent>>>,
+    subscriptions: SmallMap<(String, String), Vec<mpsc::UnboundedSender<RawEvent>>>,
+    acks: SmallMap<u64, AckReply>,
     /// What the driver's loop waits on for its next deadline (see [`crate::rt::Timer`]).
     #[cfg(any(target_arch = "wasm32", feature = "tokio"))]
     timer: crate::rt::Timer,
