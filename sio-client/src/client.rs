@@ -221,7 +221,7 @@ impl ClientBuilder {
             namespaces: SmallMap::new(),
             subscriptions: SmallMap::new(),
             acks: SmallMap::new(),
-            timer: crate::rt::Timer::default(),
+            timer: crate::rt::Timer::new(),
             state_watchers: Vec::new(),
             state: state.clone(),
             closed: false,

@@ -116,6 +116,10 @@ pub struct Timer {
 
 #[cfg(all(not(target_arch = "wasm32"), feature = "tokio"))]
 impl Timer {
+    pub fn new() -> Self {
+        Self { sleep: None }
+    }
+
     /// Sleeps until `deadline`, or forever when there is none, as [`sleep_until`] does.
     pub async fn until(&mut self, deadline: Option<Millis>) {
         let Some(at) = deadline else {
@@ -144,6 +148,10 @@ pub struct Timer;
 
 #[cfg(target_arch = "wasm32")]
 impl Timer {
+    pub fn new() -> Self {
+        Self
+    }
+
     pub async fn until(&mut self, deadline: Option<Millis>) {
         sleep_until(deadline).await;
     }
