@@ -3,14 +3,6 @@
 
 #![cfg_attr(not(any(target_arch = "wasm32", feature = "tokio")), allow(dead_code))]
 
-/// The driver's small maps (namespaces, the events listened to, acks in flight: a few entries each). Natively,
-/// B-trees: an event's lookup in a hash map hashed its namespace and name with SipHash, 1.2% of the load
-/// generator's core. In the browser, hash maps: the bundle carries hashbrown's code anyway, and B-trees of these
-/// three types added 2.7 KB to it (gzipped), for lookups a page makes a few times a second.
-#[cfg(not(target_arch = "wasm32"))]
-type SmallMap<K, V> = std::collections::BTreeMap<K, V>;
-#[cfg(target_arch = "wasm32")]
-type SmallMap<K, V> = std::collections::HashMap<K, V>;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +16,15 @@ use serde_json::Value;
 use crate::manager::{AckFailure, Action, EmitOptions, Output};
 use crate::manager::{Config, ConnectionState, DisconnectReason, EmitError, Manager, TransportKind};
 use crate::packet::Arg;
+
+/// The driver's small maps (namespaces, the events listened to, acks in flight: a few entries each). Natively,
+/// B-trees: an event's lookup in a hash map hashed its namespace and name with SipHash, 1.2% of the load
+/// generator's core. In the browser, hash maps: the bundle carries hashbrown's code anyway, and B-trees of these
+/// three types added 2.7 KB to it (gzipped), for lookups a page makes a few times a second.
+#[cfg(not(target_arch = "wasm32"))]
+type SmallMap<K, V> = std::collections::BTreeMap<K, V>;
+#[cfg(target_arch = "wasm32")]
+type SmallMap<K, V> = std::collections::HashMap<K, V>;
 
 /// Something that happened to one namespace.
 #[derive(Debug, Clone, PartialEq)]
