@@ -137,10 +137,11 @@ impl Joined {
     /// At most this many messages come with a join, and at most [`HistoryPage::MAX_BYTES`] of them.
     pub const MAX_HISTORY: usize = 100;
 
-    /// At most this many members come with a join, and with each [`MembersPage`]: about 3 KB of JSON. The server
-    /// keeps each connection's largest answer allocated for the connection's life, so a join that carried a room
-    /// of 5,000 whole (150 KB) would cost that much for every one of them.
-    pub const MAX_MEMBERS: usize = 32;
+    /// At most this many members come with a join, and with each [`MembersPage`]: about 1 KB of JSON (1.3 KB
+    /// with the longest names). The server keeps each connection's largest write allocated for the connection's
+    /// life, so a join that carried a room of 5,000 whole (150 KB) would cost that much for every one of them; 32
+    /// a page cost each idle connection 0.4 KiB more than 16 (docs/performance.md, session 20).
+    pub const MAX_MEMBERS: usize = 16;
 }
 
 /// Client → server: the next members of a room this connection is in, in the order of their ids, after the

@@ -293,7 +293,7 @@ impl Presence {
     pub fn members_after(&self, room: &RoomName, after: &MemberId) -> MembersPage {
         let registry = self.registry();
         // Each node's part from where the page starts, enough of it for a page (and one more, to tell whether
-        // the list goes on): a room of thousands is not walked whole for every page of 32.
+        // the list goes on): a room of thousands is not walked whole for every page of 16.
         let starting = (Bound::Excluded(after), Bound::Unbounded);
         page(registry.view_within(room, starting, protocol::Joined::MAX_MEMBERS + 1), protocol::Joined::MAX_MEMBERS)
     }

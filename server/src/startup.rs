@@ -65,7 +65,9 @@ fn socket_io(config: &Config, hub: &Hub) -> SocketIoBuilder {
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         // Each WebSocket connection keeps a read buffer of this size for its whole life (engineioxide's default is
-        // 4 KiB). Chat frames are far smaller; a large one (an image) is still read whole, in more reads.
+        // 4 KiB). A chat frame fits (a message of 100 characters is about 250 bytes); a large one (an image) is
+        // still read whole, in more reads: a 2 MiB image in 4,096, about 3 ms more of the server's CPU than at 1 KiB
+        // (docs/performance.md, session 20).
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .max_buffer_size(SOCKET_QUEUE_PACKETS)
         .connect_timeout(NAMESPACE_CONNECT_TIMEOUT);
@@ -157,7 +159,7 @@ static ROUTES: std::sync::LazyLock<Vec<leptos_axum::AxumRouteListing>> =
     std::sync::LazyLock::new(|| generate_route_list(App));
 
 /// See [`router`]: the WebSocket read buffer of each connection.
-const WS_READ_BUFFER_BYTES: usize = 1024;
+const WS_READ_BUFFER_BYTES: usize = 512;
 
 /// Packets that may wait for one connection's writer before a further emit to it fails (and is dropped).
 /// engineioxide's default, 128, is less than one burst: a client flushing a few hundred queued messages at once

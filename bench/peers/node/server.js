@@ -43,7 +43,7 @@ function within(messages, newest) {
 }
 // As Causerie's `Joined::MAX_MEMBERS`: a join, and each "members" page, lists this many members at most, in the
 // order of their ids (each page by name), and says where the list goes on.
-const MEMBERS_PAGE = 32;
+const MEMBERS_PAGE = 16;
 
 /** The members of room `r` whose ids come after `after` (all, for null): a page by name, and the next cursor. */
 function membersAfter(r, after) {
@@ -56,7 +56,7 @@ function membersAfter(r, after) {
 }
 
 const NOTICE_INTERVAL_MS = 500;
-const CHANGES_PER_EVENT = 16;
+const CHANGES_PER_EVENT = 8;
 
 const server = http.createServer();
 const io = new Server(server, { maxHttpBufferSize: 3e6 });
