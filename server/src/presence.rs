@@ -92,14 +92,74 @@ pub type NodeId = String;
 #[derive(Debug)]
 struct Present {
     member: Member,
-    connections: HashSet<Sid>,
+    connections: FewSet<Sid>,
+}
+
+/// A set kept as a list, for the sets every connection has one of: the rooms it is in (a few at most,
+/// [`MAX_ROOMS_PER_CONNECTION`]) and, in each room, its member's connections (their tabs). A hash set's smallest
+/// table (four slots, and their control bytes) costs more than the one entry nearly all of them hold, for as long
+/// as the connection lasts.
+#[derive(Debug)]
+struct FewSet<T>(Vec<T>);
+
+impl<T> Default for FewSet<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: PartialEq> FewSet<T> {
+    /// Adds `item` unless it is in already; says whether it was added.
+    fn insert(&mut self, item: T) -> bool {
+        if self.contains(&item) {
+            return false;
+        }
+        // Room for this one only: nearly every set holds one entry its whole life.
+        self.0.reserve_exact(1);
+        self.0.push(item);
+        true
+    }
+
+    /// Takes `item` out; says whether it was in.
+    fn remove(&mut self, item: &T) -> bool {
+        let at = self.0.iter().position(|held| held == item);
+        at.map(|at| self.0.swap_remove(at)).is_some()
+    }
+
+    fn contains(&self, item: &T) -> bool {
+        self.0.contains(item)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<T> IntoIterator for FewSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a FewSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Registry {
     rooms: HashMap<RoomName, BTreeMap<MemberId, Present>>,
     /// Where each connection is, so that a connection that vanishes can be taken out of every room at once.
-    connections: HashMap<Sid, (MemberId, HashSet<RoomName>)>,
+    connections: HashMap<Sid, (MemberId, FewSet<RoomName>)>,
     /// What each other node reported: its members, room by room.
     remote: HashMap<NodeId, HashMap<RoomName, BTreeMap<MemberId, Member>>>,
 }
@@ -269,13 +329,13 @@ impl Presence {
         let members = registry.rooms.entry(room.clone()).or_default();
         let present = members
             .entry(member.id.clone())
-            .or_insert_with(|| Present { member: member.clone(), connections: HashSet::new() });
+            .or_insert_with(|| Present { member: member.clone(), connections: FewSet::default() });
         let first_here = present.connections.is_empty();
         present.connections.insert(connection);
         registry
             .connections
             .entry(connection)
-            .or_insert_with(|| (member.id.clone(), HashSet::new()))
+            .or_insert_with(|| (member.id.clone(), FewSet::default()))
             .1
             .insert(room.clone());
         if first_here {
@@ -594,6 +654,21 @@ mod tests {
 
     fn room(name: &str) -> RoomName {
         RoomName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_few_set_holds_each_item_once_and_says_what_it_changed() {
+        let mut rooms = FewSet::default();
+        assert!(rooms.insert(room("general")));
+        assert!(rooms.insert(room("rust")));
+        assert!(!rooms.insert(room("general")), "already in");
+        assert_eq!(rooms.len(), 2);
+        assert!(rooms.remove(&room("general")));
+        assert!(!rooms.remove(&room("general")), "already out");
+        assert!(!rooms.contains(&room("general")));
+        assert!(rooms.contains(&room("rust")));
+        assert!(rooms.remove(&room("rust")));
+        assert!(rooms.is_empty());
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The chat namespace: rooms, messages, presence, typing and private messages.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,8 +12,11 @@ use protocol::{
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
+use socketioxide::ParserError;
 use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler;
+use socketioxide::handler::{ConnectHandler, FromMessageParts};
+use socketioxide::socket::Socket;
+use socketioxide_core::Value;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use super::{Hub, broadcast, invalid_payload, member_channel, reply, room_channel};
@@ -24,16 +26,36 @@ use crate::store::{Appended, Keep, NewImage, NewMessage, Page, StoreError};
 
 use crate::session;
 
-/// Who a chat connection is, set by [`sign_in`] before the connection is accepted.
+/// Who a chat connection is, set by [`sign_in`] before the connection is accepted, and what its handlers keep
+/// between events. One extension behind one `Arc`: each event's handler gets a clone (a count, not a copy of the
+/// name), and an idle connection holds one allocation for it all instead of one per part.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub struct Identity(Arc<Connection>);
+
+#[derive(Debug)]
+pub struct Connection {
     pub member: Member,
+    typing: TypingClock,
+    joins: Joins,
 }
 
-/// When this connection last caused a typing notice. Shared behind a mutex because socketioxide runs each
-/// event's handler as its own task; the lock is never held across an `await`.
-#[derive(Debug, Clone, Default)]
-struct TypingClock(Arc<Mutex<Option<Instant>>>);
+impl Identity {
+    fn new(member: Member) -> Self {
+        Self(Arc::new(Connection { member, typing: TypingClock::default(), joins: Joins::default() }))
+    }
+}
+
+impl std::ops::Deref for Identity {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+/// When this connection last caused a typing notice. Behind a mutex because socketioxide runs each event's
+/// handler as its own task; the lock is never held across an `await`.
+#[derive(Debug, Default)]
+struct TypingClock(Mutex<Option<Instant>>);
 
 /// Typing events closer together than this are dropped: the notice lasts seconds, so they would add nothing.
 const TYPING_AT_MOST_EVERY: Duration = Duration::from_millis(500);
@@ -59,9 +81,10 @@ impl TypingClock {
 /// page whose join timed out) can have two joins of one room under way at once; a join whose history read then
 /// fails undoes the membership only if it is the last one and none was answered, since a later join may already
 /// have told the client it is in. Read and changed under the presence turn; the lock is never held across an
-/// `await`. At most one entry per room the connection joined, removed when a join is undone.
-#[derive(Debug, Clone, Default)]
-struct Joins(Arc<Mutex<HashMap<RoomName, JoinsOfRoom>>>);
+/// `await`. At most one entry per room the connection joined, removed when a join is undone: a list, as a
+/// connection is in a few rooms at most ([`crate::presence::MAX_ROOMS_PER_CONNECTION`]).
+#[derive(Debug, Default)]
+struct Joins(Mutex<Vec<(RoomName, JoinsOfRoom)>>);
 
 #[derive(Debug, Clone, Copy, Default)]
 struct JoinsOfRoom {
@@ -74,7 +97,17 @@ impl Joins {
     /// Returns its number.
     fn begin(&self, room: &RoomName, fresh: bool) -> u64 {
         let mut joins = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let of_room = joins.entry(room.clone()).or_default();
+        let at = match joins.iter().position(|(joined, _)| joined == room) {
+            Some(at) => at,
+            None => {
+                // Room for this one only: nearly every connection joins one room (a page is one room), and the
+                // list lasts as long as the connection.
+                joins.reserve_exact(1);
+                joins.push((room.clone(), JoinsOfRoom::default()));
+                joins.len() - 1
+            }
+        };
+        let of_room = &mut joins[at].1;
         if fresh {
             of_room.answered = false;
         }
@@ -85,7 +118,7 @@ impl Joins {
     /// The join was answered "joined".
     fn answered(&self, room: &RoomName) {
         let mut joins = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(of_room) = joins.get_mut(room) {
+        if let Some((_, of_room)) = joins.iter_mut().find(|(joined, _)| joined == room) {
             of_room.answered = true;
         }
     }
@@ -94,11 +127,14 @@ impl Joins {
     /// which case it is forgotten.
     fn undo(&self, room: &RoomName, number: u64) -> bool {
         let mut joins = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let undo = joins.get(room).is_some_and(|of_room| of_room.latest == number && !of_room.answered);
-        if undo {
-            joins.remove(room);
+        let at = joins.iter().position(|(joined, of_room)| joined == room && of_room.latest == number);
+        match at {
+            Some(at) if !joins[at].1.answered => {
+                joins.swap_remove(at);
+                true
+            }
+            _ => false,
         }
-        undo
     }
 }
 
@@ -126,7 +162,7 @@ async fn sign_in<A: Adapter>(socket: SocketRef<A>, TryData(auth): TryData<ChatAu
     let token =
         auth.session.or_else(|| session::from_headers(&socket.req_parts().headers)).unwrap_or_else(session::new_token);
     let member = Member { id: session::member_id(&token), name: auth.name };
-    socket.extensions.insert(Identity { member });
+    socket.extensions.insert(Identity::new(member));
     register_handlers(&socket);
     Ok(())
 }
@@ -135,31 +171,83 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     tracing::debug!(sid = %socket.id, transport = ?socket.transport_type(), "chat connection");
 }
 
+/// One handler for every event, [`on_event`], rather than one per event: socketioxide keeps each connection's
+/// handlers in a table of its own, and seven of them cost every idle connection a third of a kilobyte
+/// (docs/performance.md, session 20). It gets each event as socketioxide finds no handler by that name.
 fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
-    socket.extensions.insert(TypingClock::default());
-    socket.extensions.insert(Joins::default());
-    socket.on(JoinRoom::NAME, on_join::<A>);
-    socket.on(SendMessage::NAME, on_send::<A>);
-    socket.on(SendImage::NAME, on_image::<A>);
-    socket.on(Typing::NAME, on_typing::<A>);
-    socket.on(SendPrivate::NAME, on_private::<A>);
-    socket.on(LoadHistory::NAME, on_history::<A>);
-    socket.on(ListMembers::NAME, on_members::<A>);
-    socket.on_fallback(async |socket: SocketRef<A>, EventName(event): EventName| {
-        tracing::info!(sid = %socket.id, %event, "ignoring an unknown event");
-    });
+    socket.on_fallback(on_event::<A>);
     socket.on_disconnect(on_disconnect::<A>);
+}
+
+/// An event of the chat namespace, its arguments decoded as the event its name says (the decoding's error, when
+/// they are not that event's, goes to the handler: it answers with it).
+enum Incoming {
+    Join(Result<JoinRoom, ParserError>),
+    Send(Result<SendMessage, ParserError>),
+    Image(Result<(SendImage, bytes::Bytes), ParserError>),
+    Typing(Result<Typing, ParserError>),
+    Private(Result<SendPrivate, ParserError>),
+    History(Result<LoadHistory, ParserError>),
+    Members(Result<ListMembers, ParserError>),
+    Unknown(String),
+}
+
+impl<A: Adapter> FromMessageParts<A> for Incoming {
+    type Error = ParserError;
+
+    fn from_message_parts(socket: &Arc<Socket<A>>, value: &mut Value, ack: &Option<i64>) -> Result<Self, ParserError> {
+        fn decode<T: serde::de::DeserializeOwned, A: Adapter>(
+            socket: &Arc<Socket<A>>,
+            value: &mut Value,
+            ack: &Option<i64>,
+        ) -> Result<T, ParserError> {
+            match TryData::<T>::from_message_parts(socket, value, ack) {
+                Ok(TryData(decoded)) => decoded,
+            }
+        }
+        let EventName(event) = EventName::from_message_parts(socket, value, ack)?;
+        Ok(match event.as_str() {
+            JoinRoom::NAME => Self::Join(decode(socket, value, ack)),
+            SendMessage::NAME => Self::Send(decode(socket, value, ack)),
+            SendImage::NAME => Self::Image(decode(socket, value, ack)),
+            Typing::NAME => Self::Typing(decode(socket, value, ack)),
+            SendPrivate::NAME => Self::Private(decode(socket, value, ack)),
+            LoadHistory::NAME => Self::History(decode(socket, value, ack)),
+            ListMembers::NAME => Self::Members(decode(socket, value, ack)),
+            _ => Self::Unknown(event),
+        })
+    }
+}
+
+async fn on_event<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    State(hub): State<Hub>,
+    Extension(me): Extension<Identity>,
+    incoming: Incoming,
+    ack: AckSender<A>,
+) {
+    match incoming {
+        Incoming::Join(request) => on_join(socket, io, hub, me, request, ack).await,
+        Incoming::Send(request) => on_send(socket, hub, me, request, ack).await,
+        Incoming::Image(request) => on_image(socket, hub, me, request, ack).await,
+        Incoming::Typing(request) => on_typing(socket, hub, me, request).await,
+        Incoming::Private(request) => on_private(socket, hub, me, request, ack).await,
+        Incoming::History(request) => on_history(socket, hub, me, request, ack).await,
+        Incoming::Members(request) => on_members(socket, hub, me, request, ack).await,
+        Incoming::Unknown(event) => tracing::info!(sid = %socket.id, %event, "ignoring an unknown event"),
+    }
 }
 
 async fn on_join<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    Extension(joins): Extension<Joins>,
-    TryData(request): TryData<JoinRoom>,
+    hub: Hub,
+    me: Identity,
+    request: Result<JoinRoom, ParserError>,
     ack: AckSender<A>,
 ) {
+    let joins = &me.joins;
     if let Err(refusal) = spend_read(&hub, &me) {
         return reply::<Joined>(ack, Err(refusal));
     }
@@ -231,7 +319,7 @@ async fn on_join<A: Adapter>(
             joins.answered(&room);
             let joined = Joined {
                 room,
-                you: me.member,
+                you: me.member.clone(),
                 members: first_members.members,
                 more_members: first_members.more,
                 history: page.messages,
@@ -432,10 +520,9 @@ fn not_in_room(room: &protocol::RoomName) -> ErrorBody {
 
 async fn on_send<A: Adapter>(
     socket: SocketRef<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    Extension(clock): Extension<TypingClock>,
-    TryData(request): TryData<SendMessage>,
+    hub: Hub,
+    me: Identity,
+    request: Result<SendMessage, ParserError>,
     ack: AckSender<A>,
 ) {
     let request = match admit(&hub, &me, socket.id, request, |request: &SendMessage| &request.room) {
@@ -445,13 +532,13 @@ async fn on_send<A: Adapter>(
     let new = NewMessage {
         id: new_id(),
         room: request.room,
-        from: me.member,
+        from: me.member.clone(),
         body: request.body,
         sent_at: now(),
         client_id: request.client_id,
         image: None,
     };
-    publish(&socket, &hub, &clock, new, ack).await;
+    publish(&socket, &hub, &me.typing, new, ack).await;
 }
 
 /// The largest width or height accepted, in pixels: beyond it an image is more likely a decompression bomb than a
@@ -464,10 +551,9 @@ pub const MAX_IMAGE_PIXELS: usize = 40_000_000;
 
 async fn on_image<A: Adapter>(
     socket: SocketRef<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    Extension(clock): Extension<TypingClock>,
-    TryData(request): TryData<(SendImage, bytes::Bytes)>,
+    hub: Hub,
+    me: Identity,
+    request: Result<(SendImage, bytes::Bytes), ParserError>,
     ack: AckSender<A>,
 ) {
     let request = request
@@ -483,13 +569,13 @@ async fn on_image<A: Adapter>(
     let new = NewMessage {
         id: new_id(),
         room: request.room,
-        from: me.member,
+        from: me.member.clone(),
         body: request.caption,
         sent_at: now(),
         client_id: request.client_id,
         image: Some(image),
     };
-    publish(&socket, &hub, &clock, new, ack).await;
+    publish(&socket, &hub, &me.typing, new, ack).await;
 }
 
 /// Checks an image's bytes whatever the client said (its kind, its size), reads its dimensions and prepares it for
@@ -559,17 +645,11 @@ async fn publish<A: Adapter>(
     reply(ack, Ok(MessageAccepted { message }));
 }
 
-async fn on_typing<A: Adapter>(
-    socket: SocketRef<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    Extension(clock): Extension<TypingClock>,
-    TryData(request): TryData<Typing>,
-) {
+async fn on_typing<A: Adapter>(socket: SocketRef<A>, hub: Hub, me: Identity, request: Result<Typing, ParserError>) {
     let Ok(Typing { room }) = request else {
         return tracing::debug!(sid = %socket.id, "ignoring a malformed typing event");
     };
-    if !hub.presence.is_in(&room, socket.id) || !clock.tick(Instant::now()) {
+    if !hub.presence.is_in(&room, socket.id) || !me.typing.tick(Instant::now()) {
         return;
     }
     let notice = TypingNotice { room: room.clone(), member: me.member.clone() };
@@ -582,10 +662,9 @@ async fn on_typing<A: Adapter>(
 
 async fn on_private<A: Adapter>(
     socket: SocketRef<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    Extension(clock): Extension<TypingClock>,
-    TryData(request): TryData<SendPrivate>,
+    hub: Hub,
+    me: Identity,
+    request: Result<SendPrivate, ParserError>,
     ack: AckSender<A>,
 ) {
     let request = match admit(&hub, &me, socket.id, request, |request: &SendPrivate| &request.room) {
@@ -601,9 +680,9 @@ async fn on_private<A: Adapter>(
         return reply::<PrivateAccepted>(ack, Err(error));
     };
     let message =
-        PrivateMessage { id: new_id(), room: request.room, from: me.member, to, body: request.body, sent_at: now() };
+        PrivateMessage { id: new_id(), room: request.room, from: me.member.clone(), to, body: request.body, sent_at: now() };
     hub.messages_total.fetch_add(1, Ordering::Relaxed);
-    clock.reset();
+    me.typing.reset();
     // Exactly the two members' connections in this room; this one gets it in its ack.
     let recipients = || {
         let channels = [member_channel(&message.room, &message.to.id), member_channel(&message.room, &message.from.id)];
@@ -623,9 +702,9 @@ async fn on_private<A: Adapter>(
 
 async fn on_history<A: Adapter>(
     socket: SocketRef<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    TryData(request): TryData<LoadHistory>,
+    hub: Hub,
+    me: Identity,
+    request: Result<LoadHistory, ParserError>,
     ack: AckSender<A>,
 ) {
     let request = match admit_read(&hub, &me, socket.id, request, |request: &LoadHistory| &request.room, "read it") {
@@ -644,9 +723,9 @@ async fn on_history<A: Adapter>(
 
 async fn on_members<A: Adapter>(
     socket: SocketRef<A>,
-    State(hub): State<Hub>,
-    Extension(me): Extension<Identity>,
-    TryData(request): TryData<ListMembers>,
+    hub: Hub,
+    me: Identity,
+    request: Result<ListMembers, ParserError>,
     ack: AckSender<A>,
 ) {
     // No database is read (a page walks 17 entries per node, however big the room), but each answer is 1 KB
