@@ -10,9 +10,9 @@ use protocol::{
     MessageId, PresenceChanged, PrivateAccepted, PrivateMessage, RoomName, SendImage, SendMessage, SendPrivate, Typing,
     TypingNotice, UnixMillis,
 };
+use socketioxide::ParserError;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::ParserError;
 use socketioxide::extract::{AckSender, Event as EventName, Extension, SocketRef, State, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts};
 use socketioxide::socket::Socket;
@@ -679,8 +679,14 @@ async fn on_private<A: Adapter>(
         let error = ErrorBody::new(ErrorCode::NotFound, format!("That person is not in #{} any more.", request.room));
         return reply::<PrivateAccepted>(ack, Err(error));
     };
-    let message =
-        PrivateMessage { id: new_id(), room: request.room, from: me.member.clone(), to, body: request.body, sent_at: now() };
+    let message = PrivateMessage {
+        id: new_id(),
+        room: request.room,
+        from: me.member.clone(),
+        to,
+        body: request.body,
+        sent_at: now(),
+    };
     hub.messages_total.fetch_add(1, Ordering::Relaxed);
     me.typing.reset();
     // Exactly the two members' connections in this room; this one gets it in its ack.
