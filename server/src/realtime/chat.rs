@@ -387,7 +387,7 @@ pub const NOTICE_INTERVAL: Duration = Duration::from_millis(500);
 /// How many of a burst's changes go in one event. A connection's WebSocket keeps a write buffer the size of its
 /// largest write, so a whole burst in one event would cost every idle connection in a big room kilobytes. Eight
 /// (about 0.6 KB) keeps a presence event no bigger than a join's member list ([`protocol::Joined::MAX_MEMBERS`]).
-const CHANGES_PER_EVENT: usize = 8;
+pub const CHANGES_PER_EVENT: usize = 8;
 
 /// Tells this node's connections in the room that someone entered or left it, except that member's own
 /// connections. Each node announces to its own connections (see [`crate::presence`]). Call it holding

@@ -395,3 +395,31 @@ async fn typing_right_after_sending_a_message_is_shown_again() {
     next("bob's message", &mut bob_inbox).await;
     next("the second notice", &mut bob_sees).await;
 }
+
+#[tokio::test]
+async fn a_burst_of_arrivals_reaches_the_room_in_order_in_events_of_at_most_a_few_changes() {
+    let max = server::realtime::chat::CHANGES_PER_EVENT;
+    let app = spawn_app().await;
+    let (_b, bob) = app.member("Bob", "general").await;
+    let mut events = bob.on::<protocol::PresenceChanged>();
+    // Bob's arrival began a burst: the arrivals right after it wait for its end and then come together, in
+    // events of at most `max` changes each, since each recipient keeps a write buffer the size of its largest.
+    let mut people = Vec::new();
+    let count = 2 * max + 3;
+    for i in 0..count {
+        people.push(app.member(&format!("P{i:02}"), "general").await);
+    }
+    let mut names = Vec::new();
+    let mut largest = 0;
+    while names.len() < count {
+        let event = next("a presence event at Bob's", &mut events).await;
+        assert!(event.changes.len() <= max, "{} changes in one event", event.changes.len());
+        largest = largest.max(event.changes.len());
+        names.extend(
+            event.changes.iter().filter_map(|change| change.clone().joined()).map(|m| m.name.as_str().to_owned()),
+        );
+    }
+    let expected: Vec<String> = (0..count).map(|i| format!("P{i:02}")).collect();
+    assert_eq!(names, expected, "every arrival, once, in order");
+    assert!(largest > 1, "the arrivals came together, not one event each");
+}
