@@ -159,9 +159,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         // A profiler writes its output only when the program exits on its own: ask politely (SIGTERM makes
-        // Causerie shut down) and wait for it, with a deadline. Without one, SIGKILL.
+        // Causerie shut down) and wait for it, with a deadline. Without one, SIGKILL. Only the server is asked:
+        // a profiler's own helpers in the group (heaptrack's interpreter and its zstd) would die of SIGTERM halfway
+        // through writing the profile, which then comes out empty or truncated.
         let Some(pid) = self.pid() else { return };
-        if !self.launcher.server_wrapper.is_empty() && signal_group(pid, "TERM") {
+        let asked = !self.launcher.server_wrapper.is_empty()
+            && (signal_named(pid, &process_name(&self.launcher, self.target), "TERM") || signal_group(pid, "TERM"));
+        if asked {
             let deadline = Instant::now() + Duration::from_secs(120);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -181,6 +185,32 @@ fn signal_group(pid: u32, signal: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Sends `signal` to the processes named `name` in the process group led by `pid`; says whether any got it.
+fn signal_named(pid: u32, name: &str, signal: &str) -> bool {
+    std::process::Command::new("pkill")
+        .args([format!("-{signal}"), "-g".to_owned(), pid.to_string(), "-x".to_owned(), name.to_owned()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The name the kernel gives `target`'s server process (its executable's file name, cut to the 15 bytes Linux
+/// keeps), whatever wrapper runs it.
+fn process_name(launcher: &Launcher, target: Target) -> String {
+    let name = match target {
+        Target::Node => "node".to_owned(),
+        Target::Causerie | Target::CauserieSqlite | Target::CauserieNode => {
+            launcher.bench_exe.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
+        }
+    };
+    name.chars()
+        .scan(0, |bytes, c| {
+            *bytes += c.len_utf8();
+            (*bytes <= 15).then_some(c)
+        })
+        .collect()
 }
 
 fn log_path(launcher: &Launcher, port: u16) -> PathBuf {
@@ -296,4 +326,28 @@ fn clock_ticks() -> f64 {
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launcher(exe: &str) -> Launcher {
+        Launcher {
+            bench_exe: PathBuf::from(exe),
+            node_peer: PathBuf::from("server.js"),
+            work_dir: PathBuf::from("/tmp"),
+            server_cpus: None,
+            server_wrapper: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_server_process_is_named_as_the_kernel_names_it_cut_to_fifteen_bytes() {
+        let short = launcher("/work/target/release/causerie-bench");
+        assert_eq!(process_name(&short, Target::Causerie), "causerie-bench");
+        assert_eq!(process_name(&short, Target::Node), "node");
+        let long = launcher("/work/target/release/deps/causerie_bench-0123456789abcdef");
+        assert_eq!(process_name(&long, Target::CauserieSqlite), "causerie_bench-");
+    }
 }
