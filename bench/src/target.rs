@@ -205,12 +205,11 @@ fn process_name(launcher: &Launcher, target: Target) -> String {
             launcher.bench_exe.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
         }
     };
-    name.chars()
-        .scan(0, |bytes, c| {
-            *bytes += c.len_utf8();
-            (*bytes <= 15).then_some(c)
-        })
-        .collect()
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
 }
 
 fn log_path(launcher: &Launcher, port: u16) -> PathBuf {

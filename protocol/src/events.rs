@@ -139,8 +139,9 @@ impl Joined {
 
     /// At most this many members come with a join, and with each [`MembersPage`]: about 1 KB of JSON (1.3 KB
     /// with the longest names). The server keeps each connection's largest write allocated for the connection's
-    /// life, so a join that carried a room of 5,000 whole (150 KB) would cost that much for every one of them; 32
-    /// a page cost each idle connection 0.4 KiB more than 16 (docs/performance.md, session 20).
+    /// life, so a join that carried a room of 5,000 whole (150 KB) would cost that much for every one of them.
+    /// Pages of 32 and presence events of 16 changes cost each idle connection 0.8 KiB more than 16 and 8
+    /// (docs/performance.md, session 20).
     pub const MAX_MEMBERS: usize = 16;
 }
 
